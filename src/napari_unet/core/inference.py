@@ -1,0 +1,391 @@
+"""Tiled, batched, seam-free inference.
+
+:func:`iter_predict` is a generator: it yields :class:`Progress` events and finally returns
+the class probabilities (``return`` value of the generator, i.e. ``StopIteration.value``).
+:func:`predict` runs it to the end. Data flow: image → axes layout → one global per-channel
+normalisation → tiles (batched) → network → softmax → blended into the output.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from dataclasses import dataclass
+from itertools import product
+from typing import Any, Callable, Generator, Sequence
+
+import numpy as np
+import torch
+
+from .axes import Layout, guess_axes, plan_layout
+from .model import UNet
+from .normalize import apply_range, percentile_range, strided_sample
+from .tiling import TileGrid, round_up
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+@dataclass(frozen=True)
+class Progress:
+    """One progress event of a long computation.
+
+    Attributes
+    ----------
+    step, total : int
+        Work done so far and in all (tiles for ``stage == "tiles"``).
+    stage : str
+        ``"normalise"``, ``"tiles"``, ``"retry"`` (smaller tiles after running out of GPU
+        memory) or ``"done"``.
+    message : str
+        Short human-readable text.
+    """
+
+    step: int
+    total: int
+    stage: str
+    message: str = ""
+
+    @property
+    def fraction(self) -> float:
+        return self.step / self.total if self.total else 1.0
+
+
+# ---------------------------------------------------------------------------- devices
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; ``"gpu"`` means the first CUDA GPU.
+
+    Raises ValueError for unknown names and for a GPU that is not there.
+    """
+    if isinstance(device, torch.device):
+        return device
+    name = (device or "auto").strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "gpu":
+        name = "cuda"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) present")
+    elif dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise ValueError(f"device {device!r} asked for, but Apple MPS is not available")
+    elif dev.type != "cpu":
+        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for ``precision`` on ``device``; None means the model's own dtype."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "float32":
+        return None
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and precision == "float16":
+        raise ValueError("precision 'float16' is not supported on the CPU; use 'bfloat16' or 'float32'")
+    return torch.bfloat16 if precision == "bfloat16" else torch.float16
+
+
+def _free_memory(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def default_halo(model: UNet) -> int:
+    """The network's receptive radius rounded up to a multiple of ``2**depth`` (2D), and
+    half of it for 3D models, whose tiles are small."""
+    radius = model.receptive_radius()
+    if model.ndim == 3:
+        radius = radius // 2
+    return round_up(radius, model.size_multiple)
+
+
+def default_tile_and_batch(model: UNet, device: torch.device, halo: int, autocast: torch.dtype | None) -> tuple[int, int]:
+    """Tile edge and batch size from the device's free memory and the network's width.
+
+    Activations of a U-Net cost about ``base_features * 8`` values per pixel at their peak
+    in inference; we budget a quarter of free host memory (CPU) or half of free GPU memory.
+    """
+    bytes_per_value = 2 if autocast is not None else next(model.parameters()).element_size()
+    per_px = model.config["base_features"] * 8 * bytes_per_value
+    budget = _free_memory(device) * (0.5 if device.type == "cuda" else 0.25)
+    budget = min(budget, 24 << 30)
+    minimum = 2 * halo + 4 * model.size_multiple
+    if model.ndim == 2:
+        cap = 2048 if device.type == "cuda" else 1024
+        tile = int(math.sqrt(budget / per_px))
+    else:
+        cap = 256 if device.type == "cuda" else 128
+        tile = int(round(budget / per_px) ** (1 / 3))
+    tile = max(minimum, min(cap, tile))
+    tile = round_up(tile, model.size_multiple)
+    tile_bytes = per_px * tile**model.ndim
+    batch = int(max(1, min(16 if device.type == "cuda" else 4, budget // tile_bytes)))
+    return tile, batch
+
+
+# ---------------------------------------------------------------------------- planning
+def plan_for(
+    image: Any,
+    model: UNet,
+    *,
+    axes: str | None = None,
+    channels: int | str | Sequence[int | str] | None = None,
+    channel_names: Sequence[str] | None = None,
+    image_name: str = "image",
+) -> Layout:
+    """:func:`~napari_unet.core.axes.plan_layout` for ``image`` and ``model`` (axes guessed with a warning when None)."""
+    if not hasattr(image, "shape") or not hasattr(image, "ndim"):
+        raise TypeError(f"image must be an array (numpy, dask, memmap), got {type(image).__name__}")
+    if axes is None:
+        axes = guess_axes(image.shape)
+    return plan_layout(
+        image.shape, axes, model_channels=model.in_channels, model_ndim=model.ndim,
+        channels=channels, channel_names=channel_names,
+        model_channel_names=model.spec.channel_names, image_name=image_name,
+    )
+
+
+def compute_percentiles(view: Any, layout: Layout, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model-channel percentiles over the whole arranged image ``view`` (work axes)."""
+    c_axis = len(layout.loop_axes)
+    sample = strided_sample(view, keep=(c_axis,))
+    sample = np.moveaxis(sample, c_axis, 0)
+    sample = layout.select(sample)
+    return percentile_range(sample, low, high, channel_axis=0)
+
+
+class _TileOutOfMemory(Exception):
+    """One tile alone does not fit on the GPU."""
+
+
+def _is_oom(err: BaseException) -> bool:
+    oom = getattr(torch.cuda, "OutOfMemoryError", None)
+    if oom is not None and isinstance(err, oom):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+# ---------------------------------------------------------------------------- predicting
+def iter_predict(
+    image: Any,
+    model: UNet,
+    *,
+    axes: str | None = None,
+    channels: int | str | Sequence[int | str] | None = None,
+    channel_names: Sequence[str] | None = None,
+    tile_size: int | Sequence[int] | None = None,
+    halo: int | Sequence[int] | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = "auto",
+    precision: str = "auto",
+    percentiles: tuple[float, float] | None = None,
+    image_name: str = "image",
+    layout_order: bool = False,
+) -> Generator[Progress, None, np.ndarray]:
+    """Predict class probabilities for ``image`` tile by tile, yielding progress.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, memory-mapped or dask array with axes ``axes``.
+    model : UNet
+        The network; it is put in eval mode and moved to ``device`` (its training flag is
+        restored afterwards).
+    axes : str, optional
+        E.g. ``"TZCYX"``, ``"YXS"``. Guessed from the shape, with an
+        :class:`~napari_unet.core.axes.AxesGuessWarning`, when omitted.
+    channels : int, str or sequence, optional
+        Channels fed to the network, by index or name (see :func:`plan_layout`).
+    channel_names : sequence of str, optional
+        The image's channel names, for ``channels`` given by name.
+    tile_size, halo : int or sequence of int, optional
+        Tile edge and context per side in pixels; chosen from the device's free memory and
+        the network's receptive field when omitted (see :class:`~napari_unet.core.tiling.TileGrid`).
+    batch_size : int, optional
+        Tiles per forward pass; chosen from free memory when omitted.
+    device : str or torch.device
+        ``"auto"`` (CUDA, then MPS, then CPU), ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    precision : {"auto", "float32", "bfloat16", "float16"}
+        ``"auto"`` uses bfloat16 (or float16) autocast on CUDA and the model's dtype elsewhere.
+    percentiles : (float, float), optional
+        Normalisation percentiles; the model's own by default.
+    image_name : str
+        Used in error messages.
+    layout_order : bool
+        Return the probabilities in the internal order (classes, *loop axes, *spatial axes)
+        instead of the input's order (used by ``segment``).
+
+    Yields
+    ------
+    Progress
+
+    Returns
+    -------
+    numpy.ndarray
+        float32 probabilities (float64 for a float64 model) of shape
+        ``(n_classes, *input shape without the channel axis)``: softmax over classes, or the
+        sigmoid foreground probability for a 1-class model.
+    """
+    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
+                      image_name=image_name)
+    dev = resolve_device(device)
+    autocast = resolve_precision(precision, dev)
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    low, high = percentiles if percentiles is not None else model.spec.percentiles
+    param_dtype = next(model.parameters()).dtype
+    out_dtype = np.float64 if param_dtype == torch.float64 else np.float32
+
+    halo_ = default_halo(model) if halo is None else halo
+    auto_tile, auto_batch = default_tile_and_batch(
+        model, dev, max(np.atleast_1d(halo_)), autocast
+    )
+    tile = auto_tile if tile_size is None else tile_size
+    batch = auto_batch if batch_size is None else int(batch_size)
+
+    view = layout.arrange(image)
+    yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
+    lo, hi = compute_percentiles(view, layout, low, high)
+    log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
+
+    was_training = model.training
+    model.eval()
+    model.to(dev)
+    try:
+        while True:
+            grid = TileGrid(layout.spatial_shape, tile, halo_, multiple=model.size_multiple)
+            try:
+                probs = yield from _run_grid(
+                    view, layout, grid, model, dev, autocast, batch, lo, hi, param_dtype, out_dtype,
+                )
+                break
+            except _TileOutOfMemory:
+                smaller = [round_up(t // 2, model.size_multiple) for t in grid.tile_size]
+                if any(s < 2 * h + model.size_multiple for s, h in zip(smaller, grid.halo)) or smaller == list(grid.tile_size):
+                    raise MemoryError(
+                        f"the GPU ran out of memory on a single tile of {grid.tile_size} px with "
+                        f"halo {grid.halo}; use device='cpu' or a smaller halo"
+                    ) from None
+                tile, batch = smaller, 1
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {smaller}")
+    finally:
+        model.train(was_training)
+    yield Progress(1, 1, "done", "prediction finished")
+    return probs if layout_order else layout.to_output_order(probs, lead=1)
+
+
+def _run_grid(
+    view: Any, layout: Layout, grid: TileGrid, model: UNet, dev: torch.device,
+    autocast: torch.dtype | None, batch: int, lo: np.ndarray, hi: np.ndarray,
+    param_dtype: torch.dtype, out_dtype: Any,
+) -> Generator[Progress, None, np.ndarray]:
+    """Run every tile of every plane through the network; return blended probabilities in
+    layout order (classes, *loop, *spatial)."""
+    loop_shape = layout.loop_shape
+    n_classes = model.n_classes
+    probs = np.zeros((n_classes, *loop_shape, *grid.shape), dtype=out_dtype)
+    tiles = list(grid)
+    windows = {t.start: grid.window(t, out_dtype) for t in tiles}
+    jobs = list(product(list(np.ndindex(*loop_shape)), tiles))
+    total = len(jobs)
+    done = 0
+    np_dtype = np.float64 if param_dtype == torch.float64 else np.float32
+    yield Progress(0, total, "tiles", f"{total} tiles of {grid.tile_size} px")
+    with torch.inference_mode():
+        while done < total:
+            chunk = jobs[done: done + batch]
+            x = np.stack([
+                apply_range(layout.select(grid.read(view[loop], t)), lo, hi, np_dtype)
+                for loop, t in chunk
+            ])
+            out, batch = _forward_split(model, x, dev, autocast, param_dtype, batch)
+            for (loop, t), p in zip(chunk, out):
+                img_sl, til_sl = grid.valid(t)
+                w = windows[t.start]
+                target = probs[(slice(None), *loop, *img_sl)]
+                target += p[(slice(None), *til_sl)] * w[til_sl]
+            done += len(chunk)
+            yield Progress(done, total, "tiles", f"tile {done}/{total}")
+    wsum = grid.weight_sum(out_dtype)
+    probs /= wsum
+    return probs
+
+
+def _forward_split(
+    model: UNet, x: np.ndarray, dev: torch.device, autocast: torch.dtype | None,
+    param_dtype: torch.dtype, batch: int,
+) -> tuple[np.ndarray, int]:
+    """Forward ``x`` (N, C, ...) and return (probabilities (N, K, ...), batch size that worked).
+
+    On a GPU out-of-memory error the batch is split in halves; a single tile that does not
+    fit raises :class:`_TileOutOfMemory`.
+    """
+    try:
+        xt = torch.from_numpy(x).to(dev, dtype=param_dtype, non_blocking=True)
+        if autocast is not None:
+            with torch.autocast(device_type=dev.type, dtype=autocast):
+                logits = model(xt)
+        else:
+            logits = model(xt)
+        logits = logits.float() if logits.dtype != torch.float64 else logits
+        p = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+        return p.cpu().numpy(), batch
+    except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
+        if not _is_oom(err):
+            raise
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        if len(x) == 1:
+            raise _TileOutOfMemory() from err
+        half = len(x) // 2
+        log.info("GPU out of memory with %d tiles per batch; trying %d", len(x), half)
+        a, _ = _forward_split(model, x[:half], dev, autocast, param_dtype, half)
+        b, _ = _forward_split(model, x[half:], dev, autocast, param_dtype, half)
+        return np.concatenate([a, b]), max(1, half)
+
+
+def predict(
+    image: Any,
+    model: UNet,
+    *,
+    progress: Callable[[Progress], Any] | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Run :func:`iter_predict` to the end and return the probabilities.
+
+    ``progress``, if given, is called with every :class:`Progress` event.
+    """
+    gen = iter_predict(image, model, **options)
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)

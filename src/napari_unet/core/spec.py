@@ -1,0 +1,130 @@
+"""What a model expects and produces, besides its weights: :class:`ModelSpec`.
+
+Stored in the model file next to the architecture (see ``docs/model-file.md``). Plain data,
+no torch import.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+TARGETS = ("semantic", "instances")
+
+
+@dataclass
+class ModelSpec:
+    """Description of a model's input and output.
+
+    Attributes
+    ----------
+    channel_names : list of str
+        One name per input channel, in the order the network takes them.
+    class_names : list of str
+        One name per output class; class 0 is background.
+    target : {"semantic", "instances"}
+        ``"instances"`` models were trained on background / interior / boundary targets and
+        their labels come from a seeded watershed; ``"semantic"`` models predict classes.
+    boundary_class : int or None
+        Index of the boundary class for instance models.
+    normalization : dict
+        ``{"method": "percentile", "low": 1.0, "high": 99.8}``: per-channel percentiles
+        over the whole image mapped to 0 and 1.
+    axes : str
+        Spatial axes the network runs on: ``"YX"`` (2D) or ``"ZYX"`` (3D).
+    pixel_size : list of float or None
+        Physical pixel size (per spatial axis) of the training data, if known.
+    object_size : float or None
+        Typical object diameter in pixels in the training data, if known.
+    description : str
+        Free text shown to users.
+    training : dict
+        Training record: data, epochs, metrics, ... (free form, JSON-serialisable).
+    """
+
+    channel_names: list[str] = field(default_factory=lambda: ["channel 0"])
+    class_names: list[str] = field(default_factory=lambda: ["background", "foreground"])
+    target: str = "semantic"
+    boundary_class: int | None = None
+    normalization: dict[str, Any] = field(
+        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
+    )
+    axes: str = "YX"
+    pixel_size: list[float] | None = None
+    object_size: float | None = None
+    description: str = ""
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def default(cls, in_channels: int, n_classes: int, ndim: int = 2) -> ModelSpec:
+        """A spec with generic names matching an architecture."""
+        if n_classes == 1:
+            classes = ["foreground"]
+        elif n_classes == 2:
+            classes = ["background", "foreground"]
+        else:
+            classes = ["background"] + [f"class {i}" for i in range(1, n_classes)]
+        return cls(
+            channel_names=[f"channel {i}" for i in range(in_channels)],
+            class_names=classes,
+            axes="ZYX" if ndim == 3 else "YX",
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
+        """Build from a dict; unknown keys are ignored (newer writers may add some)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    @property
+    def percentiles(self) -> tuple[float, float]:
+        return float(self.normalization.get("low", 1.0)), float(self.normalization.get("high", 99.8))
+
+    def check_against(self, config: dict[str, Any]) -> None:
+        """Raise ValueError when the spec contradicts the architecture ``config``."""
+        if len(self.channel_names) != config["in_channels"]:
+            raise ValueError(
+                f"spec names {len(self.channel_names)} channels {self.channel_names} but the "
+                f"network takes {config['in_channels']}"
+            )
+        if len(self.class_names) != config["n_classes"]:
+            raise ValueError(
+                f"spec names {len(self.class_names)} classes {self.class_names} but the "
+                f"network outputs {config['n_classes']}"
+            )
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.boundary_class is not None and not 0 < self.boundary_class < config["n_classes"]:
+            raise ValueError(
+                f"boundary_class {self.boundary_class} is not a class index in 1..{config['n_classes'] - 1}"
+            )
+        expected_axes = "ZYX" if config["ndim"] == 3 else "YX"
+        if self.axes != expected_axes:
+            raise ValueError(
+                f"spec axes {self.axes!r} do not match a {config['ndim']}D network ({expected_axes!r})"
+            )
+        low, high = self.percentiles
+        if not 0 <= low < high <= 100:
+            raise ValueError(
+                f"normalisation percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}"
+            )
+
+    def describe(self) -> str:
+        """Human-readable one-paragraph summary."""
+        low, high = self.percentiles
+        parts = [
+            f"{len(self.channel_names)} input channel(s) ({', '.join(self.channel_names)})",
+            f"{len(self.class_names)} classes ({', '.join(self.class_names)})",
+            f"target: {self.target}",
+            f"axes: {self.axes}",
+            f"normalisation: percentiles {low:g}-{high:g}",
+        ]
+        if self.pixel_size:
+            parts.append("pixel size: " + " x ".join(f"{p:g}" for p in self.pixel_size))
+        if self.object_size:
+            parts.append(f"object size: {self.object_size:g} px")
+        text = "; ".join(parts)
+        return f"{self.description}\n{text}" if self.description else text
