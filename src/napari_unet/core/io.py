@@ -1,0 +1,413 @@
+"""Read microscopy TIFFs with their axes and calibration; write label images with provenance.
+
+Everything here is plain numpy + tifffile: no napari, no Qt, no torch.
+
+* :func:`read_image` returns an :class:`ImageFile`: the (lazily memory-mapped where possible)
+  array in the file's own axis order, its axes string, physical scale, units and channel names,
+  all taken from the file's metadata (ImageJ hyperstack, OME-TIFF or tifffile "shaped" JSON),
+  never from the file name.
+* :func:`write_labels` writes a label image atomically, as a calibrated ImageJ hyperstack when
+  ImageJ can represent it, else as a tifffile "shaped" TIFF; both record the provenance, which
+  :func:`read_provenance` gives back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import pathlib
+import re
+import tempfile
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tifffile
+
+__all__ = [
+    "ImageFile",
+    "ImageReadError",
+    "atomic_write",
+    "read_image",
+    "read_provenance",
+    "write_labels",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Axes ImageJ hyperstacks can hold, in the only order ImageJ accepts.
+IMAGEJ_AXES = "TZCYXS"
+_IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
+_UNIT_ALIASES = {
+    "µm": "micron", "μm": "micron", "um": "micron", "micron": "micron", "microns": "micron",
+    "micrometer": "micron", "micrometre": "micron",
+    "s": "sec", "sec": "sec", "second": "sec", "seconds": "sec",
+}
+# Bio-Formats slice labels look like "c:1/2 z:3/45 t:1/9 - Series name"; the prefix is position, not name.
+_BIOFORMATS_POSITION = re.compile(r"^(?:[cztCZT]:\d+/\d+\s*)+-\s*")
+# Zeiss CZI metadata that Bio-Formats copied into the ImageJ "Info" property.
+_INFO_CHANNEL_NAME = re.compile(r"^Information\|Image\|Channel\|Name(?: #(\d+))? = (.*)$", re.M)
+
+
+class ImageReadError(ValueError):
+    """A file exists but cannot be read as an image (the message names the file and the problem)."""
+
+
+@dataclass
+class ImageFile:
+    """An image read from disk, with the metadata needed to interpret it.
+
+    Attributes
+    ----------
+    data : numpy.ndarray
+        Pixel data in the file's own axis order; a read-only :class:`numpy.memmap` when the file is
+        uncompressed and contiguous. Byte order is the file's (ImageJ writes big-endian).
+    axes : str
+        Uppercase tifffile axes letters, one per dimension of ``data``, e.g. ``"ZCYX"``, ``"YXS"``.
+    scale : tuple of float
+        Physical size per axis; 1.0 where unknown and for C/S; T holds the frame interval if known.
+    units : tuple of str or None
+        Unit per axis (``"micron"``, ``"sec"``, ...), None where unknown.
+    channel_names : list of str or None
+        One name per entry of the C axis (or S axis when there is no C), when the file has them.
+    path : pathlib.Path
+        The file read.
+    metadata : dict
+        Raw metadata for provenance: ``{"kind": series kind, "imagej": dict}``, ``{"kind": "ome",
+        "ome_xml": str}``, ``{"kind": "shaped", "shaped": dict}`` or just ``{"kind": ...}``.
+    """
+
+    data: np.ndarray
+    axes: str
+    scale: tuple[float, ...]
+    units: tuple[str | None, ...]
+    channel_names: list[str] | None
+    path: pathlib.Path
+    metadata: dict = field(default_factory=dict, repr=False)
+
+
+def _norm_unit(unit: Any) -> str | None:
+    """Decode ImageJ ``\\uXXXX`` escapes and map common spellings (µm, um, s) to ImageJ's names."""
+    if not isinstance(unit, str) or not unit.strip() or unit.strip().lower() in ("pixel", "pixels"):
+        return None
+    unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit.strip())
+    return _UNIT_ALIASES.get(unit.lower() if unit.isascii() else unit, unit)
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) and value > 0 else None
+
+
+def _resolution_size(page: tifffile.TiffPage, tag: str) -> float | None:
+    """Pixel size from an X/YResolution tag (pixels per unit -> units per pixel)."""
+    res = page.tags.get(tag)
+    if res is None:
+        return None
+    num, den = res.value
+    return 1.0 / (num / den) if num and den else None
+
+
+def _imagej_calibration(tif: tifffile.TiffFile, axes: str, ij: dict) -> tuple[dict, dict]:
+    page = tif.pages[0]
+    unit = _norm_unit(ij.get("unit"))
+    sizes = {"X": _resolution_size(page, "XResolution"), "Y": _resolution_size(page, "YResolution"),
+             "Z": _positive(ij.get("spacing")), "T": _positive(ij.get("finterval"))}
+    units = {"X": unit, "Y": _norm_unit(ij.get("yunit")) or unit, "Z": _norm_unit(ij.get("zunit")) or unit,
+             "T": (_norm_unit(ij.get("tunit")) or "sec") if sizes["T"] else None}
+    return {a: s for a, s in sizes.items() if a in axes and s}, units
+
+
+def _ome_calibration(xml: str) -> tuple[dict, dict, list[str] | None]:
+    root = ET.fromstring(xml)
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return {}, {}, None
+    sizes: dict[str, float] = {}
+    units: dict[str, str | None] = {}
+    for ax, key, default_unit in (("X", "PhysicalSizeX", "µm"), ("Y", "PhysicalSizeY", "µm"),
+                                  ("Z", "PhysicalSizeZ", "µm"), ("T", "TimeIncrement", "s")):
+        size = _positive(pixels.get(key))
+        if size:
+            sizes[ax] = size
+            units[ax] = _norm_unit(pixels.get(key + "Unit", default_unit))
+    names = [ch.get("Name") for ch in pixels if ch.tag.rsplit("}", 1)[-1] == "Channel"]
+    return sizes, units, names if names and all(names) else None
+
+
+def _imagej_channel_names(ij: dict, shape: tuple[int, ...], axes: str) -> list[str] | None:
+    """Channel names from ImageJ slice 'Labels' (if they vary only with C) or Zeiss names in 'Info'."""
+    if "C" not in axes:
+        return None
+    n_channels = shape[axes.index("C")]
+    plane_axes = "".join(a for a in axes if a not in "YXS")
+    plane_shape = tuple(shape[axes.index(a)] for a in plane_axes)
+    labels = ij.get("Labels")
+    labels = [labels] if isinstance(labels, str) else labels
+    if labels and len(labels) == math.prod(plane_shape):
+        grid = np.array([_BIOFORMATS_POSITION.sub("", str(lab)).strip() for lab in labels], dtype=object)
+        grid = np.moveaxis(grid.reshape(plane_shape), plane_axes.index("C"), 0).reshape(n_channels, -1)
+        names = [str(row[0]) for row in grid]
+        if all((row == row[0]).all() for row in grid) and all(names) and len(set(names)) == n_channels:
+            return names
+    found = {int(i or 1): name.strip() for i, name in _INFO_CHANNEL_NAME.findall(str(ij.get("Info", "")))}
+    if len(found) == n_channels and sorted(found) == list(range(1, n_channels + 1)):
+        return [found[i] for i in sorted(found)]
+    return None
+
+
+def _load(path: pathlib.Path, series: tifffile.TiffPageSeries, shape: tuple[int, ...]) -> np.ndarray:
+    """Memory-map the series when its data are uncompressed and contiguous, else read it."""
+    nbytes = math.prod(shape) * series.dtype.itemsize
+    if series.dataoffset is not None and series.dataoffset + nbytes <= path.stat().st_size:
+        try:
+            data = tifffile.memmap(path, mode="r", series=0)
+            return data.reshape(shape)
+        except (ValueError, OSError) as exc:
+            logger.debug("cannot memory-map %s (%s); reading it into memory", path, exc)
+    return series.asarray().reshape(shape)
+
+
+def read_image(path: str | os.PathLike) -> ImageFile:
+    """Read the first series of a TIFF with its axes, scale, units and channel names.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF file: ImageJ hyperstack, OME-TIFF, tifffile "shaped" TIFF or plain TIFF.
+
+    Returns
+    -------
+    ImageFile
+        ``data`` has the file's own axis order (e.g. ``ZCYX`` shape ``(45, 2, 130, 133)``).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ImageReadError
+        If the file exists but is not a readable TIFF (not a TIFF, truncated, corrupt).
+    """
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"image file not found: '{path}'")
+    if not path.is_file():
+        raise ImageReadError(f"cannot read '{path}' as an image: it is not a file")
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series[0]
+            shape, axes = tuple(series.shape), series.axes.upper()
+            metadata: dict[str, Any] = {"kind": series.kind}
+            sizes: dict[str, float] = {}  # by axis letter
+            units: dict[str, str | None] = {}
+            names: list[str] | None = None
+            scale_list: list[Any] = []  # per dimension, from a shaped description
+            unit_list: list[Any] = []
+            promised = int((tif.imagej_metadata or {}).get("images", 1))
+            planes = math.prod(n for n, a in zip(shape, axes) if a not in "YXS")
+            if series.kind != "imagej" and promised > planes:
+                raise ValueError(f"the ImageJ header promises {promised} images but only {planes} can be "
+                                 "read (truncated or corrupt file)")
+            if series.kind == "imagej" and tif.imagej_metadata is not None:
+                ij = metadata["imagej"] = tif.imagej_metadata
+                sizes, units = _imagej_calibration(tif, axes, ij)
+                names = _imagej_channel_names(ij, shape, axes)
+            elif series.kind == "ome" and tif.ome_metadata:
+                metadata["ome_xml"] = tif.ome_metadata
+                sizes, units, names = _ome_calibration(tif.ome_metadata)
+            elif series.kind == "shaped" and tif.shaped_metadata:
+                meta = metadata["shaped"] = dict(tif.shaped_metadata[0])
+                full_shape, full_axes = tuple(series.get_shape(False)), series.get_axes(False).upper()
+                if list(meta.get("shape", full_shape)) not in (list(shape), list(full_shape)):
+                    raise ValueError(f"data have shape {shape} but the header promises {meta['shape']}")
+                if len(str(meta.get("axes", ""))) == len(full_axes) == len(full_shape):
+                    shape, axes = full_shape, full_axes  # keep the length-1 axes write_labels stored
+                scale_list = list(meta.get("scale") or [])
+                unit_list = list(meta.get("units") or [])
+            data = _load(path, series, shape)
+    except MemoryError:
+        raise
+    except Exception as exc:  # tifffile raises many kinds (struct.error, KeyError, ...) on corrupt files
+        raise ImageReadError(f"cannot read '{path}' as a TIFF image: {exc}") from exc
+
+    if len(scale_list) != len(axes):
+        scale_list = [sizes.get(a) for a in axes]
+    if len(unit_list) != len(axes):
+        unit_list = [units.get(a) if a in sizes else None for a in axes]
+    scale = tuple(1.0 if a in "CS" or not _positive(s) else float(s) for a, s in zip(axes, scale_list))
+    unit_tuple = tuple(None if a in "CS" else _norm_unit(u) for a, u in zip(axes, unit_list))
+    channel_axis = "C" if "C" in axes else "S"
+    if names is not None and (channel_axis not in axes or len(names) != shape[axes.index(channel_axis)]):
+        names = None
+    logger.debug("read %s: shape %s axes %s scale %s units %s", path, shape, axes, scale, unit_tuple)
+    return ImageFile(data=data, axes=axes, scale=scale, units=unit_tuple, channel_names=names,
+                     path=path, metadata=metadata)
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    On an exception the temporary file is removed and any existing ``path`` is left untouched.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The final destination; its folder must exist.
+
+    Yields
+    ------
+    pathlib.Path
+        Where to write (same folder and suffix as ``path``, so the rename is atomic).
+    """
+    path = pathlib.Path(path)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp = pathlib.Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _imagej_compatible(labels: np.ndarray, axes: str) -> bool:
+    if labels.dtype not in _IMAGEJ_DTYPES or len(set(axes)) != len(axes) or not set(axes) <= set(IMAGEJ_AXES):
+        return False
+    order = [IMAGEJ_AXES.index(a) for a in axes]
+    if order != sorted(order) or not (axes.endswith("YX") or axes.endswith("YXS")):
+        return False
+    return "S" not in axes or (labels.dtype == np.uint8 and labels.shape[-1] in (3, 4))
+
+
+def _jsonable(obj: Any) -> Any:
+    """JSON fallback for provenance values: numpy scalars/arrays become Python numbers/lists, the rest str."""
+    if isinstance(obj, (np.generic, np.ndarray)):
+        return obj.tolist()
+    return str(obj)
+
+
+def _ascii_unit(unit: str) -> str:
+    """ImageJ's own escaping of non-ASCII characters in the description ("µm" -> "\\u00B5m")."""
+    return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in unit)
+
+
+def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
+                 scale: Sequence[float] | None = None, units: Sequence[str | None] | None = None,
+                 provenance: Mapping | None = None) -> pathlib.Path:
+    """Write a label image atomically, recording axes, calibration and provenance.
+
+    uint8/uint16/float32 labels whose axes are an ordered subset of ``TZCYXS`` become an ImageJ
+    hyperstack (X/Y resolution, Z ``spacing``, T ``finterval``, ``unit``, provenance as JSON in the
+    ``Info`` property), so Fiji opens them calibrated. Anything else (uint32/int64 labels, axes
+    such as ``QYX``) becomes a tifffile "shaped" TIFF with ``axes``, ``scale``, ``units`` and
+    ``provenance`` in its JSON description.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Destination file (``.tif``).
+    labels : numpy.ndarray
+        Label image, one dimension per letter of ``axes``.
+    axes : str
+        Axes letters of ``labels``, e.g. ``"ZYX"``.
+    scale, units : sequence, optional
+        Physical size and unit per axis (as returned by :func:`read_image`).
+    provenance : Mapping, optional
+        JSON-serialisable description of how the labels were made (model, options, source image).
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+
+    Raises
+    ------
+    ValueError
+        If ``axes``, ``scale`` or ``units`` do not have one entry per dimension of ``labels``.
+    """
+    labels = np.asarray(labels)
+    axes = axes.upper()
+    if len(axes) != labels.ndim:
+        raise ValueError(f"axes '{axes}' has {len(axes)} letters but labels have {labels.ndim} "
+                         f"dimensions (shape {labels.shape})")
+    scale_list = [1.0] * labels.ndim if scale is None else [float(s) for s in scale]
+    unit_list = [None] * labels.ndim if units is None else [u if u is None else str(u) for u in units]
+    for name, seq in (("scale", scale_list), ("units", unit_list)):
+        if len(seq) != labels.ndim:
+            raise ValueError(f"{name} {seq} has {len(seq)} entries, expected {labels.ndim} for axes '{axes}'")
+    if not all(_positive(s) for s in scale_list):
+        raise ValueError(f"scale {scale_list} must be positive and finite for every axis of '{axes}'")
+    prov = json.loads(json.dumps(dict(provenance or {}), default=_jsonable))
+    path = pathlib.Path(path)
+    with atomic_write(path) as tmp:
+        if _imagej_compatible(labels, axes):
+            cal = dict(zip(axes, zip(scale_list, unit_list)))
+            meta: dict[str, Any] = {"axes": axes}
+            if "Z" in cal:
+                meta["spacing"] = cal["Z"][0]
+            if "T" in cal:
+                meta["finterval"] = cal["T"][0]
+                if cal["T"][1] and _norm_unit(cal["T"][1]) != "sec":
+                    meta["tunit"] = _ascii_unit(cal["T"][1])
+            spatial = {a: cal[a][1] for a in "XYZ" if a in cal}
+            if spatial.get("X"):
+                meta["unit"] = _ascii_unit(spatial["X"])
+                for a in "YZ":
+                    if spatial.get(a) and spatial[a] != spatial["X"]:
+                        meta[f"{a.lower()}unit"] = _ascii_unit(spatial[a])
+            if prov:
+                meta["Info"] = json.dumps({"provenance": prov}, indent=1)
+            tifffile.imwrite(tmp, labels, imagej=True, ome=False, metadata=meta,
+                             resolution=(1.0 / cal["X"][0], 1.0 / cal["Y"][0]))
+        else:
+            tifffile.imwrite(tmp, labels, ome=False, photometric="minisblack", metadata={
+                "axes": axes, "scale": scale_list, "units": unit_list, "provenance": prov})
+    logger.info("wrote labels %s %s (%s) to %s", labels.shape, labels.dtype, axes, path)
+    return path
+
+
+def read_provenance(path: str | os.PathLike) -> dict | None:
+    """Return the provenance :func:`write_labels` stored in ``path``, or None if there is none.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A TIFF written by :func:`write_labels` (ImageJ ``Info`` JSON or shaped JSON description).
+
+    Returns
+    -------
+    dict or None
+        The provenance mapping; None when the file records none (or was not written by us).
+    """
+    meta = read_image(path).metadata
+    if "shaped" in meta:
+        prov = meta["shaped"].get("provenance")
+        return dict(prov) if isinstance(prov, Mapping) and prov else None
+    info = (meta.get("imagej") or {}).get("Info")
+    if isinstance(info, str) and info.lstrip().startswith("{"):
+        try:
+            prov = json.loads(info).get("provenance")
+        except (ValueError, AttributeError):
+            return None
+        return dict(prov) if isinstance(prov, Mapping) and prov else None
+    return None
