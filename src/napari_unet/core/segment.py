@@ -1,0 +1,71 @@
+"""Image → labels: tiled prediction followed by post-processing, as one generator.
+
+:func:`iter_segment` yields the :class:`~napari_unet.core.inference.Progress` events of the
+prediction plus one for post-processing, and returns the labels array (the input's shape
+without its channel axis, input axis order).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+import numpy as np
+
+from .inference import Progress, iter_predict, plan_for
+from .model import UNet
+from .postprocess import MODES, labels_from_probabilities
+
+
+def iter_segment(
+    image: Any,
+    model: UNet,
+    *,
+    mode: str = "instances",
+    min_size: int = 0,
+    axes: str | None = None,
+    channels: Any = None,
+    channel_names: Any = None,
+    image_name: str = "image",
+    **predict_options: Any,
+) -> Generator[Progress, None, np.ndarray]:
+    """Segment ``image`` with ``model``, yielding progress; returns labels.
+
+    Parameters
+    ----------
+    image : array-like
+        numpy, memory-mapped or dask array with axes ``axes``.
+    model : UNet
+        The network.
+    mode : {"instances", "semantic"}
+        ``"instances"``: one label per object (seeded watershed on interior/boundary for
+        instance models, connected components of the foreground otherwise).
+        ``"semantic"``: the class index per pixel.
+    min_size : int
+        Objects (instances) or regions (semantic) smaller than this many pixels are removed.
+    axes, channels, channel_names, image_name, **predict_options
+        As for :func:`~napari_unet.core.inference.iter_predict`.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels (uint16, or uint32 beyond 65535 objects; uint8 class indices for semantic),
+        shape = input shape without the channel axis, axes = input axes without ``C``/``S``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
+        raise ValueError(f"min_size must be a non-negative integer (pixels), got {min_size!r}")
+    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
+                      image_name=image_name)
+    probs = yield from iter_predict(
+        image, model, axes=layout.axes, channels=channels, channel_names=channel_names,
+        image_name=image_name, layout_order=True, **predict_options,
+    )
+    yield Progress(0, 1, "postprocess", f"making {mode} labels")
+    labels = labels_from_probabilities(
+        probs, mode=mode, boundary_class=model.spec.boundary_class if model.spec.target == "instances" else None,
+        spatial_ndim=model.ndim, min_size=int(min_size),
+    )
+    del probs
+    yield Progress(1, 1, "postprocess", "labels ready")
+    return np.ascontiguousarray(layout.to_output_order(labels))
