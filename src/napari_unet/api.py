@@ -163,8 +163,9 @@ def segment(
     Returns
     -------
     numpy.ndarray
-        uint16 labels (uint32 beyond 65535 objects), the image's shape without its channel
-        axis, in the image's axis order — ready for ``viewer.add_labels``.
+        Instance labels as uint16 (uint32 beyond 65535 objects), or class indices as uint8 for
+        ``mode="semantic"``; the image's shape without its channel axis, in the image's axis
+        order — ready for ``viewer.add_labels``.
     """
     from .core.segment import iter_segment
 

@@ -38,6 +38,33 @@ def _parse_channels(text: str | None) -> list[int | str] | None:
     return out
 
 
+def _int_at_least(minimum: int) -> Any:
+    """argparse type: an integer >= ``minimum`` (bad values are usage errors, status 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = "int"
+    return parse
+
+
+# Core messages name Python keyword arguments; on the command line the options are meant.
+_CLI_WORDING = (("channels=[...]", "--channels"), ("pick one with channels=", "pick one with --channels"))
+
+
+def _cli_message(err: BaseException) -> str:
+    text = _one_line(err)
+    for api_text, cli_text in _CLI_WORDING:
+        text = text.replace(api_text, cli_text)
+    return text
+
+
 def output_stem(path: Path) -> str:
     """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``."""
     name = path.name
@@ -62,11 +89,14 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--axes", help="axes of the input when its file has none, e.g. ZCYX")
     seg.add_argument("--channels", help="channels to feed the model, by index or name: 0,2 or DAPI")
     seg.add_argument("--mode", choices=("instances", "semantic"), default="instances")
-    seg.add_argument("--min-size", type=int, default=0, help="drop objects smaller than this many pixels")
+    seg.add_argument("--min-size", type=_int_at_least(0), default=0,
+                     help="drop objects smaller than this many pixels")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    seg.add_argument("--tile-size", type=int, default=None, help="tile edge in pixels (default: from memory)")
-    seg.add_argument("--halo", type=int, default=None, help="tile context in pixels (default: from the network)")
-    seg.add_argument("--batch-size", type=int, default=None, help="tiles per forward pass")
+    seg.add_argument("--tile-size", type=_int_at_least(1), default=None,
+                     help="tile edge in pixels (default: from memory)")
+    seg.add_argument("--halo", type=_int_at_least(0), default=None,
+                     help="tile context in pixels (default: from the network)")
+    seg.add_argument("--batch-size", type=_int_at_least(1), default=None, help="tiles per forward pass")
     seg.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -83,17 +113,21 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .core.inference import plan_for
+    from .core.inference import plan_for, resolve_device
     from .core.io import read_image, write_labels
     from .core.modelfile import load_model
     from .core.progressbar import TextProgress
     from .core.segment import iter_segment
 
     channels = _parse_channels(args.channels)
+    resolve_device(args.device)  # a bad or absent device fails once, not once per input
     model = load_model(args.model)
     outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
-    if len(set(outputs)) != len(outputs):
-        raise CLIError("two inputs have the same name, so their outputs would overwrite each other")
+    seen: dict[Path, Path] = {}
+    for path, out in zip(args.inputs, outputs):
+        if out in seen:
+            raise CLIError(f"inputs {seen[out]} and {path} have the same name: both would be written to {out}")
+        seen[out] = path
     args.output.mkdir(parents=True, exist_ok=True)
     failures = 0
     for path, out in zip(args.inputs, outputs):
@@ -133,7 +167,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
         except (ValueError, TypeError, OSError, MemoryError) as err:
             failures += 1
-            print(f"napari-unet: error: {path}: {_one_line(err)}", file=sys.stderr)
+            print(f"napari-unet: error: {path}: {_cli_message(err)}", file=sys.stderr)
             continue
         n = int(labels.max()) if labels.size else 0
         what = "objects" if args.mode == "instances" else "classes max"
@@ -176,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"napari-unet: error: {err}", file=sys.stderr)
         return 1
     except (ValueError, TypeError, OSError) as err:
-        print(f"napari-unet: error: {_one_line(err)}", file=sys.stderr)
+        print(f"napari-unet: error: {_cli_message(err)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)

@@ -1,0 +1,401 @@
+"""The console API (``napari_unet.segment`` / ``predict`` / ``load_model`` / ``save_model``) with tiny real models.
+
+Two kinds of network are used:
+
+* small random U-Nets (``depth=2, base_features=4``, seeded) for structural properties: shapes,
+  dtypes, axes, probabilities summing to one, file round trips;
+* a *threshold network* whose weights are set by hand so that its result is known exactly:
+  it labels as foreground every pixel whose normalised intensity in one chosen input channel
+  is above 0.5 (see :func:`threshold_net`).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet import api
+from napari_unet.core.axes import AxesGuessWarning
+from napari_unet.core.model import UNet
+
+SQUARES = ((slice(5, 15), slice(6, 16)), (slice(20, 30), slice(25, 37)))  # 100 px and 120 px
+
+
+# ---------------------------------------------------------------------------- helpers
+def random_net(in_channels: int = 1, n_classes: int = 2, *, seed: int = 0, **spec: object) -> UNet:
+    torch.manual_seed(seed)
+    net = UNet(in_channels, n_classes, depth=2, base_features=4)
+    for key, value in spec.items():
+        setattr(net.spec, key, value)
+    return net.eval()
+
+
+def threshold_net(in_channels: int = 1, use_channel: int = 0) -> UNet:
+    """A 2-class U-Net that predicts foreground exactly where input channel ``use_channel``,
+    normalised, is above 0.5.
+
+    With ``depth=1, base_features=1, norm=False`` the network is
+    ``inc`` (conv, ReLU, conv, ReLU; 1 feature) -> skip ``s``; ``downs[0]`` (pool, two convs,
+    2 features) -> ``d``; ``ups[0]`` concatenates ``[s, upsample(d)]`` (3 features), conv, ReLU,
+    conv, ReLU -> ``f``; ``outc`` (1x1) -> logits.
+
+    Every weight and bias is set to zero, then:
+
+    * the two ``inc`` convs get a centre tap of 1 from channel ``use_channel`` (resp. the single
+      feature), so ``s = relu(relu(x)) = relu(x)``;
+    * the down path stays all-zero, so ``d = 0``;
+    * the two up convs get a centre tap of 1 from feature 0 (the skip), so ``f = relu(x)``;
+    * ``outc`` has weights ``[-1, +1]`` and biases ``[+0.5, -0.5]``: logits ``(0.5 - f, f - 0.5)``.
+
+    Class 1 wins iff ``f > 0.5`` iff ``x > 0.5``. Centre taps make zero padding, reflection
+    padding, tiling and blending irrelevant: every output pixel depends on its own input pixel.
+    """
+    net = UNet(in_channels, 2, depth=1, base_features=1, norm=False)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        net.inc[0].weight[0, use_channel, 1, 1] = 1.0
+        net.inc[2].weight[0, 0, 1, 1] = 1.0
+        net.ups[0].conv[0].weight[0, 0, 1, 1] = 1.0
+        net.ups[0].conv[2].weight[0, 0, 1, 1] = 1.0
+        net.outc.weight[:, 0, 0, 0] = torch.tensor([-1.0, 1.0])
+        net.outc.bias[:] = torch.tensor([0.5, -0.5])
+    return net.eval()
+
+
+def squares_image(squares=SQUARES, shape=(37, 41), seed: int = 0) -> np.ndarray:
+    """Dark noisy background (0..99) with bright noisy squares (900..999), uint16."""
+    rng = np.random.default_rng(seed)
+    img = rng.integers(0, 100, shape).astype(np.uint16)
+    for sl in squares:
+        region = img[sl]
+        img[sl] = rng.integers(900, 1000, region.shape)
+    return img
+
+
+def mask_of(squares=SQUARES, shape=(37, 41)) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    for sl in squares:
+        mask[sl] = True
+    return mask
+
+
+class FakeLayer:
+    """The parts of a napari Image layer the API reads (napari itself is not imported in tests/core)."""
+
+    def __init__(self, data, name="layer", axes=None, channel_names=None, rgb=False):
+        self.data = data
+        self.name = name
+        self.metadata = {}
+        if axes is not None:
+            self.metadata["axes"] = axes
+        if channel_names is not None:
+            self.metadata["channel_names"] = list(channel_names)
+        self.scale = (1.0,) * np.ndim(data)
+        self.rgb = rgb
+
+
+# ---------------------------------------------------------------------------- a real result
+def test_threshold_net_finds_exactly_the_two_squares():
+    img = squares_image()
+    labels = api.segment(img, threshold_net(), axes="YX", device="cpu")
+    assert labels.dtype == np.uint16 and labels.shape == img.shape
+    assert labels.max() == 2
+    assert set(np.unique(labels)) == {0, 1, 2}
+    np.testing.assert_array_equal(labels > 0, mask_of())
+    # each square is one object, and the two objects differ
+    ids = [np.unique(labels[sl]) for sl in SQUARES]
+    assert all(len(i) == 1 for i in ids) and ids[0][0] != ids[1][0]
+
+
+def test_threshold_net_probabilities():
+    img = squares_image()
+    probs = api.predict(img, threshold_net(), axes="YX", device="cpu")
+    assert probs.shape == (2, *img.shape) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-6)
+    np.testing.assert_array_equal(probs[1] > 0.5, mask_of())
+
+
+def test_min_size_removes_small_objects():
+    small = ((slice(33, 35), slice(2, 4)), (slice(1, 3), slice(30, 32)))  # 4 px each
+    squares = SQUARES + small
+    img = squares_image(squares)
+    net = threshold_net()
+    all_objects = api.segment(img, net, axes="YX", device="cpu")
+    big_only = api.segment(img, net, axes="YX", device="cpu", min_size=5)
+    assert all_objects.max() == 4
+    assert big_only.max() == 2
+    np.testing.assert_array_equal(big_only > 0, mask_of())
+    assert api.segment(img, net, axes="YX", device="cpu", min_size=101).max() == 1  # only the 120 px square
+
+
+# ---------------------------------------------------------------------------- shapes, axes, channels
+def test_segment_yx_array_returns_uint16_labels_of_same_shape():
+    img = np.random.default_rng(1).random((37, 41)).astype(np.float32)
+    labels = api.segment(img, random_net())
+    assert labels.shape == (37, 41)
+    assert labels.dtype == np.uint16
+
+
+def test_segment_zcyx_with_two_channel_model_returns_zyx():
+    img = np.random.default_rng(2).random((3, 2, 37, 41)).astype(np.float32)
+    labels = api.segment(img, random_net(2), axes="ZCYX", device="cpu")
+    assert labels.shape == (3, 37, 41) and labels.dtype == np.uint16
+
+
+def test_instance_ids_are_unique_across_planes():
+    plane = squares_image()
+    stack = np.stack([plane, plane[:, ::-1], plane])  # ZYX
+    labels = api.segment(stack, threshold_net(), axes="ZYX", device="cpu")
+    assert labels.shape == stack.shape
+    assert labels.max() == 6
+    for z in range(3):
+        assert len(np.unique(labels[z])) == 3  # background + 2 objects per plane
+    np.testing.assert_array_equal(labels[0] > 0, mask_of())
+    np.testing.assert_array_equal(labels[1] > 0, mask_of()[:, ::-1])
+
+
+def test_axes_order_is_kept_in_the_output():
+    plane = squares_image()
+    yxz = np.stack([plane, plane], axis=-1)  # axes YXZ
+    labels = api.segment(yxz, threshold_net(), axes="YXZ", device="cpu")
+    assert labels.shape == yxz.shape
+    np.testing.assert_array_equal(labels[..., 0] > 0, mask_of())
+    np.testing.assert_array_equal(labels[..., 1] > 0, mask_of())
+
+
+def test_channels_by_name_from_a_layer():
+    bright = squares_image()
+    one_square = squares_image(SQUARES[:1], seed=1)
+    dark = np.random.default_rng(2).integers(0, 100, bright.shape).astype(np.uint16)
+    layer = FakeLayer(np.stack([dark, bright, one_square]), name="cells", axes="CYX",
+                      channel_names=["membrane", "nuclei", "golgi"])
+    net = threshold_net()
+    nuclei = api.segment(layer, net, channels=["nuclei"], device="cpu")
+    assert nuclei.shape == (37, 41)
+    np.testing.assert_array_equal(nuclei > 0, mask_of())
+    assert nuclei.max() == 2
+    golgi = api.segment(layer, net, channels="golgi", device="cpu")
+    np.testing.assert_array_equal(golgi > 0, mask_of(SQUARES[:1]))
+    by_index = api.segment(layer, net, channels=1, device="cpu")
+    np.testing.assert_array_equal(by_index, nuclei)
+
+
+def test_channel_order_follows_channels_argument():
+    a = squares_image()
+    b = squares_image(SQUARES[:1], seed=1)
+    layer = FakeLayer(np.stack([a, b]), axes="CYX", channel_names=["A", "B"])
+    net = threshold_net(2, use_channel=0)  # looks only at the first channel it is fed
+    assert api.segment(layer, net, device="cpu").max() == 2
+    assert api.segment(layer, net, channels=["B", "A"], device="cpu").max() == 1
+    assert api.segment(layer, net, channels=[1, 0], device="cpu").max() == 1
+
+
+def test_unknown_channel_name_names_the_known_ones():
+    layer = FakeLayer(np.zeros((2, 37, 41), np.uint16), name="cells", axes="CYX", channel_names=["A", "B"])
+    with pytest.raises(ValueError, match=r"no channel named 'C'.*'cells'.*\['A', 'B'\]"):
+        api.segment(layer, threshold_net(), channels="C")
+
+
+def test_layer_axes_take_precedence_over_guessing(recwarn):
+    # (2, 37, 41) would be guessed CYX; the layer says ZYX
+    plane = squares_image()
+    layer = FakeLayer(np.stack([plane, plane]), axes="ZYX")
+    labels = api.segment(layer, threshold_net(), device="cpu")
+    assert labels.shape == (2, 37, 41) and labels.max() == 4
+    assert not [w for w in recwarn if issubclass(w.category, AxesGuessWarning)]
+
+
+def test_rgb_layer_is_converted_to_gray_for_a_one_channel_model():
+    gray = squares_image()
+    rgb = np.stack([gray, gray, gray], axis=-1)
+    labels = api.segment(FakeLayer(rgb, rgb=True), threshold_net(), device="cpu")
+    assert labels.shape == (37, 41)
+    np.testing.assert_array_equal(labels > 0, mask_of())
+
+
+def test_3d_array_without_axes_warns_and_guesses():
+    plane = squares_image()
+    stack = np.stack([plane] * 6)  # first axis > 4: guessed ZYX
+    with pytest.warns(AxesGuessWarning, match="ZYX"):
+        labels = api.segment(stack, threshold_net(), device="cpu")
+    assert labels.shape == (6, 37, 41)
+    two = np.random.default_rng(3).random((2, 37, 41)).astype(np.float32)  # guessed CYX
+    with pytest.warns(AxesGuessWarning, match="CYX"):
+        labels = api.segment(two, random_net(2), device="cpu")
+    assert labels.shape == (37, 41)
+
+
+# ---------------------------------------------------------------------------- model sources
+def test_model_file_path_gives_same_result_as_unet(tmp_path):
+    net = random_net(seed=3)
+    path = api.save_model(net, tmp_path / "tiny.safetensors", description="tiny test net")
+    img = np.random.default_rng(4).random((37, 41)).astype(np.float32)
+    from_object = api.segment(img, net, device="cpu")
+    from_str = api.segment(img, str(path), device="cpu")
+    from_path = api.segment(img, path, device="cpu")
+    np.testing.assert_array_equal(from_object, from_str)
+    np.testing.assert_array_equal(from_object, from_path)
+    np.testing.assert_allclose(api.predict(img, path, device="cpu"), api.predict(img, net, device="cpu"),
+                               atol=1e-6)
+    loaded = api.load_model(path)
+    assert isinstance(loaded, UNet) and loaded.spec.description == "tiny test net"
+
+
+def test_threshold_net_survives_a_file_round_trip(tmp_path):
+    path = api.save_model(threshold_net(), tmp_path / "threshold.safetensors")
+    labels = api.segment(squares_image(), path, axes="YX", device="cpu")
+    np.testing.assert_array_equal(labels > 0, mask_of())
+
+
+def test_no_model_is_a_type_error():
+    img = np.zeros((37, 41), np.float32)
+    with pytest.raises(TypeError, match="model"):
+        api.segment(img)
+    with pytest.raises(TypeError, match="model"):
+        api.predict(img)
+    with pytest.raises(TypeError, match="model.*int"):
+        api.segment(img, 42)
+
+
+def test_missing_model_file():
+    with pytest.raises(FileNotFoundError):
+        api.segment(np.zeros((37, 41), np.float32), "no-such-model.safetensors")
+
+
+# ---------------------------------------------------------------------------- modes and outputs
+def test_semantic_mode_returns_class_indices():
+    img = np.random.default_rng(5).random((37, 41)).astype(np.float32)
+    net = random_net(1, 3, seed=5)
+    labels = api.segment(img, net, mode="semantic", device="cpu")
+    assert labels.shape == (37, 41)
+    assert np.issubdtype(labels.dtype, np.unsignedinteger)
+    assert labels.max() < 3
+    np.testing.assert_array_equal(labels, api.predict(img, net, device="cpu").argmax(0))
+
+
+def test_semantic_mode_of_threshold_net_is_the_mask():
+    labels = api.segment(squares_image(), threshold_net(), mode="semantic", axes="YX", device="cpu")
+    np.testing.assert_array_equal(labels, mask_of().astype(labels.dtype))
+
+
+def test_bad_mode_and_min_size():
+    img = np.zeros((37, 41), np.float32)
+    with pytest.raises(ValueError, match="mode.*'objects'"):
+        api.segment(img, random_net(), mode="objects")
+    with pytest.raises(ValueError, match="min_size"):
+        api.segment(img, random_net(), min_size=-1)
+
+
+def test_predict_returns_probabilities_summing_to_one():
+    img = np.random.default_rng(6).random((2, 3, 37, 41)).astype(np.float32)  # ZCYX, 3 channels
+    net = random_net(3, 4, seed=6)
+    probs = api.predict(img, net, axes="ZCYX", device="cpu")
+    assert probs.shape == (4, 2, 37, 41)
+    assert probs.dtype == np.float32
+    assert (probs >= 0).all() and (probs <= 1).all()
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-5)
+
+
+def test_tile_size_and_halo_are_honoured():
+    img = squares_image(shape=(37, 41))
+    events = []
+    labels = api.segment(img, threshold_net(), axes="YX", device="cpu", tile_size=16, halo=4,
+                         batch_size=3, precision="float32", progress=events.append)
+    np.testing.assert_array_equal(labels > 0, mask_of())
+    tiles = [e for e in events if e.stage == "tiles"]
+    assert tiles[-1].total > 1  # several tiles, blended seamlessly
+
+
+def test_dask_input_gives_the_numpy_result():
+    da = pytest.importorskip("dask.array")
+    img = squares_image()
+    lazy = da.from_array(img, chunks=(16, 16))
+    net = threshold_net()
+    labels = api.segment(lazy, net, axes="YX", device="cpu")
+    assert isinstance(labels, np.ndarray)
+    np.testing.assert_array_equal(labels, api.segment(img, net, axes="YX", device="cpu"))
+    probs = api.predict(lazy, net, axes="YX", device="cpu")
+    assert isinstance(probs, np.ndarray) and probs.shape == (2, 37, 41)
+
+
+# ---------------------------------------------------------------------------- progress
+def test_progress_callable_receives_tile_and_postprocess_events():
+    events = []
+    api.segment(squares_image(), threshold_net(), axes="YX", device="cpu", progress=events.append)
+    stages = [e.stage for e in events]
+    assert "tiles" in stages and "postprocess" in stages
+    assert stages.index("tiles") < stages.index("postprocess")
+    tiles = [e for e in events if e.stage == "tiles"]
+    assert tiles[-1].step == tiles[-1].total and tiles[-1].fraction == 1.0
+    assert all(0 <= e.step <= e.total for e in events)
+    assert events[-1].stage == "postprocess" and events[-1].fraction == 1.0
+
+
+def test_predict_progress_has_tiles_but_no_postprocess():
+    events = []
+    api.predict(squares_image(), threshold_net(), axes="YX", device="cpu", progress=events.append)
+    stages = {e.stage for e in events}
+    assert "tiles" in stages and "postprocess" not in stages
+
+
+def test_progress_true_prints_a_text_bar_to_stderr(capsys):
+    api.segment(squares_image(), threshold_net(), axes="YX", device="cpu", progress=True)
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "tiles" in captured.err and "postprocess" in captured.err
+
+
+# ---------------------------------------------------------------------------- errors
+def test_channel_count_mismatch_names_both_counts():
+    layer = FakeLayer(np.zeros((3, 37, 41), np.uint16), name="cells", axes="CYX")
+    with pytest.raises(ValueError, match=r"expects 2 channels.*'cells' gives 3"):
+        api.segment(layer, random_net(2))
+    with pytest.raises(ValueError, match=r"expects 1 channel \(channel 0\); image gives 3 \(axes CYX.*channels="):
+        api.segment(np.zeros((3, 37, 41), np.uint16), random_net(1), axes="CYX")
+
+
+def test_model_with_channels_needs_a_channel_axis():
+    with pytest.raises(ValueError, match=r"expects 2 channels.*no channel axis"):
+        api.segment(np.zeros((37, 41), np.float32), random_net(2))
+
+
+def test_wrong_axes_length():
+    with pytest.raises(ValueError, match=r"'ZYX'.*3 dimensions.*has 2"):
+        api.segment(np.zeros((37, 41), np.float32), random_net(), axes="ZYX")
+
+
+# ---------------------------------------------------------------------------- lazy package
+def test_public_api_is_lazy():
+    code = textwrap.dedent(
+        """
+        import json, sys
+        import napari_unet
+        steps = {"import": ["torch" in sys.modules, "napari_unet.api" in sys.modules]}
+        segment = napari_unet.segment
+        steps["segment"] = ["torch" in sys.modules, "napari_unet.api" in sys.modules, callable(segment)]
+        unet = napari_unet.UNet
+        steps["UNet"] = ["torch" in sys.modules, unet.__name__]
+        steps["dir"] = [n in dir(napari_unet) for n in ("segment", "predict", "load_model", "save_model", "UNet")]
+        try:
+            napari_unet.no_such_thing
+        except AttributeError as err:
+            steps["missing"] = str(err)
+        print(json.dumps(steps))
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    steps = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert steps["import"] == [False, False]
+    assert steps["segment"][1:] == [True, True]
+    assert steps["segment"][0] is False  # the API module itself does not import torch
+    assert steps["UNet"] == [True, "UNet"]
+    assert all(steps["dir"])
+    assert "no_such_thing" in steps["missing"]
