@@ -205,6 +205,7 @@ def iter_predict(
     percentiles: tuple[float, float] | None = None,
     image_name: str = "image",
     layout_order: bool = False,
+    normalized: bool = False,
 ) -> Generator[Progress, None, np.ndarray]:
     """Predict class probabilities for ``image`` tile by tile, yielding progress.
 
@@ -235,6 +236,8 @@ def iter_predict(
         Normalisation percentiles; the model's own by default.
     image_name : str
         Used in error messages.
+    normalized : bool
+        The image is already normalised (training validation): skip the percentiles.
     layout_order : bool
         Return the probabilities in the internal order (classes, *loop axes, *spatial axes)
         instead of the input's order (used by ``segment``).
@@ -268,8 +271,11 @@ def iter_predict(
     batch = auto_batch if batch_size is None else int(batch_size)
 
     view = layout.arrange(image)
-    yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
-    lo, hi = compute_percentiles(view, layout, low, high)
+    if normalized:
+        lo, hi = np.zeros(layout.n_channels), np.ones(layout.n_channels)
+    else:
+        yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
+        lo, hi = compute_percentiles(view, layout, low, high)
     log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
 
     was_training = model.training

@@ -1,0 +1,59 @@
+"""Training targets from label images (numpy + scikit-image, no torch)."""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import find_boundaries
+
+INSTANCE_CLASSES = ["background", "interior", "boundary"]
+BOUNDARY_CLASS = 2
+
+
+def instance_targets(labels: np.ndarray) -> np.ndarray:
+    """Background (0) / interior (1) / boundary (2) classes from instance labels.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
+        0 = background, 1..N = objects.
+
+    Returns
+    -------
+    ndarray of uint8, same shape
+        Boundary = the objects' own outermost pixels (``find_boundaries(mode="inner")``), so
+        touching objects are separated by two boundary pixels; interior = the rest of each object.
+    """
+    labels = np.asarray(labels)
+    boundary = find_boundaries(labels, connectivity=1, mode="inner") & (labels > 0)
+    out = np.zeros(labels.shape, np.uint8)
+    out[labels > 0] = 1
+    out[boundary] = BOUNDARY_CLASS
+    return out
+
+
+def semantic_targets(labels: np.ndarray, class_values: list[int]) -> np.ndarray:
+    """Map label values to class indices: ``class_values[i]`` → ``i`` (uint8).
+
+    Values not in ``class_values`` raise ValueError naming them.
+    """
+    labels = np.asarray(labels)
+    lut_size = int(max(class_values)) + 1
+    present = np.unique(labels)
+    unknown = [int(v) for v in present if v < 0 or v >= lut_size or v not in class_values]
+    if unknown:
+        raise ValueError(f"label values {unknown[:5]} are not among the classes {class_values}")
+    lut = np.zeros(lut_size, np.uint8)
+    for i, v in enumerate(class_values):
+        lut[v] = i
+    return lut[labels]
+
+
+def object_diameter(labels: np.ndarray) -> float | None:
+    """Median equivalent diameter (pixels) of the objects in instance ``labels`` (None if none)."""
+    counts = np.bincount(np.asarray(labels).ravel().astype(np.int64))[1:]
+    counts = counts[counts > 0]
+    if counts.size == 0:
+        return None
+    if np.asarray(labels).ndim == 3:
+        return float(np.median(np.cbrt(6 * counts / np.pi)))
+    return float(np.median(2 * np.sqrt(counts / np.pi)))
