@@ -3,8 +3,8 @@
 >>> from napari_unet import segment, load_model
 >>> labels = segment(image, model="nuclei.safetensors", axes="ZCYX", channels=["DAPI"])
 
-Every function takes numpy arrays, memory-mapped and dask arrays, and napari Image layers
-(their data, name, axes and channel names are used).
+Every function takes numpy arrays, memory-mapped and dask arrays, napari Image layers
+(their data, name, axes and channel names are used) and images from ``read_image``.
 """
 
 from __future__ import annotations
@@ -55,7 +55,14 @@ def image_source(image: Any, axes: str | None = None) -> dict[str, Any]:
 
     A layer's axes come from ``layer.metadata["axes"]`` (set by napari-unet's reader) or,
     for an RGB layer, ``...YXS``; otherwise they are guessed later, with a warning.
+    An :class:`~napari_unet.core.io.ImageFile` from ``read_image`` brings its axes and
+    channel names.
     """
+    from .core.io import ImageFile
+
+    if isinstance(image, ImageFile):
+        return {"image": image.data, "axes": axes or image.axes, "image_name": str(image.path),
+                "channel_names": image.channel_names}
     if isinstance(image, np.ndarray) or not hasattr(image, "data") or not hasattr(image, "name"):
         return {"image": image, "axes": axes, "image_name": "image", "channel_names": None}
     meta = getattr(image, "metadata", None) or {}
@@ -104,7 +111,7 @@ def predict(
 
     Parameters
     ----------
-    image : array-like or napari Image layer
+    image : array-like, napari Image layer or ImageFile (from ``read_image``)
     model : UNet or path
         The network, or a model file.
     axes : str, optional

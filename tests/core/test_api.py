@@ -232,6 +232,23 @@ def test_3d_array_without_axes_warns_and_guesses():
     assert labels.shape == (37, 41)
 
 
+def test_image_from_read_image_brings_axes_and_channel_names(tmp_path):
+    import tifffile
+
+    from napari_unet import read_image
+
+    data = np.stack([np.stack([squares_image(SQUARES[:1]), squares_image(seed=1)])] * 2)  # ZCYX
+    tifffile.imwrite(tmp_path / "stack.tif", data, imagej=True,
+                     metadata={"axes": "ZCYX", "Labels": ["one", "two"] * 2})
+    image = read_image(tmp_path / "stack.tif")
+    assert image.axes == "ZCYX" and image.channel_names == ["one", "two"]
+    labels = api.segment(image, threshold_net(), channels=["two"], device="cpu")
+    assert labels.shape == (2, 37, 41) and labels.max() == 4
+    np.testing.assert_array_equal(labels[1] > 0, mask_of())
+    with pytest.raises(ValueError, match=r"stack\.tif gives 2"):
+        api.segment(image, threshold_net())
+
+
 # ---------------------------------------------------------------------------- model sources
 def test_model_file_path_gives_same_result_as_unet(tmp_path):
     net = random_net(seed=3)
