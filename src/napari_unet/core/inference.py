@@ -376,6 +376,17 @@ def _forward_split(
         return np.concatenate([a, b]), max(1, half)
 
 
+def drain(gen: Generator[Any, None, Any], progress: Callable[[Any], Any] | None = None) -> Any:
+    """Run a core generator to the end, passing each event to ``progress``; return its value."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(event)
+
+
 def predict(
     image: Any,
     model: UNet,
@@ -387,11 +398,4 @@ def predict(
 
     ``progress``, if given, is called with every :class:`Progress` event.
     """
-    gen = iter_predict(image, model, **options)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return drain(iter_predict(image, model, **options), progress)

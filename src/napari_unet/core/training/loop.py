@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..inference import iter_predict, resolve_device, resolve_precision
+from ..inference import drain, iter_predict, resolve_device, resolve_precision
 from ..io import atomic_write
 from ..model import UNet
 from ..postprocess import labels_from_probabilities
@@ -376,14 +376,7 @@ def iter_train(
 
 def train(pairs: Any, *, progress: Callable[[TrainEvent], Any] | None = None, **options: Any) -> UNet:
     """Run :func:`iter_train` to the end; ``progress`` gets every event. Returns the model."""
-    gen = iter_train(pairs, **options)
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
+    return drain(iter_train(pairs, **options), progress)
 
 
 # ---------------------------------------------------------------------------- validation
@@ -398,7 +391,7 @@ def evaluate_samples(
     losses, counts, ious = [], [], []
     axes = "CZYX" if net.ndim == 3 else "CYX"
     for s in samples:
-        probs = _drain(iter_predict(s.image, net, axes=axes, device=device, precision=precision,
+        probs = drain(iter_predict(s.image, net, axes=axes, device=device, precision=precision,
                                     normalized=True, layout_order=True))
         t = torch.from_numpy(s.target.astype(np.int64))[None]
         logp = torch.from_numpy(np.log(np.clip(probs, 1e-7, 1.0)))[None]
@@ -416,15 +409,7 @@ def evaluate_samples(
 def _preview(net: UNet, image: Any, axes: str | None, dev: torch.device, precision: str) -> np.ndarray:
     from ..segment import iter_segment
 
-    return _drain(iter_segment(image, net, axes=axes, device=dev, precision=precision))
-
-
-def _drain(gen: Generator[Any, None, Any]) -> Any:
-    while True:
-        try:
-            next(gen)
-        except StopIteration as stop:
-            return stop.value
+    return drain(iter_segment(image, net, axes=axes, device=dev, precision=precision))
 
 
 def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float | None, metrics: dict, name: str) -> str:
