@@ -120,7 +120,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     from .core.segment import iter_segment
 
     channels = _parse_channels(args.channels)
-    resolve_device(args.device)  # a bad or absent device fails once, not once per input
+    device = resolve_device(args.device)  # a bad or absent device fails once, not once per input
     model = load_model(args.model)
     outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
     seen: dict[Path, Path] = {}
@@ -159,7 +159,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 "min_size": args.min_size,
                 "axes": axes,
                 "channels": channels,
-                "device": args.device,
+                "device": str(device),
                 "tile_size": args.tile_size,
                 "halo": args.halo,
                 "precision": args.precision,

@@ -145,6 +145,7 @@ def test_segment_zcyx_hyperstack_keeps_shape_axes_scale_and_records_provenance(t
     assert prov["axes"] == "ZCYX"
     assert prov["software"] == f"napari-unet {__version__}"
     assert prov["model_description"] == "threshold test model"
+    assert prov["device"] in ("cpu", "cuda", "mps")  # the device used, not "auto"
 
     assert len(lines) == 1
     assert str(tmp_path / "stack.tif") in lines[0] and str(result) in lines[0]
