@@ -3,6 +3,9 @@
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
                         [--device] [--tile-size] [--min-size]
     napari-unet info MODEL_FILE
+    napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
+                      [--device] [--resume] [--from FILE] ...
+    napari-unet evaluate --model FILE --images DIR --masks DIR
 
 Errors print one line on stderr (``napari-unet: error: ...``) and exit with status 1
 (2 for bad command-line usage); no partial output file is left behind.
@@ -18,6 +21,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ._version import __version__
+from .core.io import file_stem as output_stem
 
 log = logging.getLogger("napari_unet")
 
@@ -65,15 +69,6 @@ def _cli_message(err: BaseException) -> str:
     return text
 
 
-def output_stem(path: Path) -> str:
-    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``."""
-    name = path.name
-    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-unet", description="Segment microscopy images with a U-Net."
@@ -102,7 +97,115 @@ def build_parser() -> argparse.ArgumentParser:
 
     info = sub.add_parser("info", help="describe a model file")
     info.add_argument("model", type=Path, help="model file (.safetensors)")
+
+    tr = sub.add_parser("train", help="train a U-Net on folders of images and masks")
+    tr.add_argument("--images", type=Path, required=True, help="folder of training images (.tif)")
+    tr.add_argument("--masks", type=Path, required=True,
+                    help="folder of label images matched by name (a.tif, a_mask.tif, a_labels.tif)")
+    tr.add_argument("--output", "-o", type=Path, required=True, help="model file to write (.safetensors)")
+    tr.add_argument("--mode", choices=("instances", "semantic"), default="instances",
+                    help="instances: touching objects (background/interior/boundary); semantic: classes")
+    tr.add_argument("--epochs", type=_int_at_least(1), default=50)
+    tr.add_argument("--steps-per-epoch", type=_int_at_least(1), default=None)
+    tr.add_argument("--patch-size", type=_int_at_least(16), default=256)
+    tr.add_argument("--batch-size", type=_int_at_least(1), default=8)
+    tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
+    tr.add_argument("--depth", type=_int_at_least(1), default=4)
+    tr.add_argument("--features", type=_int_at_least(1), default=32, help="base features of a new model")
+    tr.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2D (per plane) or 3D model")
+    tr.add_argument("--val-fraction", type=float, default=0.15)
+    tr.add_argument("--val-images", type=Path, help="explicit validation images (instead of a split)")
+    tr.add_argument("--val-masks", type=Path)
+    tr.add_argument("--patience", type=_int_at_least(1), default=None, help="early stopping (epochs)")
+    tr.add_argument("--elastic", action="store_true", help="add elastic deformations")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--device", default="auto")
+    tr.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    tr.add_argument("--axes", help="axes of the images when their files have none")
+    tr.add_argument("--channels", help="channels to train on, by index or name")
+    tr.add_argument("--resume", action="store_true", help="continue the run that writes --output")
+    tr.add_argument("--from", dest="from_model", type=Path, help="fine-tune this model file")
+    tr.add_argument("--description", default="", help="free text stored in the model file")
+    tr.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="AP at IoU 0.5-0.95 and mean IoU of a model on labelled images")
+    ev.add_argument("--model", "-m", type=Path, required=True)
+    ev.add_argument("--images", type=Path, required=True)
+    ev.add_argument("--masks", type=Path, required=True)
+    ev.add_argument("--min-size", type=_int_at_least(0), default=0)
+    ev.add_argument("--device", default="auto")
+    ev.add_argument("--axes")
+    ev.add_argument("--channels")
     return parser
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .core.inference import drain, resolve_device
+    from .core.progressbar import TextProgress
+    from .core.training.data import pairs_from_folders
+    from .core.training.loop import iter_train
+
+    resolve_device(args.device)
+    if (args.val_images is None) != (args.val_masks is None):
+        raise CLIError("--val-images and --val-masks go together")
+    if args.resume and args.from_model:
+        raise CLIError("--resume continues a run; --from starts a new one from a model: use one")
+    pairs = pairs_from_folders(args.images, args.masks)
+    val = pairs_from_folders(args.val_images, args.val_masks) if args.val_images else None
+    bar = None if args.no_progress else TextProgress()
+
+    def show(event: Any) -> None:
+        if event.kind == "step" and bar is not None:
+            bar(_StepProgress(event))
+        elif event.kind == "epoch":
+            print(event.message + (" (best, saved)" if event.improved else ""), flush=True)
+        elif event.kind in ("start", "done"):
+            print(event.message, flush=True)
+
+    drain(iter_train(
+        pairs, val_pairs=val, val_fraction=args.val_fraction, mode=args.mode, output=args.output,
+        model=args.from_model, resume=args.resume, depth=args.depth, base_features=args.features,
+        ndim=args.ndim, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+        patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
+        elastic=args.elastic, device=args.device, precision=args.precision, seed=args.seed,
+        axes=args.axes, channels=_parse_channels(args.channels), description=args.description,
+        data_description=f"{len(pairs)} images from {args.images}",
+    ), show)
+    print(f"model written to {args.output}")
+    return 0
+
+
+class _StepProgress:
+    """A training step seen as a Progress event within its epoch (for TextProgress)."""
+
+    def __init__(self, event: Any) -> None:
+        per_epoch = max(1, event.total_steps // max(1, event.epochs))
+        self.stage = f"epoch {event.epoch}"
+        self.step = event.step - (event.epoch - 1) * per_epoch
+        self.total = per_epoch
+        self.fraction = self.step / self.total
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .core.inference import drain, resolve_device
+    from .core.modelfile import load_model
+    from .core.training.data import pairs_from_folders
+    from .core.training.evaluate import iter_evaluate
+
+    resolve_device(args.device)
+    model = load_model(args.model)
+    pairs = pairs_from_folders(args.images, args.masks)
+    result = drain(iter_evaluate(model, pairs, axes=args.axes, channels=_parse_channels(args.channels),
+                                 min_size=args.min_size, device=args.device))
+    print(f"{args.model.name} on {result['n_images']} images from {args.images}")
+    if "mAP" in result:
+        keys = [k for k in result if k.startswith("AP")]
+        print("IoU threshold  " + "  ".join(f"{k[2:]:>5}" for k in keys) + "   mean")
+        print("AP (pooled)    " + "  ".join(f"{result[k]:5.3f}" for k in keys) + f"  {result['mAP']:5.3f}")
+        per = result["per_image"]
+        print("AP (per image) " + "  ".join(f"{per[k]:5.3f}" for k in keys) + f"  {per['mAP']:5.3f}")
+    print(f"mean IoU       {result['mIoU']:.3f}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
@@ -113,7 +216,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .core.inference import plan_for, resolve_device
+    from .core.inference import drain, plan_for, resolve_device
     from .core.io import read_image, write_labels
     from .core.modelfile import load_model
     from .core.progressbar import TextProgress
@@ -144,7 +247,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             )
             layout = plan_for(img.data, model, axes=axes, channels=channels,
                               channel_names=img.channel_names, image_name=str(path))
-            labels = _drain(gen, progress)
+            labels = drain(gen, progress)
             out_axes = layout.out_axes
             keep = [i for i, a in enumerate(layout.axes) if a != layout.channel_axis]
             scale = [img.scale[i] for i in keep] if len(img.scale) == len(axes) else None
@@ -178,16 +281,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _drain(gen: Any, progress: Any) -> Any:
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
-
-
 def _one_line(err: BaseException) -> str:
     text = str(err) or type(err).__name__
     if isinstance(err, FileNotFoundError) and err.filename:
@@ -203,9 +296,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="napari-unet: %(levelname)s: %(message)s",
     )
     try:
-        if args.command == "info":
-            return cmd_info(args)
-        return cmd_segment(args)
+        commands = {"info": cmd_info, "segment": cmd_segment, "train": cmd_train, "evaluate": cmd_evaluate}
+        return commands[args.command](args)
     except CLIError as err:
         print(f"napari-unet: error: {err}", file=sys.stderr)
         return 1

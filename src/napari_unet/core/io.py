@@ -411,3 +411,12 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
             return None
         return dict(prov) if isinstance(prov, Mapping) and prov else None
     return None
+
+
+def file_stem(path: str | os.PathLike) -> str:
+    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``."""
+    name = pathlib.Path(path).name
+    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if name.lower().endswith(ext):
+            return name[: -len(ext)]
+    return pathlib.Path(path).stem

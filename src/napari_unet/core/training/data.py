@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..axes import guess_axes, plan_layout
+from ..io import file_stem as output_stem
 from ..normalize import apply_range, percentile_range, strided_sample
 from .targets import INSTANCE_CLASSES, instance_targets, object_diameter, semantic_targets
 
@@ -73,8 +74,6 @@ def pairs_from_folders(images: str | os.PathLike, masks: str | os.PathLike) -> l
     ``_labels`` or ``_label``. Raises ValueError when a folder is missing, empty, or an
     image has no mask.
     """
-    from ...cli import output_stem
-
     img_dir, mask_dir = Path(images), Path(masks)
     for d, what in ((img_dir, "images"), (mask_dir, "masks")):
         if not d.is_dir():
