@@ -85,6 +85,6 @@ def test_pad_to_multiple_reflects_and_replicates():
 
 def test_init_is_sensible():
     net = UNet(1, 2, depth=2, base_features=8)
-    assert float(net.inc[1].weight.mean()) == 1.0
-    assert float(net.outc.bias.abs().sum()) == 0.0
-    assert 0.05 < float(net.inc[0].weight.std()) < 1.0
+    assert float(net.inc[1].weight.detach().mean()) == 1.0
+    assert float(net.outc.bias.detach().abs().sum()) == 0.0
+    assert 0.05 < float(net.inc[0].weight.detach().std()) < 1.0
