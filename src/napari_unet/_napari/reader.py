@@ -1,0 +1,428 @@
+"""napari reader for microscopy TIFFs: axes, scale, units and channel names become layer properties.
+
+``napari_get_reader`` (npe2 command ``napari-unet.get_reader``) accepts one ``.tif``/``.tiff``
+(also ``.ome.tif``) that :func:`napari_unet.core.io.read_image` can read and returns
+:func:`read_tiff`; for anything else it returns None and never raises. The conversion from an
+:class:`~napari_unet.core.io.ImageFile` to napari layer data, :func:`image_file_to_layer_data`, is
+public so that the sample data (and anyone else) produce exactly the layers that opening the file
+gives.
+
+Decisions (see ``docs/reader-writer.md``):
+
+* **Channels.** A ``C`` axis with more than one entry becomes *one* LayerData tuple with
+  ``channel_axis`` set, so napari adds one Image layer per channel, named by the file's channel
+  names (else ``"<stem> ch0"``, ``"<stem> ch1"``, ...), with ``additive`` blending, napari's
+  colormaps (2 channels: magenta, green; more: cyan, magenta, yellow, blue, green, red) and
+  per-channel contrast limits. An axis of length one (``C``/``S``) is dropped.
+* **RGB.** A samples axis ``S`` of 3 or 4 on ``uint8`` data gives an RGB(A) layer
+  (``rgb=True``). Any other ``S`` axis (e.g. the uint16 "RGB-style" hela file: napari's RGB only
+  displays uint8 or 0-1 floats) is split like a channel axis, with red/green/blue(/gray)
+  colormaps. Every other layer gets ``rgb=False`` explicitly, so napari never guesses RGB from a
+  last axis of length 3.
+* **Axis labels** are the lower-case axes letters of the layer's dimensions (``("z", "y", "x")``);
+  ``layer.metadata["axes"]`` holds the upper-case axes string of the layer's data (``"ZYX"``,
+  ``"YXS"`` for RGB, which is what :mod:`napari_unet.api` reads).
+* **Units** are pint names napari understands (``"micron"`` -> ``"micrometer"``, ``"sec"`` ->
+  ``"second"``), passed only when the file gives at least one; unknown axes are ``"pixel"``.
+* **Labels.** A file with integer data that :func:`napari_unet.core.io.write_labels` wrote (it
+  records provenance) opens as a Labels layer, loaded into memory so that it can be edited.
+* **Lazy data.** Image data stay the read-only memory map (or, for compressed files, the array)
+  that ``read_image`` returns; only a strided subsample is read for the contrast limits.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pathlib
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import tifffile
+
+from napari_unet.core.io import ImageFile, read_image, read_provenance
+
+__all__ = [
+    "LayerData",
+    "image_file_to_layer_data",
+    "napari_get_reader",
+    "napari_units",
+    "read_tiff",
+    "robust_contrast_limits",
+]
+
+logger = logging.getLogger(__name__)
+
+#: napari's layer data tuple: ``(data, layer keyword arguments, layer type)``.
+LayerData = tuple[Any, dict[str, Any], str]
+PathLike = str | os.PathLike
+ReaderFunction = Callable[[PathLike | Sequence[PathLike]], list[LayerData]]
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+# classic TIFF and BigTIFF, little- and big-endian
+_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
+#: Largest number of pixels per channel read to compute contrast limits.
+CONTRAST_SAMPLES = 1_000_000
+#: Percentiles used for the contrast limits (robust to hot pixels and empty background).
+CONTRAST_PERCENTILES = (0.1, 99.9)
+_TWO_CHANNEL_COLORMAPS = ("magenta", "green")  # napari's own default for two channels
+_MANY_CHANNEL_COLORMAPS = ("cyan", "magenta", "yellow", "blue", "green", "red")  # napari's CMYBGR
+_SAMPLE_COLORMAPS = ("red", "green", "blue", "gray")  # an S axis split into channels
+_UNIT_NAMES = {"micron": "micrometer", "sec": "second"}
+
+
+def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | None:
+    """Return :func:`read_tiff` if ``path`` is one TIFF that napari-unet can read, else None.
+
+    The check is cheap: file name, TIFF magic bytes, and the TIFF header (series shape and
+    whether the file holds all the bytes the header promises); no pixels are read. Never raises.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        What napari asks about. A list is accepted only when it holds exactly one path.
+
+    Returns
+    -------
+    callable or None
+        :func:`read_tiff`, or None (with the reason logged) for other extensions, missing
+        files, directories, several paths and files that are not readable TIFFs.
+    """
+    try:
+        if isinstance(path, (list, tuple)):
+            if len(path) != 1:
+                logger.debug("napari-unet reads one file at a time, not %d paths", len(path))
+                return None
+            path = path[0]
+        if not isinstance(path, (str, os.PathLike)):
+            logger.debug("napari-unet cannot read %r: not a path", path)
+            return None
+        file = pathlib.Path(path)
+        if not file.name.lower().endswith(TIFF_SUFFIXES):
+            logger.debug("napari-unet reads .tif/.tiff files only, not %s", file)
+            return None
+        if not file.is_file():
+            logger.debug("napari-unet cannot read %s: not an existing file", file)
+            return None
+        problem = tiff_problem(file)
+        if problem:
+            logger.warning("napari-unet cannot read %s: %s", file, problem)
+            return None
+    except Exception as exc:  # the reader contract: never raise, say why
+        logger.warning("napari-unet cannot read %r: %s: %s", path, type(exc).__name__, exc)
+        return None
+    return read_tiff
+
+
+def tiff_problem(path: pathlib.Path) -> str | None:
+    """Why ``path`` is not a readable TIFF, or None when its header looks sound.
+
+    Reads the magic bytes and the TIFF header only (no pixel data).
+
+    Parameters
+    ----------
+    path : pathlib.Path
+        An existing file.
+
+    Returns
+    -------
+    str or None
+        A short reason ("not a TIFF file", "truncated: ...") or None.
+    """
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic not in _TIFF_MAGIC:
+        return f"not a TIFF file (starts with {magic!r})"
+    size = path.stat().st_size
+    try:
+        with tifffile.TiffFile(path) as tif:
+            if not tif.series:
+                return "the TIFF holds no image series"
+            series = tif.series[0]
+            shape = tuple(series.shape)
+            if not shape or 0 in shape:
+                return f"the first image series is empty (shape {shape})"
+            nbytes = math.prod(shape) * series.dtype.itemsize
+            if series.dataoffset is not None:  # contiguous, uncompressed
+                if series.dataoffset + nbytes > size:
+                    return (f"truncated: the header promises {nbytes} bytes of pixels from offset "
+                            f"{series.dataoffset} but the file has {size} bytes")
+                return None
+            for page in series.pages:
+                if page is None:
+                    return "a page of the first series cannot be read"
+                ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
+                if not ends or max(ends) > size:
+                    return f"truncated: page data end beyond the file's {size} bytes"
+    except Exception as exc:  # tifffile raises many kinds on corrupt headers
+        return f"corrupt TIFF header ({type(exc).__name__}: {exc})"
+    return None
+
+
+def read_tiff(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
+    """Read a TIFF into napari layer data (the function :func:`napari_get_reader` returns).
+
+    Parameters
+    ----------
+    path : str, os.PathLike or a sequence holding one of them
+        The file.
+
+    Returns
+    -------
+    list of LayerData
+        ``[(data, kwargs, "image")]`` (one tuple even for several channels: ``kwargs`` then holds
+        ``channel_axis``), or ``[(labels, kwargs, "labels")]`` for labels napari-unet wrote.
+
+    Raises
+    ------
+    napari_unet.core.io.ImageReadError
+        If the pixels cannot be read after all (napari reports it).
+    """
+    if isinstance(path, (list, tuple)):
+        if len(path) != 1:
+            raise ValueError(f"napari-unet reads one file at a time, got {len(path)} paths")
+        path = path[0]
+    return image_file_to_layer_data(read_image(path))
+
+
+def file_stem(path: PathLike) -> str:
+    """File name without ``.tif``/``.tiff``/``.ome.tif`` (any case): the default layer name."""
+    name = pathlib.Path(path).name
+    lower = name.lower()
+    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+        if lower.endswith(suffix):
+            return name[: -len(suffix)]
+    return pathlib.Path(name).stem
+
+
+def napari_units(units: Sequence[str | None]) -> tuple[str | None, ...]:
+    """Map ``core.io`` unit names to pint names napari accepts; None where unknown or invalid.
+
+    Parameters
+    ----------
+    units : sequence of str or None
+        One entry per axis, e.g. ``("micron", "micron")``.
+
+    Returns
+    -------
+    tuple of str or None
+        e.g. ``("micrometer", "micrometer")``; ``"sec"`` becomes ``"second"``, other names
+        (``"nm"``, ``"min"``) are kept when pint understands them.
+    """
+    import pint  # a napari dependency; only needed once a file is read
+
+    registry = pint.get_application_registry()
+    out: list[str | None] = []
+    for unit in units:
+        name = _UNIT_NAMES.get(unit, unit) if isinstance(unit, str) else None
+        if name is not None:
+            try:
+                registry.parse_expression(name)
+            except Exception:  # pint raises several kinds for unparsable strings
+                logger.debug("unit %r is not a unit napari understands; using pixels", unit)
+                name = None
+        out.append(name)
+    return tuple(out)
+
+
+def _sample_steps(shape: Sequence[int], max_samples: int) -> tuple[int, ...]:
+    """Per-axis strides so that the strided array has at most ``max_samples`` elements."""
+    steps = [1] * len(shape)
+    counts = list(shape)
+    while math.prod(counts) > max_samples:
+        i = int(np.argmax(counts))
+        steps[i] *= 2
+        counts[i] = -(-shape[i] // steps[i])
+    return tuple(steps)
+
+
+def robust_contrast_limits(data: Any, *, max_samples: int = CONTRAST_SAMPLES,
+                           percentiles: tuple[float, float] = CONTRAST_PERCENTILES) -> tuple[float, float]:
+    """Contrast limits from percentiles of a strided subsample of ``data``.
+
+    Only every k-th element along each axis is read (at most ``max_samples`` elements), so a
+    memory-mapped stack is not loaded.
+
+    Parameters
+    ----------
+    data : array-like
+        One channel, any number of dimensions.
+    max_samples : int
+        Upper bound on the number of elements read.
+    percentiles : (float, float)
+        Lower and upper percentile (default 0.1 and 99.9).
+
+    Returns
+    -------
+    (float, float)
+        ``(low, high)`` with ``high > low``; non-finite values are ignored.
+    """
+    if data.size == 0:
+        return 0.0, 1.0
+    steps = _sample_steps(tuple(data.shape), max_samples)
+    sub = np.asarray(data[tuple(slice(None, None, s) for s in steps)])
+    if sub.dtype.kind == "b":
+        return 0.0, 1.0
+    if sub.dtype.kind == "f":
+        sub = sub[np.isfinite(sub)]
+        if sub.size == 0:
+            return 0.0, 1.0
+    low, high = (float(v) for v in np.percentile(sub, percentiles))
+    if not high > low:
+        low, high = float(sub.min()), float(sub.max())
+    if not high > low:
+        high = low + 1.0
+    return low, high
+
+
+def _drop_axis(data: Any, axes: str, letter: str) -> tuple[Any, str]:
+    """Index the single entry of axis ``letter`` away (a view: memory maps stay memory maps)."""
+    i = axes.index(letter)
+    index = (slice(None),) * i + (0,)
+    return data[index], axes[:i] + axes[i + 1:]
+
+
+def _stored_provenance(image: ImageFile) -> dict | None:
+    """The provenance ``write_labels`` stored in the file, or None (cheap pre-check first)."""
+    meta = image.metadata
+    if "shaped" in meta:
+        candidate = "provenance" in meta["shaped"]
+    else:
+        info = (meta.get("imagej") or {}).get("Info")
+        candidate = isinstance(info, str) and info.lstrip().startswith("{") and '"provenance"' in info
+    return read_provenance(image.path) if candidate else None
+
+
+def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> list[LayerData]:
+    """Convert an :class:`~napari_unet.core.io.ImageFile` into napari layer data.
+
+    Parameters
+    ----------
+    image : ImageFile
+        As returned by :func:`napari_unet.core.io.read_image`.
+    name : str, optional
+        Layer name (single layer) or prefix of ``"<name> ch<i>"`` when the file has no channel
+        names; default: the file name without its TIFF extension.
+
+    Returns
+    -------
+    list of LayerData
+        One tuple. Its ``metadata`` (per channel when split) holds ``axes`` (the axes of the
+        layer's data, e.g. ``"ZYX"``), ``channel_names`` (the names of the layer's channels: one
+        name for a split channel, the S names for RGB), ``source_axes``, ``path``, ``scale`` and
+        ``units`` (per axis of ``axes``, ``core.io`` unit names), and for a split channel
+        ``channel_index`` and ``source_channel_names``.
+    """
+    stem = name if name is not None else file_stem(image.path)
+    data, axes = image.data, image.axes
+    scale = dict(zip(axes, image.scale))
+    units = dict(zip(axes, image.units))
+    names = list(image.channel_names) if image.channel_names else None
+    names_axis = "C" if "C" in axes else "S"
+    source = {"source_axes": image.axes, "path": str(image.path)}
+
+    provenance = _stored_provenance(image) if data.dtype.kind in "iub" else None
+    if provenance is not None:
+        labels = np.asarray(data)
+        labels = labels.astype(labels.dtype.newbyteorder("="), copy=True)  # native, writable
+        return [(labels, _layer_kwargs(stem, axes, scale, units, rgb=None,
+                                       metadata={**source, "channel_names": names, "provenance": provenance}),
+                 "labels")]
+
+    single_name: str | None = None
+    for letter in "CS":
+        if letter in axes and data.shape[axes.index(letter)] == 1:
+            if letter == names_axis and names:
+                single_name = names[0]
+            data, axes = _drop_axis(data, axes, letter)
+            logger.debug("%s: dropped the %s axis of length 1", image.path, letter)
+    names_axis_present = names_axis in axes
+
+    rgb = False
+    split: str | None = None
+    if "S" in axes and data.shape[axes.index("S")] in (3, 4) and data.dtype == np.uint8:
+        rgb = True
+        if not axes.endswith("S"):
+            data = np.moveaxis(data, axes.index("S"), -1)
+            axes = axes.replace("S", "") + "S"
+    if "C" in axes:
+        split = "C"
+    elif "S" in axes and not rgb:
+        split = "S"
+    if "C" in axes and "S" in axes and not rgb:
+        logger.info("%s: split along C; its S axis (length %d) stays a slider", image.path,
+                    data.shape[axes.index("S")])
+
+    if split is None:
+        layer_names = names if (names_axis_present and rgb) else ([single_name] if single_name else None)
+        metadata = {**source, "channel_names": layer_names}
+        kwargs = _layer_kwargs(stem, axes, scale, units, rgb=rgb, metadata=metadata)
+        kwargs["contrast_limits"] = [0.0, 255.0] if rgb else list(robust_contrast_limits(data))
+        return [(data, kwargs, "image")]
+
+    channel_axis = axes.index(split)
+    n_channels = data.shape[channel_axis]
+    layer_axes = axes.replace(split, "")
+    if names and split == names_axis and len(names) == n_channels:
+        channel_names = [str(n) for n in names]
+    else:
+        channel_names = [f"{stem} ch{i}" for i in range(n_channels)]
+    base = _layer_kwargs(stem, layer_axes, scale, units, rgb=False, metadata={})
+    if split == "S" and n_channels in (3, 4):
+        colormaps = list(_SAMPLE_COLORMAPS[:n_channels])
+    elif n_channels == 2:
+        colormaps = list(_TWO_CHANNEL_COLORMAPS)
+    else:
+        colormaps = [_MANY_CHANNEL_COLORMAPS[i % len(_MANY_CHANNEL_COLORMAPS)] for i in range(n_channels)]
+    index = (slice(None),) * channel_axis
+    kwargs: dict[str, Any] = {
+        "channel_axis": channel_axis,
+        "name": channel_names,
+        "colormap": colormaps,
+        "blending": "additive",
+        "rgb": False,
+        "contrast_limits": [list(robust_contrast_limits(data[index + (i,)])) for i in range(n_channels)],
+        # per-channel lists, so napari never mistakes a per-axis tuple for a per-channel one
+        "scale": [base["scale"]] * n_channels,
+        "axis_labels": [base["axis_labels"]] * n_channels,
+        "metadata": [
+            {**base["metadata"], **source, "channel_names": [channel_names[i]], "channel_index": i,
+             "source_channel_names": channel_names}
+            for i in range(n_channels)
+        ],
+    }
+    if "units" in base:
+        kwargs["units"] = [base["units"]] * n_channels
+    logger.debug("%s: %d channels along %s (axis %d) named %s", image.path, n_channels, split,
+                 channel_axis, channel_names)
+    return [(data, kwargs, "image")]
+
+
+def _layer_kwargs(name: str, axes: str, scale: dict[str, float], units: dict[str, str | None], *,
+                  rgb: bool | None, metadata: dict[str, Any]) -> dict[str, Any]:
+    """name, scale, axis_labels, units (when known), rgb and metadata for a layer with ``axes``.
+
+    For an RGB layer the trailing ``S`` is part of ``metadata["axes"]`` but not of the napari
+    per-dimension properties. ``rgb=None`` leaves out the ``rgb`` key (Labels layers).
+    """
+    dims = axes[:-1] if rgb else axes
+    layer_scale = tuple(float(scale.get(a, 1.0)) for a in dims)
+    layer_units = napari_units([units.get(a) for a in dims])
+    kwargs: dict[str, Any] = {
+        "name": name,
+        "scale": layer_scale,
+        "axis_labels": tuple(a.lower() for a in dims),
+        "metadata": {
+            "axes": axes,
+            **metadata,
+            "scale": tuple(float(scale.get(a, 1.0)) for a in axes),
+            "units": tuple(units.get(a) for a in axes),
+        },
+    }
+    if any(u is not None for u in layer_units):
+        kwargs["units"] = tuple(u or "pixel" for u in layer_units)
+    if rgb is not None:
+        kwargs["rgb"] = rgb
+    return kwargs
