@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 import tifffile
 
-from napari_unet.core.io import ImageFile, read_image, read_provenance
+from napari_unet.core.io import ImageFile, file_stem, read_image, read_provenance
 
 __all__ = [
     "LayerData",
@@ -185,16 +185,6 @@ def read_tiff(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
             raise ValueError(f"napari-unet reads one file at a time, got {len(path)} paths")
         path = path[0]
     return image_file_to_layer_data(read_image(path))
-
-
-def file_stem(path: PathLike) -> str:
-    """File name without ``.tif``/``.tiff``/``.ome.tif`` (any case): the default layer name."""
-    name = pathlib.Path(path).name
-    lower = name.lower()
-    for suffix in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if lower.endswith(suffix):
-            return name[: -len(suffix)]
-    return pathlib.Path(name).stem
 
 
 def napari_units(units: Sequence[str | None]) -> tuple[str | None, ...]:
