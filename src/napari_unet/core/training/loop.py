@@ -174,7 +174,8 @@ def iter_train(
             raise ValueError(f"output {str(output)!r} is a folder; give a model file name such as model.safetensors")
         if not output.parent.exists():
             raise ValueError(f"output folder {str(output.parent)!r} does not exist")
-    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patch_size", patch_size, 8)):
+    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patch_size", patch_size, 8),
+                                 ("steps_per_epoch", 1 if steps_per_epoch is None else steps_per_epoch, 1)):
         if isinstance(value, bool) or int(value) != value or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
@@ -282,6 +283,7 @@ def iter_train(
     # ---------------------------------------------------------------- loop
     epochs_since_best = 0
     stop = False
+    best_state: dict[str, torch.Tensor] | None = None  # the best weights, kept in memory when there is no output
     for epoch in range(start_epoch, epochs + 1):
         net.train()
         rng = np.random.default_rng([seed, epoch])
@@ -331,6 +333,8 @@ def iter_train(
         improved = score > best
         if improved:
             best, epochs_since_best = score, 0
+            if output is None and val_samples:
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             epochs_since_best += 1
         history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_loss": val_loss,
@@ -364,6 +368,8 @@ def iter_train(
         if stop:
             break
     net.eval()
+    if best_state is not None:
+        net.load_state_dict(best_state)
     result = _best_or_last(net, output) if val_samples else net
     yield TrainEvent(
         "done", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
@@ -409,7 +415,8 @@ def evaluate_samples(
 def _preview(net: UNet, image: Any, axes: str | None, dev: torch.device, precision: str) -> np.ndarray:
     from ..segment import iter_segment
 
-    return drain(iter_segment(image, net, axes=axes, device=dev, precision=precision))
+    mode = "instances" if net.spec.target == "instances" else "semantic"
+    return drain(iter_segment(image, net, axes=axes, device=dev, precision=precision, mode=mode))
 
 
 def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float | None, metrics: dict, name: str) -> str:
