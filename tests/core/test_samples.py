@@ -29,7 +29,7 @@ def test_nuclei_sample_and_its_ground_truth() -> None:
     assert image.data.shape == truth.data.shape == (520, 696)
     assert image.data.dtype == np.uint8
     ids = np.unique(np.asarray(truth.data))
-    assert ids[0] == 0 and len(ids) - 1 == ids[-1] == 206
+    assert ids[0] == 0 and len(ids) - 1 == ids[-1] == 135
 
 
 def test_nuclei_golgi_sample_is_calibrated() -> None:

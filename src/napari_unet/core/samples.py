@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 _PACKAGE = "napari_unet"
 _DATA_FOLDER = "data"
 
-_DSB2018_ID = "6fe2df6de1d962b90146c822bcefc84d0d3d6926fdfbacd3acdc9de830ee5622"
+_DSB2018_ID = "cc88627344305b9a9b07f8bd042cb074c7a834c13de67ff4b24914ac68f07f6e"
 _DSB2018_CITATION = (
     'Caicedo, J. C. et al. "Nucleus segmentation across imaging experiments: the 2018 Data Science Bowl". '
     "Nature Methods 16, 1247-1253 (2019). Image set BBBC038v1 (Broad Bioimage Benchmark Collection), "
