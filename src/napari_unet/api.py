@@ -105,6 +105,7 @@ def predict(
     batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
+    object_size: float | None = None,
     progress: Callable[[Progress], Any] | bool | None = None,
 ) -> np.ndarray:
     """Class probabilities for ``image``.
@@ -124,6 +125,9 @@ def predict(
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision : str
         ``"auto"`` (bf16/fp16 autocast on CUDA), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+    object_size : float, optional
+        Typical object diameter in this image, in pixels: the image is zoomed so its objects
+        match the size the model was trained on (like cellpose's diameter).
     progress : callable or bool
         Called with each progress event; ``True`` prints a text bar to stderr.
 
@@ -139,7 +143,7 @@ def predict(
     gen = iter_predict(
         src["image"], net, axes=src["axes"], channels=channels, channel_names=src["channel_names"],
         tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
-        image_name=src["image_name"],
+        image_name=src["image_name"], object_size=object_size,
     )
     return _run(gen, progress)
 
@@ -157,6 +161,7 @@ def segment(
     batch_size: int | None = None,
     device: str = "auto",
     precision: str = "auto",
+    object_size: float | None = None,
     progress: Callable[[Progress], Any] | bool | None = None,
 ) -> np.ndarray:
     """Labels for ``image``: instances (one id per object) or semantic classes.
@@ -181,6 +186,6 @@ def segment(
     gen = iter_segment(
         src["image"], net, mode=mode, min_size=min_size, axes=src["axes"], channels=channels,
         channel_names=src["channel_names"], tile_size=tile_size, halo=halo, batch_size=batch_size,
-        device=device, precision=precision, image_name=src["image_name"],
+        device=device, precision=precision, image_name=src["image_name"], object_size=object_size,
     )
     return _run(gen, progress)

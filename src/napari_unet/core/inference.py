@@ -21,6 +21,7 @@ import torch
 from .axes import Layout, guess_axes, plan_layout
 from .model import UNet
 from .normalize import apply_range, percentile_range, strided_sample
+from .rescale import zoom_back, zoom_factor, zoom_image
 from .tiling import TileGrid, round_up
 
 log = logging.getLogger(__name__)
@@ -206,6 +207,7 @@ def iter_predict(
     image_name: str = "image",
     layout_order: bool = False,
     normalized: bool = False,
+    object_size: float | None = None,
 ) -> Generator[Progress, None, np.ndarray]:
     """Predict class probabilities for ``image`` tile by tile, yielding progress.
 
@@ -238,6 +240,10 @@ def iter_predict(
         Used in error messages.
     normalized : bool
         The image is already normalised (training validation): skip the percentiles.
+    object_size : float, optional
+        Typical object diameter in this image (pixels). The image is zoomed so its objects
+        match the size the model was trained on (``model.spec.object_size``) and the result
+        zoomed back; see :mod:`~napari_unet.core.rescale`.
     layout_order : bool
         Return the probabilities in the internal order (classes, *loop axes, *spatial axes)
         instead of the input's order (used by ``segment``).
@@ -255,6 +261,19 @@ def iter_predict(
     """
     layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
                       image_name=image_name)
+    factor = zoom_factor(model.spec.object_size, object_size)
+    if abs(factor - 1.0) > 0.02:
+        yield Progress(0, 1, "rescale", f"zooming the image by {factor:.3g} to the model's object size")
+        zoomed = zoom_image(layout.arrange(image), layout, factor)
+        c_letter = layout.channel_axis or "C"
+        probs = yield from iter_predict(
+            zoomed, model, axes=layout.loop_axes + c_letter + layout.spatial_axes,
+            channels=list(layout.channels) if layout.channel_axis and not layout.to_gray else None,
+            tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
+            percentiles=percentiles, image_name=image_name, layout_order=True, normalized=normalized,
+        )
+        probs = zoom_back(probs, model.ndim, layout.spatial_shape)
+        return probs if layout_order else layout.to_output_order(probs, lead=1)
     dev = resolve_device(device)
     autocast = resolve_precision(precision, dev)
     if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
