@@ -397,9 +397,9 @@ def test_bad_numbers_are_usage_errors(tmp_path, capsys, model1, option):
 
 def test_usage_errors_exit_with_status_2(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["segment", "a.tif"])  # --model and --output missing
+        main(["segment", "a.tif"])  # --output missing
     assert exc.value.code == 2
-    assert "--model" in capsys.readouterr().err
+    assert "--output" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exc:
         main(["segment", "a.tif", "-m", "m", "-o", "o", "--mode", "blobs"])
     assert exc.value.code == 2
