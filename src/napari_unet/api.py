@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
@@ -50,48 +51,101 @@ def resolve_model(model: Any) -> UNet:
     raise TypeError(f"model must be a UNet or a model file path, got {type(model).__name__}")
 
 
-def image_source(image: Any, axes: str | None = None) -> dict[str, Any]:
-    """Array, axes, name and channel names from an array or a napari Image layer.
+@dataclass(frozen=True)
+class ImageSource:
+    """An image ready for the core: its array, axes and names (see :func:`image_source`).
 
-    A layer's axes come from ``layer.metadata["axes"]`` (set by napari-unet's reader) or,
-    for an RGB layer, ``...YXS``; otherwise they are guessed later, with a warning.
-    An :class:`~napari_unet.core.io.ImageFile` from ``read_image`` brings its axes and
-    channel names.
+    Attributes
+    ----------
+    image : array-like
+        numpy, memory-mapped or dask array (level 0 of a multiscale layer).
+    axes : str or None
+        Its axes; None when they are left to the core to guess (with a warning).
+    image_name : str
+        How error messages name it: ``"image"``, ``"layer 'x'"`` or the file path.
+    channel_names : list of str or None
+        Names of its channels, for ``channels=`` given by name.
+    origin : str
+        Where ``axes`` came from (:data:`~napari_unet.core.axes.AXES_ORIGINS`).
+    note : str
+        Why recorded axes were ignored, if they were.
     """
+
+    image: Any
+    axes: str | None
+    image_name: str
+    channel_names: list[str] | None
+    origin: str
+    note: str = ""
+
+    def core_options(self) -> dict[str, Any]:
+        """``axes``, ``channel_names`` and ``image_name`` for ``iter_predict``/``iter_segment``."""
+        return {"axes": self.axes, "channel_names": self.channel_names, "image_name": self.image_name}
+
+
+def _names(names: Any) -> list[str] | None:
+    return [str(n) for n in names] if isinstance(names, (list, tuple)) else None
+
+
+def image_source(image: Any, axes: str | None = None, *, guess: bool = False) -> ImageSource:
+    """Array, axes, name and channel names from an array, an ImageFile or a napari Image layer.
+
+    Axes are chosen with :func:`~napari_unet.core.axes.choose_axes`: ``axes`` when given, else
+    those recorded with the image (``layer.metadata["axes"]``, set by napari-unet's reader, or
+    the file's axes; ignored, with a ``note`` that predict and segment log, when they do not fit), else
+    ``...YXS`` for an RGB layer, ``YX`` for 2D data, else guessed: here when ``guess`` is True
+    (silently; ``origin`` says so), otherwise later by the core, with a warning.
+
+    Parameters
+    ----------
+    image : array-like, napari Image layer (any object with ``data`` and ``name``) or ImageFile
+        The image.
+    axes : str, optional
+        Its axes; wins over anything recorded.
+    guess : bool
+        Guess axes from the shape here instead of leaving them to the core.
+
+    Returns
+    -------
+    ImageSource
+
+    Raises
+    ------
+    ValueError
+        ``axes`` that do not fit the data.
+    """
+    from .core.axes import choose_axes
     from .core.io import ImageFile
 
     if isinstance(image, ImageFile):
-        return {"image": image.data, "axes": axes or image.axes, "image_name": str(image.path),
-                "channel_names": image.channel_names}
-    if isinstance(image, np.ndarray) or not hasattr(image, "data") or not hasattr(image, "name"):
-        return {"image": image, "axes": axes, "image_name": "image", "channel_names": None}
-    meta = getattr(image, "metadata", None) or {}
-    data = image.data
-    if getattr(image, "multiscale", False):
-        data = data[0]
-    layer_axes = axes or meta.get("axes")
-    if layer_axes is None and getattr(image, "rgb", False):
-        layer_axes = "YXS" if data.ndim == 3 else "TYXS"[-data.ndim:] if data.ndim <= 4 else None
-    return {
-        "image": data,
-        "axes": layer_axes,
-        "image_name": f"layer {image.name!r}",
-        "channel_names": meta.get("channel_names"),
-    }
+        data, name, names, recorded, rgb = image.data, str(image.path), _names(image.channel_names), image.axes, False
+    elif isinstance(image, np.ndarray) or not hasattr(image, "data") or not hasattr(image, "name"):
+        data, name, names, recorded, rgb = image, "image", None, None, False
+    else:
+        meta = getattr(image, "metadata", None) or {}
+        data = image.data[0] if getattr(image, "multiscale", False) else image.data
+        name, names, recorded = f"layer {image.name!r}", _names(meta.get("channel_names")), meta.get("axes")
+        rgb = bool(getattr(image, "rgb", False))
+    choice = choose_axes(np.shape(data), axes, recorded=recorded, rgb=rgb, guess=guess)
+    return ImageSource(data, choice.axes, name, names, choice.origin, choice.note)
+
+
+def _console_source(image: Any, axes: str | None) -> ImageSource:
+    """:func:`image_source` for ``predict``/``segment``: ignored metadata axes are logged."""
+    src = image_source(image, axes)
+    if src.note:
+        log.warning("%s: %s", src.image_name, src.note)
+    return src
 
 
 def _run(gen: Any, progress: Callable[[Progress], Any] | bool | None) -> Any:
+    from .core.inference import drain
+
     if progress is True:
         from .core.progressbar import TextProgress
 
         progress = TextProgress()
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if callable(progress):
-            progress(event)
+    return drain(gen, progress if callable(progress) else None)
 
 
 def predict(
@@ -138,12 +192,11 @@ def predict(
     """
     from .core.inference import iter_predict
 
-    src = image_source(image, axes)
+    src = _console_source(image, axes)
     net = resolve_model(model)
     gen = iter_predict(
-        src["image"], net, axes=src["axes"], channels=channels, channel_names=src["channel_names"],
-        tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
-        image_name=src["image_name"], object_size=object_size,
+        src.image, net, channels=channels, tile_size=tile_size, halo=halo, batch_size=batch_size,
+        device=device, precision=precision, object_size=object_size, **src.core_options(),
     )
     return _run(gen, progress)
 
@@ -181,11 +234,11 @@ def segment(
     """
     from .core.segment import iter_segment
 
-    src = image_source(image, axes)
+    src = _console_source(image, axes)
     net = resolve_model(model)
     gen = iter_segment(
-        src["image"], net, mode=mode, min_size=min_size, axes=src["axes"], channels=channels,
-        channel_names=src["channel_names"], tile_size=tile_size, halo=halo, batch_size=batch_size,
-        device=device, precision=precision, image_name=src["image_name"], object_size=object_size,
+        src.image, net, mode=mode, min_size=min_size, channels=channels, tile_size=tile_size, halo=halo,
+        batch_size=batch_size, device=device, precision=precision, object_size=object_size,
+        **src.core_options(),
     )
     return _run(gen, progress)

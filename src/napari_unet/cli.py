@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._version import __version__
+from .core.axes import parse_channels
 from .core.io import file_stem as output_stem
 
 log = logging.getLogger("napari_unet")
@@ -34,15 +35,10 @@ class CLIError(Exception):
 
 
 def _parse_channels(text: str | None) -> list[int | str] | None:
-    if text is None:
-        return None
-    out: list[int | str] = []
-    for part in text.split(","):
-        part = part.strip()
-        if not part:
-            raise CLIError(f"--channels {text!r}: empty entry; use e.g. --channels 0,2 or --channels DAPI")
-        out.append(int(part) if part.lstrip("-").isdigit() else part)
-    return out
+    try:
+        return parse_channels(text, strict=True)
+    except ValueError:
+        raise CLIError(f"--channels {text!r}: empty entry; use e.g. --channels 0,2 or --channels DAPI") from None
 
 
 def _int_at_least(minimum: int) -> Any:

@@ -212,6 +212,15 @@ def test_layer_axes_take_precedence_over_guessing(recwarn):
     assert not [w for w in recwarn if issubclass(w.category, AxesGuessWarning)]
 
 
+def test_layer_axes_that_do_not_fit_are_ignored_with_a_warning(caplog):
+    plane = squares_image()
+    layer = FakeLayer(np.stack([plane] * 6), name="stack", axes="YX")  # 3D data, 2 letters
+    with caplog.at_level("WARNING", logger="napari_unet.api"), pytest.warns(AxesGuessWarning, match="ZYX"):
+        labels = api.segment(layer, threshold_net(), device="cpu")
+    assert labels.shape == (6, 37, 41)
+    assert "layer 'stack': metadata axes ignored: axes 'YX' name 2 dimensions" in caplog.text
+
+
 def test_rgb_layer_is_converted_to_gray_for_a_one_channel_model():
     gray = squares_image()
     rgb = np.stack([gray, gray, gray], axis=-1)

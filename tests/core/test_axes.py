@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from napari_unet.core.axes import AxesGuessWarning, guess_axes, plan_layout, validate_axes
+from napari_unet.core.axes import (
+    AxesChoice,
+    AxesGuessWarning,
+    choose_axes,
+    guess_axes,
+    parse_channels,
+    plan_layout,
+    validate_axes,
+)
 
 
 def test_validate_axes():
@@ -104,3 +112,27 @@ def test_unknown_letters_are_iterated_and_output_follows_input_order():
     assert lay.to_output_order(out, lead=1).shape == (7, 4, 8, 9)
     lay2 = plan_layout((8, 9, 5), "YXT", model_channels=1)
     assert lay2.to_output_order(np.zeros((5, 8, 9))).shape == (8, 9, 5)
+
+
+def test_choose_axes_precedence_and_origin(recwarn):
+    assert choose_axes((2, 37, 41), "zyx", recorded="CYX") == AxesChoice("ZYX", "given")
+    assert choose_axes((2, 37, 41), " ", recorded="ZYX") == AxesChoice("ZYX", "recorded")
+    assert choose_axes((37, 41, 3), rgb=True) == AxesChoice("YXS", "rgb")
+    assert choose_axes((37, 41)) == AxesChoice("YX", "2D")
+    assert choose_axes((2, 37, 41)) == AxesChoice("CYX", "guessed")
+    assert choose_axes((2, 37, 41), guess=False) == AxesChoice(None, "unknown")
+    assert not [w for w in recwarn if issubclass(w.category, AxesGuessWarning)], "the origin says it was guessed"
+    ignored = choose_axes((2, 37, 41), recorded="YX")
+    assert ignored.axes == "CYX" and ignored.origin == "guessed"
+    assert ignored.note.startswith("metadata axes ignored: axes 'YX' name 2 dimensions")
+    with pytest.raises(ValueError, match="name 2 dimensions but the image has 3"):
+        choose_axes((2, 37, 41), "YX")
+
+
+def test_parse_channels():
+    assert parse_channels(" 0, 1 ") == [0, 1]
+    assert parse_channels("DNA,membrane, -1") == ["DNA", "membrane", -1]
+    assert parse_channels("") is None and parse_channels(None) is None
+    assert parse_channels("0,,1") == [0, 1]
+    with pytest.raises(ValueError, match="empty entry"):
+        parse_channels("0,,1", strict=True)

@@ -47,6 +47,7 @@ from napari_unet.core.io import ImageFile, file_stem, read_image, read_provenanc
 __all__ = [
     "LayerData",
     "image_file_to_layer_data",
+    "labels_layer_data",
     "napari_get_reader",
     "napari_units",
     "read_tiff",
@@ -315,11 +316,7 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
 
     provenance = _stored_provenance(image) if data.dtype.kind in "iub" else None
     if provenance is not None:
-        labels = np.asarray(data)
-        labels = labels.astype(labels.dtype.newbyteorder("="), copy=True)  # native, writable
-        return [(labels, _layer_kwargs(stem, axes, scale, units, rgb=None,
-                                       metadata={**source, "channel_names": names, "provenance": provenance}),
-                 "labels")]
+        return [labels_layer_data(image, name=stem, metadata={"channel_names": names, "provenance": provenance})]
 
     single_name: str | None = None
     for letter in "CS":
@@ -388,6 +385,31 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
     logger.debug("%s: %d channels along %s (axis %d) named %s", image.path, n_channels, split,
                  channel_axis, channel_names)
     return [(data, kwargs, "image")]
+
+
+def labels_layer_data(image: ImageFile, *, name: str, metadata: dict[str, Any] | None = None) -> LayerData:
+    """A Labels layer of ``image``'s data, loaded into memory (native byte order, editable).
+
+    Parameters
+    ----------
+    image : ImageFile
+        Integer labels, as returned by :func:`napari_unet.core.io.read_image`.
+    name : str
+        The layer name.
+    metadata : dict, optional
+        Added to the layer metadata (beside ``axes``, ``source_axes``, ``path``, ``scale``, ``units``).
+
+    Returns
+    -------
+    LayerData
+        ``(labels, kwargs, "labels")`` with the file's scale, units and axis labels.
+    """
+    labels = np.asarray(image.data)
+    labels = labels.astype(labels.dtype.newbyteorder("="), copy=True)
+    meta = {"source_axes": image.axes, "path": str(image.path), **(metadata or {})}
+    kwargs = _layer_kwargs(name, image.axes, dict(zip(image.axes, image.scale)), dict(zip(image.axes, image.units)),
+                           rgb=None, metadata=meta)
+    return labels, kwargs, "labels"
 
 
 def _layer_kwargs(name: str, axes: str, scale: dict[str, float], units: dict[str, str | None], *,

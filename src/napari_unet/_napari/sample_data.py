@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import logging
 
-import numpy as np
-
-from napari_unet._napari.reader import LayerData, image_file_to_layer_data
+from napari_unet._napari.reader import LayerData, image_file_to_layer_data, labels_layer_data
 from napari_unet.core.io import read_image
 from napari_unet.core.samples import SAMPLES, sample_path
 
@@ -33,27 +31,14 @@ def nuclei_sample() -> list[LayerData]:
         ``"nuclei ground truth"`` (the expert masks, 0 = background, one id per nucleus).
     """
     layers = image_file_to_layer_data(read_image(sample_path("nuclei")))
-    truth = read_image(sample_path("nuclei_masks"))
-    labels = np.asarray(truth.data)
-    labels = labels.astype(labels.dtype.newbyteorder("="), copy=True)  # editable, native byte order
     sample = SAMPLES["nuclei_masks"]
-    kwargs = {
-        "name": GROUND_TRUTH_NAME,
-        "scale": tuple(truth.scale),
-        "axis_labels": tuple(a.lower() for a in truth.axes),
-        "opacity": 0.5,
-        "metadata": {
-            "axes": truth.axes,
-            "source_axes": truth.axes,
-            "path": str(truth.path),
-            "scale": tuple(truth.scale),
-            "units": tuple(truth.units),
-            "licence": sample.licence,
-            "citation": sample.citation,
-        },
-    }
+    labels, kwargs, kind = labels_layer_data(
+        read_image(sample_path("nuclei_masks")), name=GROUND_TRUTH_NAME,
+        metadata={"licence": sample.licence, "citation": sample.citation},
+    )
+    kwargs["opacity"] = 0.5
     logger.debug("nuclei sample: image %s, %d ground-truth nuclei", layers[0][0].shape, int(labels.max()))
-    return [*layers, (labels, kwargs, "labels")]
+    return [*layers, (labels, kwargs, kind)]
 
 
 def nuclei_golgi_sample() -> list[LayerData]:

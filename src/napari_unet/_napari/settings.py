@@ -162,25 +162,27 @@ def add_recent_model(path: str | os.PathLike) -> list[pathlib.Path]:
         The new list (missing files dropped, at most :data:`MAX_RECENT_MODELS`).
     """
     norm = _normalise(path)
-    entries = [os.fspath(p) for p in recent_models() if os.fspath(p) != norm]
-    entries = [norm, *entries][:MAX_RECENT_MODELS]
-    settings = load_settings()
-    settings["recent_models"] = entries
-    try:
-        save_settings(settings)
-    except OSError as exc:
-        log.warning("cannot save napari-unet settings to %s: %s", settings_path(), exc)
+    entries = [norm, *_recent_without(norm)][:MAX_RECENT_MODELS]
+    _store_recent(entries)
     return [pathlib.Path(p) for p in entries if os.path.isfile(p)]
 
 
 def remove_recent_model(path: str | os.PathLike) -> list[pathlib.Path]:
     """Remove ``path`` from the recent model list and save it; returns the new list."""
-    norm = _normalise(path)
-    entries = [os.fspath(p) for p in recent_models() if os.fspath(p) != norm]
+    entries = _recent_without(_normalise(path))
+    _store_recent(entries)
+    return [pathlib.Path(p) for p in entries]
+
+
+def _recent_without(norm: str) -> list[str]:
+    return [os.fspath(p) for p in recent_models() if os.fspath(p) != norm]
+
+
+def _store_recent(entries: list[str]) -> None:
+    """Save ``entries`` as the recent model list; a failure is logged, not raised."""
     settings = load_settings()
     settings["recent_models"] = entries
     try:
         save_settings(settings)
     except OSError as exc:
         log.warning("cannot save napari-unet settings to %s: %s", settings_path(), exc)
-    return [pathlib.Path(p) for p in entries]

@@ -13,6 +13,7 @@ prediction keeps every non-channel axis of the input, in the input's order.
 from __future__ import annotations
 
 import logging
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -87,6 +88,122 @@ def guess_axes(shape: Sequence[int]) -> str:
         stacklevel=3,
     )
     return axes
+
+
+#: Where :func:`choose_axes` took an image's axes from.
+AXES_ORIGINS = ("given", "recorded", "rgb", "2D", "guessed", "unknown")
+
+
+@dataclass(frozen=True)
+class AxesChoice:
+    """An image's axes and where they came from (see :func:`choose_axes`).
+
+    Attributes
+    ----------
+    axes : str or None
+        The axes string; None when ``origin`` is ``"unknown"``.
+    origin : str
+        One of :data:`AXES_ORIGINS`: ``"given"`` (passed by the caller), ``"recorded"`` (from the
+        file or layer metadata), ``"rgb"`` (an RGB image), ``"2D"`` (two dimensions),
+        ``"guessed"`` (from the shape) or ``"unknown"`` (not guessed).
+    note : str
+        Why recorded axes were ignored, if they were; else ``""``.
+    """
+
+    axes: str | None
+    origin: str
+    note: str = ""
+
+
+def choose_axes(
+    shape: Sequence[int],
+    given: str | None = None,
+    *,
+    recorded: Any = None,
+    rgb: bool = False,
+    guess: bool = True,
+) -> AxesChoice:
+    """Decide an image's axes from what is known about it, most explicit first.
+
+    Order of precedence: ``given`` (validated; a bad value raises), ``recorded`` (e.g. a
+    layer's ``metadata["axes"]``; ignored, with a note, when it does not fit ``shape``),
+    ``...YXS`` for an RGB image of 3 or 4 dimensions, ``YX`` for 2 dimensions, else
+    :func:`guess_axes` (its warning silenced: the origin says it was guessed).
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The image's shape.
+    given : str, optional
+        Axes the user passed or typed; blank counts as not given.
+    recorded : object, optional
+        Axes stored with the image; used when it is a string that fits ``shape``.
+    rgb : bool
+        The image is RGB(A) with its samples last.
+    guess : bool
+        Guess from the shape when nothing else applies; with False the result is
+        ``AxesChoice(None, "unknown")`` (the core guesses later, with a warning).
+
+    Returns
+    -------
+    AxesChoice
+
+    Raises
+    ------
+    ValueError
+        ``given`` does not fit ``shape``, or a guess is needed for more than 5 dimensions.
+    """
+    shape = tuple(int(s) for s in shape)
+    if isinstance(given, str):
+        given = given.strip() or None
+    if given is not None:
+        return AxesChoice(validate_axes(given, shape), "given")
+    note = ""
+    if isinstance(recorded, str) and recorded:
+        try:
+            return AxesChoice(validate_axes(recorded, shape), "recorded")
+        except ValueError as exc:
+            note = f"metadata axes ignored: {exc}"
+    if rgb and 3 <= len(shape) <= 4:
+        return AxesChoice("TYXS"[-len(shape):], "rgb", note)
+    if len(shape) == 2:
+        return AxesChoice("YX", "2D", note)
+    if not guess:
+        return AxesChoice(None, "unknown", note)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AxesGuessWarning)
+        return AxesChoice(guess_axes(shape), "guessed", note)
+
+
+def parse_channels(text: str | None, *, strict: bool = False) -> list[int | str] | None:
+    """Parse a typed channel list: ``"0,1"`` → ``[0, 1]``, ``"DNA, membrane"`` → names.
+
+    Parameters
+    ----------
+    text : str or None
+        Comma-separated channel indices and/or names.
+    strict : bool
+        Raise on an empty entry (``"0,,1"``, ``""``) instead of skipping it.
+
+    Returns
+    -------
+    list of int or str, or None
+        None when ``text`` is None, or blank and not ``strict``.
+
+    Raises
+    ------
+    ValueError
+        ``strict`` and an entry is empty.
+    """
+    if text is None:
+        return None
+    items = [t.strip() for t in text.split(",")]
+    if strict and not all(items):
+        raise ValueError(f"channels {text!r}: empty entry")
+    items = [t for t in items if t]
+    if not items:
+        return None
+    return [int(t) if re.fullmatch(r"[+-]?\d+", t) else t for t in items]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,213 @@
+"""One run of the Segment panel: its options, the worker's generator and the console equivalent.
+
+A :class:`SegmentJob` is built in the main thread from the panel's options and checked there
+(:func:`plan_job` runs :func:`~napari_unet.core.axes.plan_layout` against the model file's header,
+without torch). :func:`run_segment_job` is the generator the worker runs: it loads the model and
+delegates to :func:`~napari_unet.core.segment.iter_segment` or
+:func:`~napari_unet.core.inference.iter_predict`. :func:`console_call` writes the
+:mod:`napari_unet` API line that gives the same result.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .._version import __version__
+from ..core.axes import Layout, plan_layout
+from .layer_inputs import ImageInput
+
+if TYPE_CHECKING:
+    from ..core.inference import Progress
+
+__all__ = ["DEVICES", "OUTPUTS", "PRECISIONS", "SegmentJob", "console_call", "plan_job", "run_segment_job"]
+
+#: Result kinds offered by the Output box.
+OUTPUTS = ("instances", "semantic", "probabilities")
+#: Device names offered by the Device box (static: listing GPUs would import torch).
+DEVICES = ("auto", "cpu", "cuda", "mps")
+#: Mirrors ``napari_unet.core.inference.PRECISIONS`` (not imported: that module imports torch).
+PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+
+
+def plan_job(source: ImageInput, info: dict[str, Any], channels: list[int | str] | None) -> Layout:
+    """How ``source`` feeds the model described by ``info`` (``read_model_info``'s dict).
+
+    Raises
+    ------
+    ValueError
+        As :func:`~napari_unet.core.axes.plan_layout`: channel count or names that do not fit.
+    """
+    arch, spec = info["architecture"], info["spec"]
+    return plan_layout(
+        source.shape, source.axes, model_channels=int(arch["in_channels"]),
+        model_ndim=int(arch["ndim"]), channels=channels, channel_names=source.channel_names,
+        model_channel_names=spec.get("channel_names"), image_name=source.image_name,
+    )
+
+
+@dataclass(frozen=True)
+class SegmentJob:
+    """Everything one Run needs; built in the main thread, consumed by the worker.
+
+    Attributes
+    ----------
+    source : ImageInput
+        The input.
+    layout : Layout
+        How the input feeds the model (checked before the worker starts).
+    model_path : str
+        The model file.
+    output : str
+        ``"instances"``, ``"semantic"`` or ``"probabilities"``.
+    channels : list of int or str, or None
+        Channels to feed, by index or name.
+    min_size : int
+        Smallest object kept, in pixels.
+    tile_size, halo, batch_size : int or None
+        None means automatic.
+    device, precision : str
+        As for :func:`~napari_unet.core.inference.iter_predict`.
+    class_names : list of str
+        The model's classes (names the probability channels).
+    """
+
+    source: ImageInput
+    layout: Layout
+    model_path: str
+    output: str = "instances"
+    channels: list[int | str] | None = None
+    min_size: int = 0
+    tile_size: int | None = None
+    halo: int | None = None
+    batch_size: int | None = None
+    device: str = "auto"
+    precision: str = "auto"
+    class_names: list[str] = field(default_factory=list)
+
+    def core_options(self) -> dict[str, Any]:
+        """Keyword options shared by ``iter_predict`` and ``iter_segment``."""
+        return {
+            "axes": self.source.axes,
+            "channels": self.channels,
+            "channel_names": self.source.channel_names,
+            "tile_size": self.tile_size,
+            "halo": self.halo,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "precision": self.precision,
+            "image_name": self.source.image_name,
+        }
+
+    def options(self) -> dict[str, Any]:
+        """The options recorded in the result's provenance."""
+        return {
+            "output": self.output,
+            "axes": self.source.axes,
+            "channels": self.channels,
+            "min_size": self.min_size,
+            "tile_size": self.tile_size,
+            "halo": self.halo,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "precision": self.precision,
+            "extra_channel_layers": [e.name for e in self.source.extra_layers],
+        }
+
+    def provenance(self) -> dict[str, Any]:
+        """What the result layer records about how it was made."""
+        return {
+            "software": f"napari-unet {__version__}",
+            "napari_unet_version": __version__,
+            "model": self.model_path,
+            "image": self.source.layer.name,
+            "image_axes": self.source.axes,
+            "options": self.options(),
+        }
+
+
+def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
+    """The worker's generator: load the model, then predict or segment.
+
+    Runs in the worker thread; this is where torch gets imported.
+
+    Yields
+    ------
+    Progress
+        ``"load"`` while the model loads, then the core's events.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels (input shape without the channel axis) or probabilities
+        ``(n_classes, *that shape)``.
+    """
+    from ..core.inference import Progress, iter_predict
+    from ..core.modelfile import load_model
+
+    name = pathlib.Path(job.model_path).name
+    yield Progress(0, 1, "load", f"loading model {name}")
+    model = load_model(job.model_path)
+    yield Progress(1, 1, "load", f"model {name} loaded")
+    if job.output == "probabilities":
+        return (yield from iter_predict(job.source.data, model, **job.core_options()))
+    from ..core.segment import iter_segment
+
+    return (
+        yield from iter_segment(
+            job.source.data, model, mode=job.output, min_size=job.min_size, **job.core_options()
+        )
+    )
+
+
+def console_call(job: SegmentJob) -> str:
+    """The console line that reproduces ``job`` with :mod:`napari_unet`'s API.
+
+    Only options that differ from the API's defaults are written. For combined channel
+    layers the stack is written out with ``np.stack`` and channels given by name are turned
+    into indices (an array carries no channel names).
+
+    Returns
+    -------
+    str
+        E.g. ``from napari_unet import segment; viewer.add_labels(segment(viewer.layers['nuclei'],
+        model='/m.safetensors', min_size=10))``.
+    """
+    src = job.source
+    imports = []
+    channels = job.channels
+    if src.extra_layers:
+        imports.append("import numpy as np")
+        parts = ", ".join(f"viewer.layers[{layer.name!r}].data" for layer in (src.layer, *src.extra_layers))
+        image = f"np.stack([{parts}])"
+        if channels is not None and src.channel_names:
+            channels = [src.channel_names.index(c) if isinstance(c, str) and c in src.channel_names else c
+                        for c in channels]
+        explicit_axes = True
+    else:
+        image = f"viewer.layers[{src.layer.name!r}]"
+        explicit_axes = src.origin in ("given", "guessed")
+    args = [image, f"model={job.model_path!r}"]
+    if explicit_axes:
+        args.append(f"axes={src.axes!r}")
+    if channels is not None:
+        args.append(f"channels={channels!r}")
+    if job.output == "semantic":
+        args.append("mode='semantic'")
+    if job.output != "probabilities" and job.min_size:
+        args.append(f"min_size={job.min_size!r}")
+    for key in ("tile_size", "halo", "batch_size"):
+        value = getattr(job, key)
+        if value is not None:
+            args.append(f"{key}={value!r}")
+    if job.device != "auto":
+        args.append(f"device={job.device!r}")
+    if job.precision != "auto":
+        args.append(f"precision={job.precision!r}")
+    func, add = ("predict", "add_image") if job.output == "probabilities" else ("segment", "add_labels")
+    imports.append(f"from napari_unet import {func}")
+    return f"{'; '.join(imports)}; viewer.{add}({func}({', '.join(args)}))"
