@@ -591,3 +591,34 @@ def test_menu_on_a_non_image_layer_is_an_error(make_napari_viewer: Any, notes: l
     msgs = errors(notes)
     assert len(msgs) == 1 and "'spots'" in msgs[0] and "Points" in msgs[0]
     assert len(viewer.layers) == 2
+
+
+def test_object_size_zooms_and_is_in_the_console_call(
+    make_napari_viewer: Any, qtbot: Any, tmp_path: Path
+) -> None:
+    model = make_model(tmp_path / "sized.safetensors", object_size=20.0)
+    viewer = make_napari_viewer()
+    viewer.add_image(squares(), name="cells")
+    widget = SegmentWidget(viewer)
+    widget.set_model(model)
+    assert "20 px diameter" in flat(widget._model_info.value)
+    widget._object_size.value = 10
+    run_and_wait(qtbot, widget)
+    labels = viewer.layers["cells labels"]
+    assert labels.data.shape == (40, 50)
+    assert "object_size=10.0" in widget.last_console_call
+    assert labels.metadata["provenance"]["options"]["object_size"] == 10.0
+
+
+def test_object_size_with_a_model_that_lacks_one_is_refused(
+    make_napari_viewer: Any, model_2d: str, notes: list[Any]
+) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(squares(), name="cells")
+    widget = SegmentWidget(viewer)
+    widget.set_model(model_2d)
+    widget._object_size.value = 12
+    n_layers = len(viewer.layers)
+    assert widget.run() is None
+    assert len(viewer.layers) == n_layers
+    assert any("does not record the object size" in m for m in errors(notes))

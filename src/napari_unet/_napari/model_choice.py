@@ -27,9 +27,11 @@ def builtin_models() -> list[tuple[str, str]]:
     Returns
     -------
     list of (str, str)
-        ``(label, path)`` pairs; empty for now (a later release adds a bundled default model).
+        ``(label, path)`` pairs, e.g. ``("nuclei (built-in)", ".../data/models/nuclei.safetensors")``.
     """
-    return []
+    from ..core.bundled import bundled_models
+
+    return [(f"{name} (built-in)", str(path)) for name, path in bundled_models().items()]
 
 
 def model_choices(session_models: Iterable[str] = ()) -> list[tuple[str, str]]:
@@ -90,6 +92,8 @@ def model_summary(info: dict[str, Any]) -> str:
     lines.append(f"training data: {data if data is not None else 'not recorded'}")
     pixel = spec.get("pixel_size")
     lines.append("pixel size: " + (" x ".join(f"{p:g}" for p in pixel) if pixel else "unknown"))
+    if spec.get("object_size"):
+        lines.append(f"trained on objects of about {spec['object_size']:.0f} px diameter")
     return "\n".join(lines)
 
 

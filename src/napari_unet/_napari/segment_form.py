@@ -14,6 +14,7 @@ from magicgui.widgets import (
     ComboBox,
     Container,
     FileEdit,
+    FloatSpinBox,
     Label,
     LineEdit,
     PushButton,
@@ -72,6 +73,10 @@ class SegmentForm(Container):
         self._device = ComboBox(name="device", label="Device", choices=list(DEVICES), value="auto",
                                 tooltip="auto: CUDA GPU, else Apple MPS, else CPU.")
         self._min_size = SpinBox(name="min_size", label="Minimum object size (px)", min=0, max=10**9, value=0)
+        self._object_size = FloatSpinBox(
+            name="object_size", label="Object diameter (px, 0 = as is)", min=0, max=2000, step=1, value=0,
+            tooltip="Typical object diameter in this image. The image is zoomed so objects match the size "
+                    "the model was trained on (shown under About model); 0 leaves it as it is.")
         self._show_advanced = CheckBox(name="show_advanced", text="Advanced options", value=False)
         self._halo = SpinBox(name="halo", label="Halo (0 = auto)", min=0, max=1024, value=0,
                              tooltip="Context pixels added on each side of a tile.")
@@ -92,7 +97,7 @@ class SegmentForm(Container):
         self.extend([
             self._image, self._extra, self._axes_info, self._axes, self._channels,
             self._model, self._browse, self._model_info,
-            self._output, self._tile_size, self._device, self._min_size,
+            self._output, self._tile_size, self._device, self._min_size, self._object_size,
             self._show_advanced, self._advanced,
             self._buttons, self._status,
         ])

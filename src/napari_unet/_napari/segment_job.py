@@ -68,6 +68,9 @@ class SegmentJob:
         Channels to feed, by index or name.
     min_size : int
         Smallest object kept, in pixels.
+    object_size : float or None
+        Typical object diameter in the image (pixels); the image is zoomed to the model's
+        training object size. None: as is.
     tile_size, halo, batch_size : int or None
         None means automatic.
     device, precision : str
@@ -82,6 +85,7 @@ class SegmentJob:
     output: str = "instances"
     channels: list[int | str] | None = None
     min_size: int = 0
+    object_size: float | None = None
     tile_size: int | None = None
     halo: int | None = None
     batch_size: int | None = None
@@ -101,6 +105,7 @@ class SegmentJob:
             "device": self.device,
             "precision": self.precision,
             "image_name": self.source.image_name,
+            "object_size": self.object_size,
         }
 
     def options(self) -> dict[str, Any]:
@@ -110,6 +115,7 @@ class SegmentJob:
             "axes": self.source.axes,
             "channels": self.channels,
             "min_size": self.min_size,
+            "object_size": self.object_size,
             "tile_size": self.tile_size,
             "halo": self.halo,
             "batch_size": self.batch_size,
@@ -200,7 +206,7 @@ def console_call(job: SegmentJob) -> str:
         args.append("mode='semantic'")
     if job.output != "probabilities" and job.min_size:
         args.append(f"min_size={job.min_size!r}")
-    for key in ("tile_size", "halo", "batch_size"):
+    for key in ("object_size", "tile_size", "halo", "batch_size"):
         value = getattr(job, key)
         if value is not None:
             args.append(f"{key}={value!r}")

@@ -256,9 +256,15 @@ class SegmentWidget(SegmentForm):
         info = self._model_info_for(path)
         channels = parse_channels(self._channels.value)
         layout = plan_job(source, info, channels)
+        object_size = float(self._object_size.value) or None
+        if object_size is not None:
+            from ..core.rescale import zoom_factor
+
+            zoom_factor(info["spec"].get("object_size"), object_size)  # refuse early, with core's message
         return SegmentJob(
             source=source, layout=layout, model_path=path, output=self._output.value,
             channels=channels, min_size=int(self._min_size.value),
+            object_size=object_size,
             tile_size=int(self._tile_size.value) or None, halo=int(self._halo.value) or None,
             batch_size=int(self._batch_size.value) or None, device=self._device.value,
             precision=self._precision.value, class_names=list(info["spec"].get("class_names") or []),
