@@ -16,7 +16,10 @@ Files written (PNG, each kept under 300 kB by reducing colours and, if needed, s
 * ``segment-widget.png``: the panel after a run;
 * ``segment-viewer.png``: the whole window, panel docked, image and result labels;
 * ``reader-two-channels.png``: the two-channel sample opened by the reader (two additive layers);
-* ``layers-segment-menu.png``: the Layers > Segment menu with "Segment with U-Net".
+* ``layers-segment-menu.png``: the Layers > Segment menu with "Segment with U-Net";
+* ``train-widget.png``: the whole window during training on the nuclei sample and its ground truth
+  (left two thirds for training, right third for validation): the Train panel with its curves, and
+  the preview layer over the image, grabbed when the last epoch's preview arrives.
 
 Settings (the recent-model list) go to a temporary folder, never to the user's.
 """
@@ -40,8 +43,12 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "images"
 MAX_BYTES = 300_000
 WINDOW_SIZE = (1560, 900)
-SCREEN = "1600x1000x24"
-PLUGIN, WIDGET = "napari-unet", "Segment with U-Net"
+TRAIN_WINDOW_SIZE = (1500, 1260)  # tall enough for the whole Train panel, curves included
+SCREEN = "1600x1300x24"
+PLUGIN, WIDGET, TRAIN_WIDGET = "napari-unet", "Segment with U-Net", "Train U-Net"
+#: The screenshot's training run: tiny and short, on the CPU (a real model trains for longer).
+TRAIN_OPTIONS = dict(epochs=2, steps_per_epoch=20, patch_size=128, batch_size=4, depth=3, base_features=8,
+                     lr=0.01, device="cpu", seed=0, val_last=True, preview_every=1)
 
 
 def _restart_under_xvfb() -> None:
@@ -163,6 +170,60 @@ def menu_screenshot(viewer: Any) -> Any:
     return to_array(picture)
 
 
+def add_crop(viewer: Any, layer: Any, columns: slice, name: str, **kwargs: Any) -> Any:
+    """Add the ``columns`` of a 2D layer as a new layer of the same kind, in place over the original."""
+    from napari.layers import Labels
+
+    step = float(layer.scale[-1])
+    translate = (float(layer.translate[0]), float(layer.translate[1]) + (columns.start or 0) * step)
+    add = viewer.add_labels if isinstance(layer, Labels) else viewer.add_image
+    return add(layer.data[:, columns], name=name, scale=tuple(layer.scale), translate=translate,
+               metadata=dict(layer.metadata), **kwargs)
+
+
+def train_screenshot(viewer: Any, folder: pathlib.Path, path: pathlib.Path) -> None:
+    """Train a tiny U-Net in the Train panel on the nuclei sample; grab the window at the last preview."""
+    viewer.layers.clear()
+    viewer.window.remove_dock_widget("all")
+    viewer.window._qt_window.resize(*TRAIN_WINDOW_SIZE)
+    viewer.open_sample(PLUGIN, "nuclei")
+    image, truth = viewer.layers["nuclei_dsb2018"], viewer.layers["nuclei ground truth"]
+    split = image.data.shape[1] * 2 // 3
+    limits = tuple(image.contrast_limits)
+    train = add_crop(viewer, image, slice(None, split), "nuclei train", contrast_limits=limits)
+    val = add_crop(viewer, image, slice(split, None), "nuclei val", contrast_limits=limits)
+    train_masks = add_crop(viewer, truth, slice(None, split), "nuclei train masks", visible=False)
+    val_masks = add_crop(viewer, truth, slice(split, None), "nuclei val masks", visible=False)
+    viewer.layers.remove(image)
+    viewer.layers.remove(truth)
+    _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN, TRAIN_WIDGET)
+    widget.set_pair(0, train, train_masks)
+    widget.set_pair(1, val, val_masks)
+    widget.configure(output=folder / "nuclei-demo.safetensors", **TRAIN_OPTIONS)
+    viewer.reset_view()
+    settle()
+
+    shots: list[Any] = []
+    show_preview = widget._show_preview
+
+    def show_preview_and_grab(labels: Any) -> None:
+        # runs inside the panel's event handler: later events wait until it returns
+        show_preview(labels)
+        if len(widget.preview_history) == TRAIN_OPTIONS["epochs"] and not shots:
+            widget._plot.update(widget.history)  # draw now, not throttled
+            settle(1.0)
+            shots.append(viewer.screenshot(canvas_only=False, flash=False))
+
+    widget._show_preview = show_preview_and_grab
+    if widget.start() is None:
+        raise RuntimeError(f"the Train panel did not start: {widget._status.value}")
+    wait(lambda: not widget.running)
+    log.info("training: %s", widget.status)
+    if not shots:
+        raise RuntimeError(f"no preview arrived during training: {widget.status}")
+    save_png(shots[0], path)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=pathlib.Path, default=OUT, help="folder for the PNGs (default docs/images)")
@@ -219,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
         viewer.reset_view()
         settle(0.5)
         save_png(viewer.screenshot(canvas_only=False, flash=False), args.out / "reader-two-channels.png")
+
+        train_screenshot(viewer, pathlib.Path(tmp), args.out / "train-widget.png")  # last: it grows the window
         viewer.close()
     return 0
 
