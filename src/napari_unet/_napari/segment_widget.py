@@ -9,7 +9,9 @@ callbacks; the pieces live beside it:
 * :mod:`~napari_unet._napari.layer_inputs`: Image layer(s) → array, axes, channel names;
 * :mod:`~napari_unet._napari.model_choice`: the Model box's entries and model descriptions;
 * :mod:`~napari_unet._napari.segment_job`: one run's options, generator and console equivalent;
-* :mod:`~napari_unet._napari.result_layers`: the calibrated result layer, replaced on re-runs.
+* :mod:`~napari_unet._napari.result_layers`: the calibrated result layer, replaced on re-runs;
+* :mod:`~napari_unet._napari.worker_panel` and :mod:`~napari_unet._napari.layer_watch`: what it shares
+  with the Train panel (start, refuse, tidy up a worker; hear layer changes).
 
 See ``docs/segment-widget.md`` for the user's view. Nothing here imports torch: model files are
 described from their header and the model is loaded inside the worker thread when Run is pressed.
@@ -30,11 +32,13 @@ from ..core.axes import parse_channels
 from ..core.modelfile import describe_model, read_model_info
 from . import settings
 from .layer_inputs import ImageInput, combine_input, extra_channel_candidates, unwrap
+from .layer_watch import LayerListWatch, LayerWatch
 from .model_choice import ModelInfoCache, builtin_models, model_choices, model_summary
 from .result_layers import is_result_layer, result_layer_name, show_result
 from .segment_form import SegmentForm, wrap_text
 from .segment_job import DEVICES, OUTPUTS, PRECISIONS, SegmentJob, console_call, plan_job, run_segment_job
-from .workers import UNetWorker, error_message, start_worker
+from .worker_panel import WorkerPanel
+from .workers import UNetWorker, error_message
 
 __all__ = [
     "DEVICES",
@@ -52,7 +56,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-class SegmentWidget(SegmentForm):
+class SegmentWidget(WorkerPanel, SegmentForm):
     """Dock widget: segment an Image layer with a U-Net model file.
 
     Parameters
@@ -79,11 +83,15 @@ class SegmentWidget(SegmentForm):
         The layer written by the last successful run.
     """
 
+    title = "Segment with U-Net"
+    stop_verb = "cancel"
+
     def __init__(self, viewer: napari.viewer.Viewer) -> None:
         super().__init__()
         self._viewer = viewer
         self._worker: UNetWorker | None = None
         self._watched_layer: Image | None = None
+        self._image_watch = LayerWatch(("data", "metadata"), self._update_axes_info)
         self._session_models: list[str] = []
         self._model_info_for = ModelInfoCache()
         self.last_console_call: str | None = None
@@ -103,13 +111,8 @@ class SegmentWidget(SegmentForm):
         self._show_advanced.changed.connect(self._toggle_advanced)
         self._run_button.changed.connect(self._on_run_clicked)
         self._cancel_button.changed.connect(self.cancel)
-        layer_events = viewer.layers.events
-        layer_events.inserted.connect(self._on_layers_inserted)
-        layer_events.removed.connect(self._on_layers_changed)
-        layer_events.moved.connect(self._on_layers_changed)
+        self._layer_list_watch = LayerListWatch(viewer, self._on_layers_changed)
         viewer.layers.selection.events.active.connect(self._on_active_layer)
-        for layer in viewer.layers:
-            layer.events.name.connect(self._on_layers_changed)
 
         active = viewer.layers.selection.active
         if isinstance(active, Image):
@@ -134,16 +137,6 @@ class SegmentWidget(SegmentForm):
         return model_choices(self._session_models)
 
     # ------------------------------------------------------------------ public API
-    @property
-    def running(self) -> bool:
-        """Whether a run is in progress."""
-        return self._worker is not None
-
-    @property
-    def worker(self) -> UNetWorker | None:
-        """The running worker, if any."""
-        return self._worker
-
     @property
     def image_layer(self) -> Image | None:
         """The selected Image layer."""
@@ -203,37 +196,20 @@ class SegmentWidget(SegmentForm):
             The started worker (connect to ``worker.finished`` to wait), or None when
             nothing was started.
         """
-        if self._worker is not None:
-            show_info("Segment with U-Net is already running; cancel it first")
+        if self._busy():
             return None
         try:
             job = self._make_job()
         except (ValueError, TypeError, FileNotFoundError) as exc:
-            message = error_message(exc, "Segment with U-Net")
-            log.error("%s", message)
-            show_error(message)
-            self._status.value = wrap_text(f"not started: {error_message(exc)}")
+            self._refuse(exc)
             return None
         description = f"Segment {job.source.layer.name!r}"
         self._status.value = "starting…"
         self.last_event = None
-        self._set_running(True)
-        try:
-            self._worker = start_worker(
-                run_segment_job, job,
-                description=description,
-                on_result=lambda result: self._on_result(job, result),
-                on_event=self._on_event,
-                on_error=self._on_error,
-                on_aborted=self._on_aborted,
-                on_finished=self._on_finished,
-                error_prefix="Segment with U-Net failed",
-            )
-        except Exception:
-            self._set_running(False)
-            raise
+        worker = self._launch(run_segment_job, job, description=description,
+                              on_result=lambda result: self._on_result(job, result))
         log.info("%s with %s (%s)", description, job.model_path, job.options())
-        return self._worker
+        return worker
 
     def cancel(self, *_: Any) -> None:
         """Ask the running worker to stop at its next progress step (no layer is added)."""
@@ -280,15 +256,8 @@ class SegmentWidget(SegmentForm):
         message = getattr(event, "message", "") or getattr(event, "stage", "")
         self._status.value = wrap_text(str(message))
 
-    def _on_error(self, exc: BaseException) -> None:
-        self._status.value = wrap_text(f"failed: {error_message(exc)}")
-
     def _on_aborted(self) -> None:
         self._status.value = "cancelled"
-
-    def _on_finished(self) -> None:
-        self._worker = None
-        self._set_running(False)
 
     def _on_result(self, job: SegmentJob, result: np.ndarray) -> None:
         probabilities = job.output == "probabilities"
@@ -326,12 +295,6 @@ class SegmentWidget(SegmentForm):
             log.error("%s", message)
             show_error(message)
 
-    def _on_layers_inserted(self, event: Any) -> None:
-        layer = getattr(event, "value", None)
-        if layer is not None:
-            layer.events.name.connect(self._on_layers_changed)
-        self._on_layers_changed()
-
     def _on_layers_changed(self, *_: Any) -> None:
         self._image.reset_choices()
         self._refresh_extra()
@@ -354,19 +317,9 @@ class SegmentWidget(SegmentForm):
     def _on_image_changed(self, *_: Any) -> None:
         layer = self._image.value
         if layer is not self._watched_layer:
-            old = self._watched_layer
-            if old is not None:
-                for name in ("data", "metadata"):
-                    emitter = getattr(old.events, name, None)
-                    if emitter is not None:
-                        emitter.disconnect(self._update_axes_info)
-                if self._axes.value:
-                    self._axes.value = ""
-            if layer is not None:
-                for name in ("data", "metadata"):
-                    emitter = getattr(layer.events, name, None)
-                    if emitter is not None:
-                        emitter.connect(self._update_axes_info)
+            if self._watched_layer is not None and self._axes.value:
+                self._axes.value = ""  # the axes typed for the previous image
+            self._image_watch.watch([layer])
             self._watched_layer = layer
         self._refresh_extra()
         self._update_axes_info()

@@ -25,6 +25,7 @@ from napari.layers import Image
 from ..api import image_source
 from ..core.axes import plan_layout
 from ..core.io import file_stem
+from ..core.training.checkpoints import last_paths
 from ..core.training.data import pairs_from_folders
 from .layer_inputs import layer_data, unwrap
 
@@ -53,14 +54,8 @@ def default_output(name: str) -> pathlib.Path:
     return DEFAULT_MODEL_DIR.expanduser() / f"{safe}.safetensors"
 
 
-def last_checkpoint_paths(output: str | os.PathLike) -> tuple[pathlib.Path, pathlib.Path]:
-    """``(<stem>.last.safetensors, <stem>.last.state.safetensors)`` beside ``output``.
-
-    The same names as ``core.training.loop.last_paths`` (not imported: that module imports torch).
-    """
-    output = pathlib.Path(output)
-    stem = output.name[: -len(".safetensors")] if output.name.endswith(".safetensors") else output.stem
-    return output.with_name(stem + ".last.safetensors"), output.with_name(stem + ".last.state.safetensors")
+#: The checkpoint names beside ``output`` (:func:`napari_unet.core.training.checkpoints.last_paths`).
+last_checkpoint_paths = last_paths
 
 
 def path_or_none(value: Any) -> pathlib.Path | None:

@@ -33,6 +33,7 @@ from ..model import UNet
 from ..postprocess import labels_from_probabilities
 from ..spec import ModelSpec
 from .augment import augment
+from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
 from .data import PatchSampler, PreparedData, Sample, prepare, split
 from .losses import ce_dice_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
@@ -85,13 +86,6 @@ class TrainEvent:
     improved: bool = False
     preview: np.ndarray | None = None
     message: str = ""
-
-
-def last_paths(output: str | Path) -> tuple[Path, Path]:
-    """(last model file, its optimiser state file) for a run writing its best model to ``output``."""
-    output = Path(output)
-    stem = output.name[: -len(".safetensors")] if output.name.endswith(".safetensors") else output.stem
-    return output.with_name(stem + ".last.safetensors"), output.with_name(stem + ".last.state.safetensors")
 
 
 def iter_train(
