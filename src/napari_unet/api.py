@@ -39,7 +39,7 @@ def save_model(model: UNet, path: str | os.PathLike, **spec_updates: Any) -> Any
 
 
 def resolve_model(model: Any) -> UNet:
-    """A UNet from a UNet or a model file path."""
+    """A UNet from a UNet, a model file path, or None (the bundled nuclei model)."""
     from .core.model import UNet
 
     if isinstance(model, UNet):
@@ -47,7 +47,9 @@ def resolve_model(model: Any) -> UNet:
     if isinstance(model, (str, os.PathLike)):
         return load_model(model)
     if model is None:
-        raise TypeError("no model given: pass model= a UNet or the path of a model file")
+        from .core.bundled import load_default_model
+
+        return load_default_model()
     raise TypeError(f"model must be a UNet or a model file path, got {type(model).__name__}")
 
 
@@ -168,7 +170,7 @@ def predict(
     ----------
     image : array-like, napari Image layer or ImageFile (from ``read_image``)
     model : UNet or path
-        The network, or a model file.
+        The network, or a model file; None (default) uses the bundled nuclei model.
     axes : str, optional
         The image's axes, e.g. ``"TZCYX"``; taken from the layer or guessed (with a warning).
     channels : int, str or list, optional

@@ -280,12 +280,10 @@ def test_threshold_net_survives_a_file_round_trip(tmp_path):
     np.testing.assert_array_equal(labels > 0, mask_of())
 
 
-def test_no_model_is_a_type_error():
+def test_no_model_means_the_bundled_one_and_a_bad_model_is_a_type_error():
     img = np.zeros((37, 41), np.float32)
-    with pytest.raises(TypeError, match="model"):
-        api.segment(img)
-    with pytest.raises(TypeError, match="model"):
-        api.predict(img)
+    probs = api.predict(img)
+    assert probs.shape == (3, 37, 41)  # background / interior / boundary of the bundled model
     with pytest.raises(TypeError, match="model.*int"):
         api.segment(img, 42)
 

@@ -372,3 +372,20 @@ def test_module_does_not_import_torch_or_qt() -> None:
         "assert not bad, bad\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_strict_seeds_drop_weak_and_tiny_seeds():
+    """seed_threshold / min_seed_size / keep_seedless: settings stored in instance models."""
+    probs = np.zeros((3, 30, 40), np.float32)
+    probs[0] = 1.0
+    # a confident object (interior 0.9) ...
+    probs[:, 5:15, 5:15] = np.array([0.0, 0.9, 0.1])[:, None, None]
+    # ... and an unsure one (interior 0.6) with a 2-pixel confident speck
+    probs[:, 18:26, 20:30] = np.array([0.0, 0.6, 0.4])[:, None, None]
+    probs[:, 21, 24:26] = np.array([0.0, 0.95, 0.05])[:, None]
+    default = instance_labels(probs, boundary_class=2)
+    assert default.max() == 2
+    strict = instance_labels(probs, boundary_class=2, seed_threshold=0.8, min_seed_size=5, keep_seedless=False)
+    assert strict.max() == 1 and (strict[5:15, 5:15] == 1).all() and not strict[18:26, 20:30].any()
+    kept = instance_labels(probs, boundary_class=2, seed_threshold=0.8, min_seed_size=5, keep_seedless=True)
+    assert kept.max() == 2 and (kept[18:26, 20:30] == 2).all()

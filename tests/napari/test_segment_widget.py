@@ -278,7 +278,9 @@ def test_widget_docks_and_image_box_follows_the_active_layer(make_napari_viewer:
     viewer.layers.remove(c)
     assert widget.image_layer in (a, b)
     assert "c" not in [name for name, _ in widget._image_choices()]
-    assert flat(widget._model_info.value).startswith("No model")
+    # the bundled nuclei model is the first entry and selected by default
+    assert widget._model.value.endswith("nuclei.safetensors")
+    assert "DSB2018" in flat(widget._model_info.value)
     assert widget._advanced.native.isHidden()
     widget._show_advanced.value = True
     assert not widget._advanced.native.isHidden()
@@ -555,7 +557,8 @@ def test_menu_runs_the_panel_on_the_selected_layer(
     segment_selected_layer(viewer)
     _dock, widget = viewer.window.add_plugin_dock_widget("napari-unet", "Segment with U-Net")
     assert isinstance(widget, SegmentWidget)
-    assert widget.image_layer is second and widget.model_path == model_2d
+    # the first entry of the model list is the bundled nuclei model, ahead of recent files
+    assert widget.image_layer is second and widget.model_path.endswith("nuclei.safetensors")
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
     assert not errors(notes)
     result = viewer.layers["second labels"]
@@ -573,7 +576,12 @@ def test_menu_runs_the_panel_on_the_selected_layer(
     assert "first labels" in [layer.name for layer in viewer.layers]
 
 
-def test_menu_without_a_model_asks_for_one(make_napari_viewer: Any, notes: list[Any]) -> None:
+def test_menu_without_a_model_asks_for_one(
+    make_napari_viewer: Any, notes: list[Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from napari_unet._napari import model_choice
+
+    monkeypatch.setattr(model_choice, "builtin_models", lambda: [])  # an install without its model file
     viewer = make_napari_viewer()
     viewer.add_image(squares(), name="img")
     segment_selected_layer(viewer)

@@ -327,6 +327,9 @@ def _block_instances(
     boundary_class: int | None,
     threshold: float,
     structure: np.ndarray,
+    seed_threshold: float | None = None,
+    min_seed_size: int = 0,
+    keep_seedless: bool = True,
 ) -> np.ndarray:
     """Instance labels of one spatial block, before size filtering.
 
@@ -346,18 +349,24 @@ def _block_instances(
         labels, _ = ndimage.label(foreground, structure=structure)
         return labels
 
-    interior = foreground & (class_map != boundary_class)
+    if seed_threshold is None:
+        interior = foreground & (class_map != boundary_class)
+    else:
+        inner = [c for c in range(1, block.shape[0]) if c != boundary_class]
+        interior = np.asarray(block[inner], dtype=np.float32).sum(axis=0) >= seed_threshold
     seeds, n_seeds = ndimage.label(interior, structure=structure)
+    if min_seed_size > 1 and n_seeds:
+        seeds, n_seeds = _filter_and_relabel(seeds, min_seed_size)
     # Flood from the interior seeds over the boundary-probability landscape: boundary pixels
     # are high ground, so the basins of two touching nuclei meet on the boundary line and
     # each boundary pixel goes to its neighbouring object.
     landscape = np.asarray(block[boundary_class], dtype=np.float32)
-    labels = watershed(landscape, markers=seeds, mask=foreground, connectivity=1)
+    labels = watershed(landscape, markers=seeds, mask=foreground | (seeds > 0), connectivity=1)
     # Foreground regions that hold no interior pixel at all (typically very small objects the
     # model sees as all-boundary) are unreachable by the flood; keep them as their own objects
     # rather than silently losing them. ``min_size`` removes them when they are noise.
     orphans = foreground & (labels == 0)
-    if orphans.any():
+    if keep_seedless and orphans.any():
         extra, n_extra = ndimage.label(orphans, structure=structure)
         labels = labels.astype(np.int64, copy=False)
         labels[extra > 0] = extra[extra > 0] + n_seeds
@@ -372,6 +381,9 @@ def instance_labels(
     boundary_class: int | None = None,
     min_size: int = 0,
     threshold: float = 0.5,
+    seed_threshold: float | None = None,
+    min_seed_size: int = 0,
+    keep_seedless: bool = True,
 ) -> np.ndarray:
     """Instance labels: one unique integer per object across the whole output.
 
@@ -408,6 +420,15 @@ def instance_labels(
         Minimum object size in pixels (voxels); smaller objects are set to 0.
     threshold : float, optional
         Foreground threshold, used only when ``n_classes == 1`` (``p >= threshold``).
+    seed_threshold : float or None, optional
+        With ``boundary_class``: seeds are where the summed interior probability is at least
+        this (stricter seeds split touching objects better); None uses the argmax.
+    min_seed_size : int, optional
+        With ``boundary_class``: seeds smaller than this many pixels are dropped (their pixels
+        join a neighbouring object, or form their own if none touches).
+    keep_seedless : bool, optional
+        With ``boundary_class``: foreground regions no seed reaches become objects of their
+        own (True) or background (False).
 
     Returns
     -------
@@ -438,7 +459,8 @@ def instance_labels(
     for index, block in _iter_blocks(probabilities, int(spatial_ndim)):
         n_blocks += 1
         labels = _block_instances(
-            block, boundary_class=boundary_class, threshold=threshold, structure=structure
+            block, boundary_class=boundary_class, threshold=threshold, structure=structure,
+            seed_threshold=seed_threshold, min_seed_size=min_seed_size, keep_seedless=keep_seedless,
         )
         labels, count = _filter_and_relabel(labels, min_size)
         if count:
@@ -471,6 +493,9 @@ def labels_from_probabilities(
     spatial_ndim: int = 2,
     min_size: int = 0,
     threshold: float = 0.5,
+    seed_threshold: float | None = None,
+    min_seed_size: int = 0,
+    keep_seedless: bool = True,
 ) -> np.ndarray:
     """Labels from class probabilities, semantic or instance.
 
@@ -490,6 +515,8 @@ def labels_from_probabilities(
         Minimum object / region size in pixels.
     threshold : float, optional
         Foreground threshold, used only when ``n_classes == 1``.
+    seed_threshold, min_seed_size, keep_seedless : optional
+        Instance mode with a boundary class: see :func:`instance_labels`.
 
     Returns
     -------
@@ -514,6 +541,9 @@ def labels_from_probabilities(
             boundary_class=boundary_class,
             min_size=min_size,
             threshold=threshold,
+            seed_threshold=seed_threshold,
+            min_seed_size=min_seed_size,
+            keep_seedless=keep_seedless,
         )
     raise ValueError(
         f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}"

@@ -62,9 +62,11 @@ def iter_segment(
         image_name=image_name, layout_order=True, **predict_options,
     )
     yield Progress(0, 1, "postprocess", f"making {mode} labels")
+    instance_model = model.spec.target == "instances"
     labels = labels_from_probabilities(
-        probs, mode=mode, boundary_class=model.spec.boundary_class if model.spec.target == "instances" else None,
+        probs, mode=mode, boundary_class=model.spec.boundary_class if instance_model else None,
         spatial_ndim=model.ndim, min_size=int(min_size),
+        **(model.spec.postprocess if instance_model and mode == "instances" else {}),
     )
     del probs
     yield Progress(1, 1, "postprocess", "labels ready")

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 TARGETS = ("semantic", "instances")
+POSTPROCESS_KEYS = ("seed_threshold", "min_seed_size", "keep_seedless")
 
 
 @dataclass
@@ -40,6 +41,10 @@ class ModelSpec:
         Free text shown to users.
     training : dict
         Training record: data, epochs, metrics, ... (free form, JSON-serialisable).
+    postprocess : dict
+        Instance post-processing settings for this model, passed to
+        :func:`~napari_unet.core.postprocess.instance_labels` (``seed_threshold``,
+        ``min_seed_size``, ``keep_seedless``); empty means the defaults.
     """
 
     channel_names: list[str] = field(default_factory=lambda: ["channel 0"])
@@ -54,6 +59,7 @@ class ModelSpec:
     object_size: float | None = None
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
+    postprocess: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def default(cls, in_channels: int, n_classes: int, ndim: int = 2) -> ModelSpec:
@@ -106,6 +112,9 @@ class ModelSpec:
             raise ValueError(
                 f"spec axes {self.axes!r} do not match a {config['ndim']}D network ({expected_axes!r})"
             )
+        unknown = set(self.postprocess) - set(POSTPROCESS_KEYS)
+        if unknown:
+            raise ValueError(f"unknown post-processing settings {sorted(unknown)}; known: {list(POSTPROCESS_KEYS)}")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(

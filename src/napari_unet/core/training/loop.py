@@ -37,7 +37,7 @@ from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` sti
 from .data import PatchSampler, PreparedData, Sample, prepare, split
 from .losses import ce_dice_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
-from .targets import BOUNDARY_CLASS
+from .targets import BOUNDARY_CLASS, INSTANCE_POSTPROCESS
 
 log = logging.getLogger(__name__)
 
@@ -219,6 +219,7 @@ def iter_train(
             boundary_class=BOUNDARY_CLASS if mode == "instances" else None,
             normalization={"method": "percentile", "low": percentiles[0], "high": percentiles[1]},
             axes="ZYX" if ndim == 3 else "YX", object_size=data.object_size, description=description,
+            postprocess=dict(INSTANCE_POSTPROCESS) if mode == "instances" else {},
         )
         net = UNet(data.n_channels, n_classes, depth=depth, base_features=base_features, ndim=ndim,
                    upsampling=upsampling, spec=spec)
@@ -398,7 +399,7 @@ def evaluate_samples(
         losses.append(float(ce_dice_loss(logp, t)))  # log-probabilities act as logits
         if mode == "instances":
             labels = labels_from_probabilities(probs, mode="instances", boundary_class=BOUNDARY_CLASS,
-                                               spatial_ndim=net.ndim)
+                                               spatial_ndim=net.ndim, **net.spec.postprocess)
             counts.append(ap_counts(s.labels, labels))
         else:
             ious.append(mean_iou(s.target, probs.argmax(0), probs.shape[0]))
