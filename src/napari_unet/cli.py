@@ -126,7 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--axes", help="axes of the images when their files have none")
     tr.add_argument("--channels", help="channels to train on, by index or name")
     tr.add_argument("--resume", action="store_true", help="continue the run that writes --output")
-    tr.add_argument("--from", dest="from_model", type=Path, help="fine-tune this model file")
+    tr.add_argument("--from", dest="from_model", type=Path,
+                    help="fine-tune this model file, or a bundled model by name (nuclei)")
     tr.add_argument("--description", default="", help="free text stored in the model file")
     tr.add_argument("--no-progress", action="store_true")
 
@@ -157,6 +158,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--val-images and --val-masks go together")
     if args.resume and args.from_model:
         raise CLIError("--resume continues a run; --from starts a new one from a model: use one")
+    if args.from_model is not None and not args.from_model.exists():
+        from .core.bundled import bundled_models
+
+        builtin = bundled_models()
+        if str(args.from_model) in builtin:  # e.g. --from nuclei: fine-tune the bundled model
+            args.from_model = builtin[str(args.from_model)]
     pairs = pairs_from_folders(args.images, args.masks)
     val = pairs_from_folders(args.val_images, args.val_masks) if args.val_images else None
     bar = None if args.no_progress else TextProgress()

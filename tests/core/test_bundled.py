@@ -84,3 +84,24 @@ def test_cli_segment_without_model(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "nuclei_dsb2018_labels.tif" in result.stdout
     assert read_provenance(tmp_path / "nuclei_dsb2018_labels.tif")["model"].endswith("nuclei.safetensors")
+
+
+def test_fine_tune_the_bundled_model_from_the_cli(tmp_path, capsys):
+    import tifffile
+
+    img_dir, mask_dir = tmp_path / "images", tmp_path / "masks"
+    img_dir.mkdir()
+    mask_dir.mkdir()
+    image = np.asarray(read_image(sample_path("nuclei")).data)[:128, :128]
+    truth = np.asarray(read_image(sample_path("nuclei_masks")).data)[:128, :128]
+    for name in ("a", "b"):
+        tifffile.imwrite(img_dir / f"{name}.tif", image)
+        tifffile.imwrite(mask_dir / f"{name}.tif", truth)
+    out = tmp_path / "tuned.safetensors"
+    code = main(["train", "--images", str(img_dir), "--masks", str(mask_dir), "--output", str(out), "--from", "nuclei",
+                 "--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "64", "--batch-size", "2",
+                 "--val-fraction", "0.5", "--no-progress"])
+    assert code == 0, capsys.readouterr().err
+    spec = read_model_info(out)["spec"]
+    arch = read_model_info(out)["architecture"]
+    assert arch["base_features"] == 16 and arch["depth"] == 4 and spec["channel_names"] == ["nuclei"]
