@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 
 from napari_unet import __version__
 from napari_unet.cli import main, output_stem
 from napari_unet.core.io import read_image, read_provenance
-from napari_unet.core.model import UNet
 from napari_unet.core.modelfile import save_model
+
+from known_nets import threshold_net
 
 ONE = ((slice(5, 15), slice(6, 16)),)  # one 10x10 square
 TWO = ONE + ((slice(20, 30), slice(25, 37)),)  # plus a 10x12 square
@@ -29,26 +29,6 @@ SHAPE = (37, 41)
 
 
 # ---------------------------------------------------------------------------- fixtures
-def threshold_net(in_channels: int = 1, use_channel: int = 0) -> UNet:
-    """2-class U-Net predicting foreground exactly where input ``use_channel`` (normalised) > 0.5.
-
-    All weights zero except centre taps of 1 along the skip path (``inc`` convs and the up
-    convs) and a 1x1 output conv with weights [-1, +1], biases [0.5, -0.5]: logits
-    ``(0.5 - relu(x), relu(x) - 0.5)``. Same construction as in ``test_api.py``.
-    """
-    net = UNet(in_channels, 2, depth=1, base_features=1, norm=False)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        net.inc[0].weight[0, use_channel, 1, 1] = 1.0
-        net.inc[2].weight[0, 0, 1, 1] = 1.0
-        net.ups[0].conv[0].weight[0, 0, 1, 1] = 1.0
-        net.ups[0].conv[2].weight[0, 0, 1, 1] = 1.0
-        net.outc.weight[:, 0, 0, 0] = torch.tensor([-1.0, 1.0])
-        net.outc.bias[:] = torch.tensor([0.5, -0.5])
-    return net.eval()
-
-
 def plane(squares, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = rng.integers(0, 100, SHAPE).astype(np.uint16)

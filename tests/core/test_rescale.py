@@ -2,24 +2,16 @@
 
 import numpy as np
 import pytest
-import torch
 
 from napari_unet import segment
 from napari_unet.core.inference import predict
-from napari_unet.core.model import UNet
 from napari_unet.core.rescale import zoom_back, zoom_factor
+
+from known_nets import threshold_net
 
 
 def _threshold_net(object_size):
-    """depth-1 net whose foreground logit is (normalised input - 0.5): no learned behaviour."""
-    net = UNet(1, 2, depth=1, base_features=1, norm=False).eval()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.zero_()
-        for conv in (net.inc[0], net.inc[2], net.ups[0].conv[0], net.ups[0].conv[2]):
-            conv.weight[0, 0, 1, 1] = 1.0
-        net.outc.weight[:, 0, 0, 0] = torch.tensor([-1.0, 1.0])
-        net.outc.bias[:] = torch.tensor([0.5, -0.5])
+    net = threshold_net()
     net.spec.object_size = object_size
     return net
 

@@ -262,7 +262,7 @@ def test_train_from_layers_curves_preview_and_segment_widget(
     viewer = make_napari_viewer()
     img_a, lab_a = discs(seed=0)
     img_b, lab_b = discs(seed=1)
-    a = viewer.add_image(img_a, name="a", scale=SCALE, translate=TRANSLATE)
+    viewer.add_image(img_a, name="a", scale=SCALE, translate=TRANSLATE)
     viewer.add_labels(lab_a, name="a masks", scale=SCALE, translate=TRANSLATE)
     b = viewer.add_image(img_b, name="b")
     viewer.add_labels(lab_b, name="b masks")

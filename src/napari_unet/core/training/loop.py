@@ -173,7 +173,6 @@ def iter_train(
         if isinstance(value, bool) or int(value) != value or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
-    state: dict[str, Any] = {}
     if resume:
         last, state_file = last_paths(output)  # type: ignore[arg-type]
         if not last.exists() or not state_file.exists():
