@@ -25,7 +25,6 @@ pytest.importorskip("pytestqt")
 
 import torch  # noqa: E402
 from napari.layers import Image, Labels  # noqa: E402
-from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 
 from napari_unet import UNet, save_model  # noqa: E402
 from napari_unet._napari import settings  # noqa: E402
@@ -33,43 +32,17 @@ from napari_unet._napari.menu import segment_selected_layer  # noqa: E402
 from napari_unet._napari.segment_widget import SegmentWidget, parse_channels  # noqa: E402
 from napari_unet._napari.workers import start_worker  # noqa: E402
 
+from notifications import errors, infos  # noqa: E402
+
 TIMEOUT_MS = 180_000  # a 2-core CPU machine importing torch in a thread can be slow
 SCALE = (0.5, 0.25)
 TRANSLATE = (3.0, -7.0)
 
 
 # ---------------------------------------------------------------------------- fixtures & helpers
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "config"
-    monkeypatch.setenv(settings.CONFIG_DIR_ENV, str(folder))
-    return folder
-
-
-@pytest.fixture
-def notes():
-    """Notifications dispatched during the test (napari's notification_manager)."""
-    got: list[Any] = []
-
-    def _collect(notification: Any) -> None:
-        got.append(notification)
-
-    notification_manager.notification_ready.connect(_collect)
-    yield got
-    notification_manager.notification_ready.disconnect(_collect)
-
-
 def flat(text: str) -> str:
     """``text`` with line breaks (the widget wraps its labels) folded into single spaces."""
     return " ".join(str(text).split())
-
-
-def errors(notes: list[Any]) -> list[str]:
-    return [str(n.message) for n in notes if n.severity == NotificationSeverity.ERROR]
-
-
-def infos(notes: list[Any]) -> list[str]:
-    return [str(n.message) for n in notes if n.severity == NotificationSeverity.INFO]
 
 
 def make_model(path: Path, in_channels: int = 1, n_classes: int = 2, *, seed: int = 0, **spec: Any) -> str:

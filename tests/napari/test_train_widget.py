@@ -27,7 +27,6 @@ pytest.importorskip("pytestqt")
 import tifffile  # noqa: E402
 import torch  # noqa: E402
 from napari.layers import Labels  # noqa: E402
-from napari.utils.notifications import NotificationSeverity, notification_manager  # noqa: E402
 from skimage.draw import disk  # noqa: E402
 
 from napari_unet._napari import settings  # noqa: E402
@@ -41,6 +40,8 @@ from napari_unet._napari.train_widget import (  # noqa: E402
 )
 from napari_unet.core.modelfile import load_model  # noqa: E402
 
+from notifications import errors, infos  # noqa: E402
+
 TIMEOUT_MS = 300_000  # 2 shared CPU cores; importing torch in the worker thread can take a while
 TINY: dict[str, Any] = dict(
     depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=3, lr=0.01, device="cpu", seed=0,
@@ -50,13 +51,6 @@ TRANSLATE = (3.0, -7.0)
 
 
 # ---------------------------------------------------------------------------- fixtures & helpers
-@pytest.fixture(autouse=True)
-def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "config"
-    monkeypatch.setenv(settings.CONFIG_DIR_ENV, str(folder))
-    return folder
-
-
 @pytest.fixture(scope="module", autouse=True)
 def one_torch_thread() -> Any:
     """Tiny networks gain nothing from intra-op threads; on a busy machine they cost several-fold."""
@@ -64,27 +58,6 @@ def one_torch_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-@pytest.fixture
-def notes() -> Any:
-    """Notifications dispatched during the test."""
-    got: list[Any] = []
-
-    def _collect(notification: Any) -> None:
-        got.append(notification)
-
-    notification_manager.notification_ready.connect(_collect)
-    yield got
-    notification_manager.notification_ready.disconnect(_collect)
-
-
-def errors(notes: list[Any]) -> list[str]:
-    return [str(n.message) for n in notes if n.severity == NotificationSeverity.ERROR]
-
-
-def infos(notes: list[Any]) -> list[str]:
-    return [str(n.message) for n in notes if n.severity == NotificationSeverity.INFO]
 
 
 def discs(shape: tuple[int, int] = (96, 96), seed: int = 0, n: int = 7) -> tuple[np.ndarray, np.ndarray]:
