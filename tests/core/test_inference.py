@@ -132,12 +132,19 @@ def test_axes_guess_warns_for_3d_array():
     assert probs.shape == (3, 6, 17, 19)
 
 
+class _SharedList(list):
+    """Survives the deepcopy the engine makes of a network (BatchNorm folding)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
 class _OOMOnBigBatches(torch.nn.Module):
     """Wraps a UNet; raises CUDA's OOM error for batches above a pixel budget."""
 
     def __init__(self, net, max_pixels):
         super().__init__()
-        self.net, self.max_pixels, self.calls = net, max_pixels, []
+        self.net, self.max_pixels, self.calls = net, max_pixels, _SharedList()
 
     def forward(self, x):
         pixels = x.shape[0] * x[0, 0].numel()

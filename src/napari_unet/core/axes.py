@@ -276,15 +276,19 @@ class Layout:
             view = view[(slice(None),) * lead + (None,)]
         return view
 
-    def select(self, block: np.ndarray) -> np.ndarray:
-        """Pick (or convert) the model's channels from ``block`` (C_image, ...) → float32 (C_model, ...)."""
+    def select(self, block: np.ndarray, raw: bool = False) -> np.ndarray:
+        """Pick (or convert) the model's channels from ``block`` (C_image, ...) → float32 (C_model, ...).
+
+        With ``raw`` the picked channels keep their dtype (RGB → gray is float32 anyway).
+        """
         if self.channel_axis is None:
-            return block.astype(np.float32, copy=False)
+            return block if raw else block.astype(np.float32, copy=False)
         if self.to_gray:
             rgb = block[:3].astype(np.float32, copy=False)
             w = np.asarray(GRAY_WEIGHTS, dtype=np.float32).reshape((3,) + (1,) * (rgb.ndim - 1))
             return (rgb * w).sum(axis=0, keepdims=True)
-        return block[list(self.channels)].astype(np.float32, copy=False)
+        picked = block[list(self.channels)]
+        return picked if raw else picked.astype(np.float32, copy=False)
 
     def to_output_order(self, array: np.ndarray, lead: int = 0) -> np.ndarray:
         """Transpose ``array`` from (``lead`` extra axes, *loop, *spatial) to (``lead``, *out_axes)."""

@@ -12,13 +12,16 @@ import logging
 import math
 import os
 from dataclasses import dataclass
-from itertools import product
 from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 import torch
 
 from .axes import Layout, guess_axes, plan_layout
+from .engine import FeatureSink, ProbabilitySink, TileOutOfMemory, run_grid
+from .fastnet import inference_network, memory_format
+from .features import check_classes
+from .halo import auto_halo
 from .model import UNet
 from .normalize import apply_range, percentile_range, strided_sample
 from .rescale import zoom_back, zoom_factor, zoom_image
@@ -115,34 +118,41 @@ def _free_memory(device: torch.device) -> int:
         return 4 << 30
 
 
-def default_halo(model: UNet) -> int:
-    """The network's receptive radius rounded up to a multiple of ``2**depth`` (2D), and
-    half of it for 3D models, whose tiles are small."""
-    radius = model.receptive_radius()
-    if model.ndim == 3:
-        radius = radius // 2
-    return round_up(radius, model.size_multiple)
+#: Host memory a job may use beyond its input and output (label features + working memory).
+HOST_EXTRA_BUDGET = 2 << 30
 
 
-def default_tile_and_batch(model: UNet, device: torch.device, halo: int, autocast: torch.dtype | None) -> tuple[int, int]:
-    """Tile edge and batch size from the device's free memory and the network's width.
+def default_tile_and_batch(
+    model: UNet, device: torch.device, halo: int, autocast: torch.dtype | None, *,
+    plane_width: int = 0, store_bytes: int = 0,
+) -> tuple[int, int]:
+    """Tile edge and batch size from the memory the device can give.
 
-    Activations of a U-Net cost about ``base_features * 8`` values per pixel at their peak
-    in inference; we budget a quarter of free host memory (CPU) or half of free GPU memory.
+    A U-Net's activations peak at about ``36 * base_features`` bytes per pixel in float32
+    inference (measured), half that in bf16/fp16; the band accumulator costs
+    ``4 * (n_classes + 1) * tile * plane_width`` bytes. The working budget is half the free
+    GPU memory on CUDA; on the CPU a quarter of free memory and at most
+    :data:`HOST_EXTRA_BUDGET` minus ``store_bytes`` (what the job keeps for the whole image),
+    so huge images stay within input + output + 2 GiB.
     """
     bytes_per_value = 2 if autocast is not None else next(model.parameters()).element_size()
-    per_px = model.config["base_features"] * 8 * bytes_per_value
-    budget = _free_memory(device) * (0.5 if device.type == "cuda" else 0.25)
-    budget = min(budget, 24 << 30)
+    per_px = model.config["base_features"] * 9 * bytes_per_value
+    if device.type == "cuda":
+        budget = min(_free_memory(device) * 0.5, 24 << 30)
+    else:
+        budget = min(_free_memory(device) * 0.25, HOST_EXTRA_BUDGET - store_bytes)
+    budget = max(budget, 256 << 20)
     minimum = 2 * halo + 4 * model.size_multiple
+    band_per_row = 4 * (model.n_classes + 1) * max(plane_width, 1)
     if model.ndim == 2:
-        cap = 2048 if device.type == "cuda" else 1024
-        tile = int(math.sqrt(budget / per_px))
+        cap = 2048 if device.type == "cuda" else 1536
+        # per_px * t^2 + band_per_row * t <= budget
+        tile = int((-band_per_row + math.sqrt(band_per_row**2 + 4 * per_px * budget)) / (2 * per_px))
     else:
         cap = 256 if device.type == "cuda" else 128
-        tile = int(round(budget / per_px) ** (1 / 3))
+        tile = int((budget / per_px) ** (1 / 3))
     tile = max(minimum, min(cap, tile))
-    tile = round_up(tile, model.size_multiple)
+    tile = max(model.size_multiple, (tile // model.size_multiple) * model.size_multiple)
     tile_bytes = per_px * tile**model.ndim
     batch = int(max(1, min(16 if device.type == "cuda" else 4, budget // tile_bytes)))
     return tile, batch
@@ -179,18 +189,95 @@ def compute_percentiles(view: Any, layout: Layout, low: float, high: float) -> t
     return percentile_range(sample, low, high, channel_axis=0)
 
 
-class _TileOutOfMemory(Exception):
-    """One tile alone does not fit on the GPU."""
+def _engine_options(model: UNet, layout: Layout, precision: str, device: Any, batch_size: Any,
+                    ) -> tuple[torch.device, torch.dtype | None, torch.dtype]:
+    dev = resolve_device(device)
+    autocast = resolve_precision(precision, dev)
+    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    param_dtype = next(model.parameters()).dtype
+    dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
+    return dev, autocast, dtype
 
 
-def _is_oom(err: BaseException) -> bool:
-    oom = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom is not None and isinstance(err, oom):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+def _iter_tiled(
+    image: Any, model: UNet, layout: Layout, make_sink: Callable[[], Any], *,
+    tile_size: Any, halo: Any, batch_size: Any, device: Any, precision: str, percentiles: Any,
+    normalized: bool, image_name: str, compile: bool | str, store_bytes: int,
+) -> Generator[Progress, None, Any]:
+    """Normalise, plan tiles, run the engine into ``make_sink()``; returns the sink's result."""
+    dev, autocast, dtype = _engine_options(model, layout, precision, device, batch_size)
+    low, high = percentiles if percentiles is not None else model.spec.percentiles
+    view = layout.arrange(image)
+    if normalized:
+        lo, hi = np.zeros(layout.n_channels), np.ones(layout.n_channels)
+    else:
+        yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
+        lo, hi = compute_percentiles(view, layout, low, high)
+    log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
+
+    spatial = layout.spatial_shape
+    width = math.prod(spatial[1:])
+    auto_tile, auto_batch = default_tile_and_batch(
+        model, dev, int(max(np.atleast_1d(halo if halo is not None else 0))), autocast,
+        plane_width=width, store_bytes=store_bytes,
+    )
+    tile = auto_tile if tile_size is None else tile_size
+    batch = auto_batch if batch_size is None else int(batch_size)
+    if halo is None:
+        fits = TileGrid(spatial, tile, 0, multiple=model.size_multiple)
+        if len(fits) == 1:
+            halo = 0  # one tile holds the whole image: nothing to blend
+        else:
+            yield Progress(0, 1, "halo", "measuring how much context the network needs")
+            halo = auto_halo(model, _probe(view, layout, lo, hi), device="cpu")
+            if tile_size is None:
+                tile = max(tile, 2 * halo + 4 * model.size_multiple)
+    use_compile = compile is True or (compile == "auto" and dev.type == "cuda")
+
+    was_training = model.training
+    model.eval()
+    try:
+        net = inference_network(model, dev, compile=use_compile)
+        fmt = memory_format(model, dev)
+        while True:
+            grid = TileGrid(spatial, tile, halo, multiple=model.size_multiple)
+            sink = make_sink()
+            total = len(grid) * math.prod(layout.loop_shape)
+            yield Progress(0, total, "tiles", f"{total} tiles of {grid.tile_size} px, halo {grid.halo}")
+            try:
+                for done, total in run_grid(
+                    view, layout, grid, net, n_classes=model.n_classes, device=dev, autocast=autocast,
+                    batch=batch, lo=lo, hi=hi, dtype=dtype, sink=sink, memory_format=fmt,
+                    fixed_batch=use_compile,
+                ):
+                    yield Progress(done, total, "tiles", f"tile {done}/{total}")
+                break
+            except TileOutOfMemory:
+                smaller = [round_up(t // 2, model.size_multiple) for t in grid.tile_size]
+                if any(s < 2 * h + model.size_multiple for s, h in zip(smaller, grid.halo)) or smaller == list(grid.tile_size):
+                    raise MemoryError(
+                        f"the GPU ran out of memory on a single tile of {grid.tile_size} px with "
+                        f"halo {grid.halo}; use device='cpu' or a smaller halo"
+                    ) from None
+                tile, batch = smaller, 1
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {smaller}")
+    finally:
+        model.train(was_training)
+    yield Progress(1, 1, "done", "prediction finished")
+    return sink.result
 
 
-# ---------------------------------------------------------------------------- predicting
+def _probe(view: Any, layout: Layout, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Centre of the first plane, normalised: the input :func:`auto_halo` measures with."""
+    first = view[(0,) * len(layout.loop_shape)]
+    centre = tuple(slice(max(0, s // 2 - 160), s // 2 + 160) for s in layout.spatial_shape)
+    block = layout.select(np.asarray(first[(slice(None), *centre)]))
+    return apply_range(block, lo, hi)
+
+
 def iter_predict(
     image: Any,
     model: UNet,
@@ -208,6 +295,7 @@ def iter_predict(
     layout_order: bool = False,
     normalized: bool = False,
     object_size: float | None = None,
+    compile: bool | str = "auto",
 ) -> Generator[Progress, None, np.ndarray]:
     """Predict class probabilities for ``image`` tile by tile, yielding progress.
 
@@ -247,6 +335,9 @@ def iter_predict(
     layout_order : bool
         Return the probabilities in the internal order (classes, *loop axes, *spatial axes)
         instead of the input's order (used by ``segment``).
+    compile : bool or "auto"
+        Run the network through ``torch.compile`` (compiled once per model and tile shape,
+        kept for later calls; falls back to eager when compiling fails). ``"auto"``: on CUDA.
 
     Yields
     ------
@@ -271,128 +362,61 @@ def iter_predict(
             channels=list(layout.channels) if layout.channel_axis and not layout.to_gray else None,
             tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
             percentiles=percentiles, image_name=image_name, layout_order=True, normalized=normalized,
+            compile=compile,
         )
         probs = zoom_back(probs, model.ndim, layout.spatial_shape)
         return probs if layout_order else layout.to_output_order(probs, lead=1)
-    dev = resolve_device(device)
-    autocast = resolve_precision(precision, dev)
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    low, high = percentiles if percentiles is not None else model.spec.percentiles
-    param_dtype = next(model.parameters()).dtype
-    out_dtype = np.float64 if param_dtype == torch.float64 else np.float32
-
-    halo_ = default_halo(model) if halo is None else halo
-    auto_tile, auto_batch = default_tile_and_batch(
-        model, dev, max(np.atleast_1d(halo_)), autocast
+    out_dtype = np.float64 if next(model.parameters()).dtype == torch.float64 else np.float32
+    probs = yield from _iter_tiled(
+        image, model, layout,
+        lambda: ProbabilitySink(model.n_classes, layout.loop_shape, layout.spatial_shape, out_dtype),
+        tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
+        percentiles=percentiles, normalized=normalized, image_name=image_name, compile=compile, store_bytes=0,
     )
-    tile = auto_tile if tile_size is None else tile_size
-    batch = auto_batch if batch_size is None else int(batch_size)
-
-    view = layout.arrange(image)
-    if normalized:
-        lo, hi = np.zeros(layout.n_channels), np.ones(layout.n_channels)
-    else:
-        yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
-        lo, hi = compute_percentiles(view, layout, low, high)
-    log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
-
-    was_training = model.training
-    model.eval()
-    model.to(dev)
-    try:
-        while True:
-            grid = TileGrid(layout.spatial_shape, tile, halo_, multiple=model.size_multiple)
-            try:
-                probs = yield from _run_grid(
-                    view, layout, grid, model, dev, autocast, batch, lo, hi, param_dtype, out_dtype,
-                )
-                break
-            except _TileOutOfMemory:
-                smaller = [round_up(t // 2, model.size_multiple) for t in grid.tile_size]
-                if any(s < 2 * h + model.size_multiple for s, h in zip(smaller, grid.halo)) or smaller == list(grid.tile_size):
-                    raise MemoryError(
-                        f"the GPU ran out of memory on a single tile of {grid.tile_size} px with "
-                        f"halo {grid.halo}; use device='cpu' or a smaller halo"
-                    ) from None
-                tile, batch = smaller, 1
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {smaller}")
-    finally:
-        model.train(was_training)
-    yield Progress(1, 1, "done", "prediction finished")
     return probs if layout_order else layout.to_output_order(probs, lead=1)
 
 
-def _run_grid(
-    view: Any, layout: Layout, grid: TileGrid, model: UNet, dev: torch.device,
-    autocast: torch.dtype | None, batch: int, lo: np.ndarray, hi: np.ndarray,
-    param_dtype: torch.dtype, out_dtype: Any,
-) -> Generator[Progress, None, np.ndarray]:
-    """Run every tile of every plane through the network; return blended probabilities in
-    layout order (classes, *loop, *spatial)."""
-    loop_shape = layout.loop_shape
-    n_classes = model.n_classes
-    probs = np.zeros((n_classes, *loop_shape, *grid.shape), dtype=out_dtype)
-    tiles = list(grid)
-    windows = {t.start: grid.window(t, out_dtype) for t in tiles}
-    jobs = list(product(list(np.ndindex(*loop_shape)), tiles))
-    total = len(jobs)
-    done = 0
-    np_dtype = np.float64 if param_dtype == torch.float64 else np.float32
-    yield Progress(0, total, "tiles", f"{total} tiles of {grid.tile_size} px")
-    with torch.inference_mode():
-        while done < total:
-            chunk = jobs[done: done + batch]
-            x = np.stack([
-                apply_range(layout.select(grid.read(view[loop], t)), lo, hi, np_dtype)
-                for loop, t in chunk
-            ])
-            out, batch = _forward_split(model, x, dev, autocast, param_dtype, batch)
-            for (loop, t), p in zip(chunk, out):
-                img_sl, til_sl = grid.valid(t)
-                w = windows[t.start]
-                target = probs[(slice(None), *loop, *img_sl)]
-                target += p[(slice(None), *til_sl)] * w[til_sl]
-            done += len(chunk)
-            yield Progress(done, total, "tiles", f"tile {done}/{total}")
-    wsum = grid.weight_sum(out_dtype)
-    probs /= wsum
-    return probs
+def iter_features(
+    image: Any,
+    model: UNet,
+    *,
+    boundary_class: int | None = None,
+    threshold: float = 0.5,
+    seed_threshold: float | None = None,
+    axes: str | None = None,
+    channels: int | str | Sequence[int | str] | None = None,
+    channel_names: Sequence[str] | None = None,
+    image_name: str = "image",
+    tile_size: int | Sequence[int] | None = None,
+    halo: int | Sequence[int] | None = None,
+    batch_size: int | None = None,
+    device: str | torch.device | None = "auto",
+    precision: str = "auto",
+    percentiles: tuple[float, float] | None = None,
+    normalized: bool = False,
+    compile: bool | str = "auto",
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray | None]]:
+    """Like :func:`iter_predict`, but keep only the label features of every pixel.
 
-
-def _forward_split(
-    model: UNet, x: np.ndarray, dev: torch.device, autocast: torch.dtype | None,
-    param_dtype: torch.dtype, batch: int,
-) -> tuple[np.ndarray, int]:
-    """Forward ``x`` (N, C, ...) and return (probabilities (N, K, ...), batch size that worked).
-
-    On a GPU out-of-memory error the batch is split in halves; a single tile that does not
-    fit raises :class:`_TileOutOfMemory`.
+    Returns ``(codes, landscape)`` (see :mod:`~napari_unet.core.features`), uint8 arrays in
+    layout order ``(*loop axes, *spatial axes)``: 1 byte per pixel (2 with ``boundary_class``)
+    instead of ``4 * n_classes`` for probabilities. No zooming (``object_size``): callers
+    that zoom use :func:`iter_predict`.
     """
-    try:
-        xt = torch.from_numpy(x).to(dev, dtype=param_dtype, non_blocking=True)
-        if autocast is not None:
-            with torch.autocast(device_type=dev.type, dtype=autocast):
-                logits = model(xt)
-        else:
-            logits = model(xt)
-        logits = logits.float() if logits.dtype != torch.float64 else logits
-        p = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
-        return p.cpu().numpy(), batch
-    except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
-        if not _is_oom(err):
-            raise
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-        if len(x) == 1:
-            raise _TileOutOfMemory() from err
-        half = len(x) // 2
-        log.info("GPU out of memory with %d tiles per batch; trying %d", len(x), half)
-        a, _ = _forward_split(model, x[:half], dev, autocast, param_dtype, half)
-        b, _ = _forward_split(model, x[half:], dev, autocast, param_dtype, half)
-        return np.concatenate([a, b]), max(1, half)
+    check_classes(model.n_classes)
+    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
+                      image_name=image_name)
+    pixels = math.prod(layout.loop_shape) * math.prod(layout.spatial_shape)
+    store = pixels * (2 if boundary_class is not None else 1)
+    result = yield from _iter_tiled(
+        image, model, layout,
+        lambda: FeatureSink(layout.loop_shape, layout.spatial_shape, boundary_class=boundary_class,
+                            threshold=threshold, seed_threshold=seed_threshold),
+        tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
+        percentiles=percentiles, normalized=normalized, image_name=image_name, compile=compile,
+        store_bytes=store,
+    )
+    return result
 
 
 def drain(gen: Generator[Any, None, Any], progress: Callable[[Any], Any] | None = None) -> Any:

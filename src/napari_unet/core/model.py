@@ -221,6 +221,11 @@ class UNet(nn.Module):
         return y[(..., *(slice(0, s) for s in spatial))]
 
 
+def weights_version(model: nn.Module) -> tuple[int, ...]:
+    """Changes whenever any parameter or buffer of ``model`` is modified in place (training)."""
+    return tuple(int(t._version) for t in list(model.parameters()) + list(model.buffers()))
+
+
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     """Pad the spatial axes of ``x`` (N, C, *spatial) at their far end to a multiple of ``multiple``.
 

@@ -45,6 +45,9 @@ class ModelSpec:
         Instance post-processing settings for this model, passed to
         :func:`~napari_unet.core.postprocess.instance_labels` (``seed_threshold``,
         ``min_seed_size``, ``keep_seedless``); empty means the defaults.
+    halo : int or None
+        Context in pixels the tiler gives each tile: the network's measured effective
+        receptive radius (see :mod:`~napari_unet.core.halo`); None: measured when needed.
     """
 
     channel_names: list[str] = field(default_factory=lambda: ["channel 0"])
@@ -60,6 +63,7 @@ class ModelSpec:
     description: str = ""
     training: dict[str, Any] = field(default_factory=dict)
     postprocess: dict[str, Any] = field(default_factory=dict)
+    halo: int | None = None
 
     @classmethod
     def default(cls, in_channels: int, n_classes: int, ndim: int = 2) -> ModelSpec:
@@ -115,6 +119,8 @@ class ModelSpec:
         unknown = set(self.postprocess) - set(POSTPROCESS_KEYS)
         if unknown:
             raise ValueError(f"unknown post-processing settings {sorted(unknown)}; known: {list(POSTPROCESS_KEYS)}")
+        if self.halo is not None and (isinstance(self.halo, bool) or not isinstance(self.halo, int) or self.halo < 0):
+            raise ValueError(f"halo must be a non-negative integer (pixels) or None, got {self.halo!r}")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(

@@ -89,6 +89,11 @@ class TileGrid:
                 size.append(extent)
                 starts.append([0])
                 continue
+            if t - 2 * h >= self.multiple:
+                # Fewest tiles of at most ``t`` that cover the axis, then shrink them to share
+                # the axis evenly: less recomputation than a last tile that barely sticks out.
+                n = math.ceil((extent - 2 * h) / (t - 2 * h))
+                t = min(t, round_up(math.ceil((extent + 2 * h * (n - 1)) / n), self.multiple))
             stride = ((t - 2 * h) // self.multiple) * self.multiple
             if stride < self.multiple:
                 raise ValueError(

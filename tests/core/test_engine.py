@@ -1,0 +1,170 @@
+"""The fast inference engine: folded network, device-side upload, band blending, label
+features, measured halo, tile planning and the torch.compile fallback."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from napari_unet.core import fastnet, halo as halo_mod
+from napari_unet.core.engine import upload
+from napari_unet.core.features import SEED_BIT, features_from_probabilities
+from napari_unet.core.inference import (
+    HOST_EXTRA_BUDGET, default_tile_and_batch, iter_features, predict, drain,
+)
+from napari_unet.core.model import UNet
+from napari_unet.core.tiling import TileGrid
+
+
+def _net(n_classes=3, depth=2, features=8, ndim=2, dtype=torch.float64):
+    torch.manual_seed(1)
+    net = UNet(1, n_classes, depth=depth, base_features=features, ndim=ndim).to(dtype).eval()
+    for m in net.modules():
+        if isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)):
+            m.running_mean.uniform_(-0.3, 0.3)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return net
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_folded_network_matches_and_has_no_batchnorm(ndim):
+    net = _net(ndim=ndim)
+    fast = fastnet.inference_network(net, torch.device("cpu"))
+    assert not any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in fast.modules())
+    assert any(isinstance(m, (torch.nn.BatchNorm2d, torch.nn.BatchNorm3d)) for m in net.modules())  # untouched
+    x = torch.rand((2, 1) + (16,) * ndim, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(fast(x).numpy(), net(x).numpy(), atol=1e-10)
+
+
+def test_inference_copy_is_cached_until_weights_change():
+    net = _net()
+    a = fastnet.inference_network(net, torch.device("cpu"))
+    assert fastnet.inference_network(net, torch.device("cpu")) is a
+    with torch.no_grad():
+        net.outc.bias.add_(1.0)
+    b = fastnet.inference_network(net, torch.device("cpu"))
+    assert b is not a
+    x = torch.rand(1, 1, 16, 16, dtype=torch.float64)
+    with torch.no_grad():
+        np.testing.assert_allclose(b(x).numpy(), net(x).numpy(), atol=1e-10)
+
+
+def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
+    def broken_compile(module, **kwargs):
+        def run(x):
+            raise RuntimeError("no C++ compiler found (simulated)")
+        return run
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    net = _net()
+    image = np.random.default_rng(0).random((40, 50))
+    ref = predict(image, net, axes="YX", device="cpu", compile=False)
+    with caplog.at_level(logging.WARNING, logger="napari_unet.core.fastnet"):
+        probs = predict(image, net, axes="YX", device="cpu", compile=True)
+    np.testing.assert_allclose(probs, ref, atol=1e-10)
+    assert "torch.compile failed" in caplog.text
+
+
+def test_uint16_is_uploaded_raw_and_normalised_on_the_device():
+    x = np.array([[[[0, 1000, 32768, 65535]]]], dtype=np.uint16)
+    lo = torch.tensor(1000.0).reshape(1, 1, 1, 1)
+    scale = torch.tensor(1 / 64535.0).reshape(1, 1, 1, 1)
+    out = upload(x, torch.device("cpu"), torch.float32, lo, scale, None)
+    np.testing.assert_allclose(out.numpy().ravel(), (x.ravel().astype(np.float64) - 1000) / 64535, rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, ">u2", np.int16, np.float32])
+def test_raw_dtypes_give_the_same_probabilities_as_float(dtype):
+    net = _net()
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 120, (70, 90)).astype(dtype)
+    ref = predict(image.astype(np.float64), net, axes="YX", device="cpu", tile_size=48, halo=8)
+    probs = predict(image, net, axes="YX", device="cpu", tile_size=48, halo=8)
+    np.testing.assert_allclose(probs, ref, atol=1e-6)
+
+
+@pytest.mark.parametrize("boundary", [None, 2])
+def test_features_equal_features_of_the_probabilities(boundary):
+    net = _net()
+    with torch.no_grad():  # all three classes present
+        net.outc.bias[:] = torch.tensor([-1.6, 0.0, 1.2], dtype=torch.float64)
+    image = np.random.default_rng(4).random((3, 70, 90))  # 3 planes, several tile rows each
+    options = dict(axes="ZYX", device="cpu", tile_size=32, halo=8, batch_size=5)
+    probs = predict(image, net, **options)
+    codes, landscape = drain(iter_features(image, net, boundary_class=boundary, seed_threshold=0.3, **options))
+    assert codes.dtype == np.uint8 and codes.shape == (3, 70, 90)
+    for z in range(3):
+        want_codes, want_land = features_from_probabilities(probs[:, z], boundary_class=boundary, seed_threshold=0.3)
+        # the same probabilities up to float rounding: codes may differ only at exact ties
+        assert np.mean(codes[z] == want_codes) > 0.999
+        if boundary is None:
+            assert landscape is None
+        else:
+            assert np.abs(landscape[z].astype(int) - want_land).max() <= 1
+    if boundary is not None:
+        assert (codes & SEED_BIT).any() and ((codes & 0x7F) == 2).any()
+
+
+def test_measured_halo_is_within_the_receptive_field_and_cached(monkeypatch):
+    net = _net(depth=3)
+    radius = halo_mod.effective_radius(net)
+    assert 0 < radius <= net.receptive_radius()
+    first = halo_mod.auto_halo(net)
+    assert first % 8 == 0 and radius <= first
+    monkeypatch.setattr(halo_mod, "effective_radius", lambda *a, **k: pytest.fail("measured twice"))
+    assert halo_mod.auto_halo(net) == first
+    net.spec.halo = 24
+    assert halo_mod.auto_halo(net) == 24
+
+
+def test_wider_context_gives_a_wider_halo():
+    shallow, deep = _net(depth=1), _net(depth=4)
+    assert halo_mod.effective_radius(shallow) < halo_mod.effective_radius(deep)
+
+
+def test_auto_halo_keeps_tiled_close_to_untiled():
+    from napari_unet.core.bundled import load_default_model
+    from napari_unet.core.io import read_image
+    from napari_unet.core.samples import sample_path
+
+    net = load_default_model()
+    net.spec.halo = None  # measure it
+    image = np.asarray(read_image(sample_path("nuclei")).data)
+    full = predict(image, net, axes="YX", device="cpu", tile_size=1024)
+    events = []
+    tiled = predict(image, net, axes="YX", device="cpu", tile_size=256, progress=events.append)
+    assert any(e.stage == "halo" for e in events)
+    assert np.abs(tiled - full).max() < 0.02  # measured: 0.0095 with the 64 px halo
+    assert np.mean(tiled.argmax(0) != full.argmax(0)) < 1e-4
+
+
+def test_one_tile_images_skip_the_halo_measurement(monkeypatch):
+    monkeypatch.setattr(halo_mod, "effective_radius", lambda *a, **k: pytest.fail("not needed"))
+    net = _net()
+    events = []
+    predict(np.random.rand(60, 70), net, axes="YX", device="cpu", progress=events.append)
+    assert not any(e.stage == "halo" for e in events)
+
+
+def test_tile_budget_shrinks_for_huge_planes_and_stays_within_the_host_budget():
+    net = UNet(1, 3, depth=4, base_features=16)
+    small_tile, _ = default_tile_and_batch(net, torch.device("cpu"), 64, None, plane_width=2048)
+    huge_tile, batch = default_tile_and_batch(net, torch.device("cpu"), 64, None, plane_width=20000,
+                                              store_bytes=2 * 20000 * 20000)
+    assert huge_tile < small_tile
+    per_px = 16 * 9 * 4
+    work = per_px * huge_tile**2 * batch + 4 * 4 * huge_tile * 20000
+    assert work <= max(HOST_EXTRA_BUDGET - 2 * 20000 * 20000, 256 << 20) * 1.01
+
+
+def test_tiles_share_the_axis_evenly():
+    grid = TileGrid((2048, 2048), 1120, 88, multiple=16)
+    assert len(grid) == 4 and grid.tile_size == (1120, 1120)
+    # 2100 px (2112 padded) with tiles of at most 1024: three tiles of 752, not three of 1024
+    grid = TileGrid((2100,), 1024, 32, multiple=16)
+    assert len(grid) == 3 and grid.tile_size == (752,)
+    assert grid.weight_sum().min() > 0
