@@ -436,7 +436,8 @@ def _load(model: UNet | str | Path) -> UNet:
 def _save(net: UNet, path: Path, record: dict[str, Any]) -> None:
     from ..modelfile import save_model
 
-    save_model(net, path, training=record)
+    # the effective receptive field changes with the weights: measured again when needed
+    save_model(net, path, training=record, halo=None)
 
 
 def _best_or_last(net: UNet, output: Path | None) -> UNet:
