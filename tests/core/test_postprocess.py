@@ -7,9 +7,13 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import ndimage
+from skimage.segmentation import watershed
 
+from napari_unet.core.features import SEED_BIT, features_from_probabilities
 from napari_unet.core.postprocess import (
     instance_labels,
+    labels_from_features,
     labels_from_probabilities,
     semantic_labels,
     smallest_label_dtype,
@@ -389,3 +393,280 @@ def test_strict_seeds_drop_weak_and_tiny_seeds():
     assert strict.max() == 1 and (strict[5:15, 5:15] == 1).all() and not strict[18:26, 20:30].any()
     kept = instance_labels(probs, boundary_class=2, seed_threshold=0.8, min_seed_size=5, keep_seedless=True)
     assert kept.max() == 2 and (kept[18:26, 20:30] == 2).all()
+
+
+# --------------------------------------------------------------------------------------
+# label features (uint8 codes + landscape) and banded processing of huge blocks
+# --------------------------------------------------------------------------------------
+def blob_probabilities(
+    shape: tuple[int, ...], n_blobs: int, *, seed: int, noise: float = 0.0, exact_landscape: bool = False
+) -> np.ndarray:
+    """Soft (background, interior, boundary) probabilities of random touching discs / spheres.
+
+    Overlapping blobs are split along their Voronoi line; the boundary class covers each blob's
+    outline and the contact lines, and the class masks are blurred (plus optional noise) into
+    probabilities. ``exact_landscape`` rounds the boundary probability to multiples of 1/255,
+    which the uint8 landscape represents exactly.
+    """
+    rng = np.random.default_rng(seed)
+    grid = np.indices(shape, dtype=np.float32)
+    owner = np.zeros(shape, dtype=np.int32)
+    nearest = np.full(shape, np.inf, dtype=np.float32)
+    for i in range(n_blobs):
+        centre = rng.uniform(0, shape).astype(np.float32)
+        radius = rng.uniform(5, 11)
+        d = np.sqrt(sum((g - c) ** 2 for g, c in zip(grid, centre))) / radius
+        closer = (d < 1) & (d < nearest)
+        owner[closer] = i + 1
+        nearest[closer] = d[closer]
+    edge = np.zeros(shape, dtype=bool)
+    for axis in range(len(shape)):
+        lo = [slice(None)] * len(shape)
+        hi = [slice(None)] * len(shape)
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        differs = owner[tuple(lo)] != owner[tuple(hi)]
+        edge[tuple(lo)] |= differs
+        edge[tuple(hi)] |= differs
+    masks = (owner == 0, (owner > 0) & ~edge, (owner > 0) & edge)
+    probs = np.stack([ndimage.gaussian_filter(m.astype(np.float32), 1.0) for m in masks])
+    if noise:
+        probs += rng.normal(0, noise, probs.shape).astype(np.float32)
+    probs = np.clip(probs, 1e-3, None)
+    probs /= probs.sum(axis=0)
+    if exact_landscape:
+        boundary = np.round(probs[BOUNDARY] * 255) / 255
+        rest = (1 - boundary) / (probs[BACKGROUND] + probs[INTERIOR])
+        probs[INTERIOR] *= rest
+        probs[BOUNDARY] = boundary
+        probs[BACKGROUND] = 1 - probs[INTERIOR] - probs[BOUNDARY]
+    return probs.astype(np.float32)
+
+
+def reference_float_instances(
+    probs: np.ndarray, *, min_size: int = 0, seed_threshold: float | None = None,
+    min_seed_size: int = 0, keep_seedless: bool = True,
+) -> np.ndarray:
+    """The float-probability algorithm (one block, boundary class 2) written out with scipy / skimage."""
+    structure = ndimage.generate_binary_structure(probs.ndim - 1, 1)
+    classes = np.argmax(probs, axis=0)
+    foreground = classes != BACKGROUND
+    if seed_threshold is None:
+        interior = foreground & (classes != BOUNDARY)
+    else:
+        interior = probs[INTERIOR] >= seed_threshold
+    seeds, n_seeds = ndimage.label(interior, structure=structure)
+    if min_seed_size > 1:
+        small = np.bincount(seeds.ravel()) < min_seed_size
+        small[0] = False
+        seeds[small[seeds]] = 0
+        seeds, n_seeds = ndimage.label(seeds > 0, structure=structure)  # seeds do not touch: same components
+    labels = watershed(probs[BOUNDARY], markers=seeds, mask=foreground | (seeds > 0), connectivity=1)
+    orphans = foreground & (labels == 0)
+    if keep_seedless:
+        extra, _ = ndimage.label(orphans, structure=structure)
+        labels[extra > 0] = extra[extra > 0] + n_seeds
+    counts = np.bincount(labels.ravel())
+    keep = counts >= max(min_size, 1)
+    keep[0] = False
+    lut = np.zeros(counts.size, dtype=np.int64)
+    lut[keep] = np.arange(1, keep.sum() + 1)
+    return lut[labels]
+
+
+def features(probs: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray | None]:
+    return features_from_probabilities(probs, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"min_size": 30}, {"seed_threshold": 0.7, "min_seed_size": 8, "keep_seedless": True},
+     {"seed_threshold": 0.7, "min_seed_size": 8, "keep_seedless": False}],
+)
+@pytest.mark.parametrize(("shape", "n_blobs"), [((120, 150), 70), ((24, 48, 40), 30)])
+def test_features_path_equals_float_path_on_touching_blobs(shape, n_blobs, settings) -> None:
+    # The boundary probability is a multiple of 1/255, so quantising it loses nothing and the
+    # feature path must reproduce the float algorithm exactly.
+    probs = blob_probabilities(shape, n_blobs, seed=3, noise=0.02, exact_landscape=True)
+    expected = reference_float_instances(probs, **settings)
+    assert expected.max() > n_blobs // 2  # touching blobs really are separated
+    ndim = len(shape)
+    got = instance_labels(probs, boundary_class=BOUNDARY, spatial_ndim=ndim, **settings)
+    assert got.dtype == np.uint16
+    np.testing.assert_array_equal(got, expected)
+    codes, landscape = features(
+        probs, boundary_class=BOUNDARY, seed_threshold=settings.get("seed_threshold")
+    )
+    other = {k: v for k, v in settings.items() if k != "seed_threshold"}
+    from_features = labels_from_features(
+        codes, landscape, n_classes=3, boundary_class=BOUNDARY, spatial_ndim=ndim, **other
+    )
+    np.testing.assert_array_equal(from_features, expected)
+
+
+def test_quantised_landscape_changes_little() -> None:
+    # Unrounded probabilities: the 256-level landscape may settle a few contested pixels
+    # differently, but never the objects themselves.
+    probs = blob_probabilities((200, 200), 110, seed=5, noise=0.02)
+    expected = reference_float_instances(probs)
+    got = instance_labels(probs, boundary_class=BOUNDARY)
+    assert got.max() == expected.max()
+    np.testing.assert_array_equal(got > 0, expected > 0)
+    assert np.mean(got == expected) > 0.995
+
+
+def test_features_semantic_and_plain_instances_match_probability_functions() -> None:
+    probs = blob_probabilities((90, 110), 40, seed=1, noise=0.02)
+    codes, landscape = features(probs, boundary_class=BOUNDARY)
+    semantic = labels_from_features(codes, landscape, mode="semantic", n_classes=3, boundary_class=BOUNDARY, min_size=5)
+    assert semantic.dtype == np.uint8
+    np.testing.assert_array_equal(semantic, semantic_labels(probs, min_size=5))
+    assert set(np.unique(semantic).tolist()) == {0, 1, 2}  # seed bits are masked off
+    plain = labels_from_features(codes, n_classes=3, min_size=5)
+    np.testing.assert_array_equal(plain, instance_labels(probs, min_size=5))
+
+
+def comb_and_u_shapes() -> np.ndarray:
+    """300x200 class map crossing the seams of 37-row bands in every awkward way."""
+    cls = np.zeros((300, 200), dtype=np.uint8)
+    cls[30:45, 5:8] = cls[30:45, 12:15] = 1  # U: two arms above the seam at row 37 ...
+    cls[45:48, 5:15] = 1  # ... joined only below it (rows 45..47)
+    cls[70:74, 20:40] = 1  # inverted U: a bar above the seam at row 74 ...
+    cls[74:90, 20:23] = cls[74:90, 37:40] = 1  # ... with two legs below
+    for x in range(50, 90, 4):  # comb: teeth span five seams, joined at the very bottom
+        cls[5:200, x : x + 2] = 1
+    cls[200:203, 50:90] = 1
+    y = 100  # serpentine crossing the seams back and forth
+    for i, x in enumerate(range(100, 190, 6)):
+        cls[y : y + 80, x] = 1
+        cls[y + (79 if i % 2 == 0 else 0), x : x + 7] = 1
+    cls[110:111, 10:40] = 1  # a one-row object exactly on a seam row (row 110 = 37 * 2 + 36)
+    cls[111, 45] = 1  # single pixel just below the seam
+    cls[111, 46] = 0
+    cls[147, 0:50:2] = 1  # 2-pixel objects split by the seam between rows 147 and 148
+    cls[148, 0:50:2] = 1
+    cls[250:299, 150:199] = 2  # a second class
+    cls[260:270, 160:170] = 0
+    return cls
+
+
+def test_banded_connected_components_equal_unbanded() -> None:
+    cls = comb_and_u_shapes()
+    whole = labels_from_features(cls, n_classes=3)
+    banded = labels_from_features(cls, n_classes=3, band_pixels=37 * 200)
+    np.testing.assert_array_equal(banded, whole)  # same objects and the same numbering
+    assert whole[46, 6] == whole[31, 6] == whole[31, 13]  # the U is one object
+    assert whole[85, 21] == whole[85, 38] == whole[71, 30]  # the inverted U too
+    assert len(np.unique(whole[5:200, 50:90])) == 2  # the comb: background + one object
+    assert sizes(whole[147:149, 0:50]) == {i: 2 for i in np.unique(whole[147, 0:50:2]).tolist()}
+    np.testing.assert_array_equal(
+        labels_from_features(cls, n_classes=3, min_size=40, band_pixels=37 * 200),
+        labels_from_features(cls, n_classes=3, min_size=40),
+    )
+    # One band per row, and bands of a single pixel row in 3D (Z slices).
+    np.testing.assert_array_equal(labels_from_features(cls, n_classes=3, band_pixels=1), whole)
+
+
+def test_banded_semantic_equals_unbanded() -> None:
+    cls = comb_and_u_shapes()
+    cls[147:149, 0:50:2] = 2  # 2-pixel regions of class 2 split by the seam at row 148
+    expected = labels_from_features(cls, mode="semantic", n_classes=3, min_size=3)
+    assert not expected[147:149, 0:50].any()
+    banded = labels_from_features(cls, mode="semantic", n_classes=3, min_size=3, band_pixels=37 * 200)
+    np.testing.assert_array_equal(banded, expected)
+    assert expected[110, 10] == 1 and expected[111, 45] == 0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_banded_watershed_equals_unbanded_2d(seed: int) -> None:
+    probs = blob_probabilities((300, 200), 150, seed=seed, noise=0.02)
+    codes, landscape = features(probs, boundary_class=BOUNDARY)
+    kwargs = dict(n_classes=3, boundary_class=BOUNDARY, min_size=10)
+    whole = labels_from_features(codes, landscape, **kwargs)
+    assert whole.max() > 100
+    banded = labels_from_features(codes, landscape, band_pixels=37 * 200, **kwargs)
+    np.testing.assert_array_equal(banded, whole)
+    # Objects do cross the seams.
+    seams = np.arange(37, 300, 37)
+    assert np.count_nonzero((whole[seams - 1] == whole[seams]) & (whole[seams] > 0)) > 100
+
+
+def test_banded_equals_unbanded_3d_along_z() -> None:
+    probs = blob_probabilities((40, 36, 40), 30, seed=4, noise=0.02)
+    codes, landscape = features(probs, boundary_class=BOUNDARY)
+    kwargs = dict(n_classes=3, spatial_ndim=3)
+    slice_pixels = 36 * 40
+    whole = labels_from_features(codes, **kwargs)
+    for slices in (1, 12):  # bands of 1 and 12 Z slices
+        np.testing.assert_array_equal(labels_from_features(codes, band_pixels=slices * slice_pixels, **kwargs), whole)
+    # The watershed window adds a margin of one band above and below: with 20-slice bands it
+    # holds every sphere (diameter <= 22) crossing the seam at z = 20.
+    whole = labels_from_features(codes, landscape, boundary_class=BOUNDARY, **kwargs)
+    assert whole.max() > 15
+    assert np.count_nonzero((whole[19] == whole[20]) & (whole[20] > 0)) > 50
+    banded = labels_from_features(codes, landscape, boundary_class=BOUNDARY, band_pixels=20 * slice_pixels, **kwargs)
+    np.testing.assert_array_equal(banded, whole)
+
+
+def test_banded_stack_offsets_and_leading_axes() -> None:
+    cls = comb_and_u_shapes()
+    stack = np.stack([cls, np.zeros_like(cls), cls[::-1]])
+    whole = labels_from_features(stack, n_classes=3)
+    banded = labels_from_features(stack, n_classes=3, band_pixels=37 * 200)
+    np.testing.assert_array_equal(banded, whole)
+    n0 = int(whole[0].max())
+    assert whole[2][whole[2] > 0].min() == n0 + 1
+
+
+@pytest.mark.parametrize("band_pixels", [None, 50 * 600])
+def test_features_dtype_widens_to_uint32(band_pixels) -> None:
+    codes = np.zeros((600, 600), dtype=np.uint8)
+    codes[::2, ::2] = 1  # 300 x 300 isolated single pixels
+    labels = labels_from_features(codes, n_classes=3, band_pixels=band_pixels)
+    assert labels.dtype == np.uint32
+    assert labels.max() == 90000
+    assert len(np.unique(labels)) == 90001
+    np.testing.assert_array_equal(labels > 0, codes > 0)
+    # As seeds of a boundary model: each seed floods its own pixel.
+    seeds = codes | np.where(codes > 0, SEED_BIT, 0).astype(np.uint8)
+    landscape = np.zeros_like(codes)
+    flooded = labels_from_features(seeds, landscape, n_classes=3, boundary_class=2, band_pixels=band_pixels)
+    np.testing.assert_array_equal(flooded, labels)
+    # 90000 seeds need uint32 on the way, but min_size leaves no object: back to uint16.
+    none = labels_from_features(seeds, landscape, n_classes=3, boundary_class=2, min_size=2, band_pixels=band_pixels)
+    assert none.dtype == np.uint16 and not none.any()
+
+
+def test_more_classes_than_features_still_give_instances() -> None:
+    cls = np.zeros((37, 41), dtype=np.int64)
+    cls[2:6, 2:6] = 150
+    cls[10:14, 10:14] = 7
+    probs = probs_from_classes(cls, n_classes=200, confidence=0.9)
+    assert sizes(instance_labels(probs)) == {1: 16, 2: 16}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"codes": np.zeros((8, 8), np.float32)}, "codes must be a uint8 array.*float32"),
+        ({"codes": np.zeros((8, 8), np.int64)}, "codes must be a uint8 array.*int64"),
+        ({"codes": np.zeros(8, np.uint8)}, r"at least 2 dimensions.*\(8,\)"),
+        ({"landscape": np.zeros((8, 9), np.uint8)}, r"landscape must have the shape of codes \(8, 8\).*\(8, 9\)"),
+        ({"landscape": np.zeros((8, 8), np.float32)}, "landscape must be a uint8 array.*float32"),
+        ({"landscape": None}, "boundary_class=2 needs the landscape"),
+        ({"boundary_class": None}, "landscape is only used.*boundary_class is None"),
+        ({"boundary_class": 3}, "boundary_class.*3"),
+        ({"n_classes": 0}, r"n_classes must be an integer in 1\.\.128.*0"),
+        ({"n_classes": 129}, r"n_classes.*129"),
+        ({"min_size": -1}, "min_size must be an integer >= 0.*-1"),
+        ({"min_seed_size": -2}, "min_seed_size must be an integer >= 0.*-2"),
+        ({"band_pixels": 0}, "band_pixels must be an integer >= 1.*0"),
+        ({"spatial_ndim": 4}, "spatial_ndim must be 2 .* or 3 .*got 4"),
+        ({"mode": "watershed"}, "mode must be one of 'semantic', 'instances', got 'watershed'"),
+    ],
+)
+def test_labels_from_features_errors(kwargs, match) -> None:
+    args = {"codes": np.zeros((8, 8), np.uint8), "landscape": np.zeros((8, 8), np.uint8),
+            "n_classes": 3, "boundary_class": 2} | kwargs
+    codes, landscape = args.pop("codes"), args.pop("landscape")
+    with pytest.raises(ValueError, match=match):
+        labels_from_features(codes, landscape, **args)

@@ -1,6 +1,7 @@
-"""Turn per-class probabilities into label images (semantic or instance).
+"""Turn per-class probabilities, or the label features made from them, into label images.
 
-Every function here takes a probability array laid out as ``(n_classes, *leading, *spatial)``:
+The probability functions (:func:`semantic_labels`, :func:`instance_labels`,
+:func:`labels_from_probabilities`) take an array laid out as ``(n_classes, *leading, *spatial)``:
 
 * axis 0 is the class axis; class 0 is background. With several classes the values are
   per-class probabilities (softmax output) that sum to 1 over the class axis. With a single
@@ -11,10 +12,21 @@ Every function here takes a probability array laid out as ``(n_classes, *leading
 
 Output labels have shape ``probabilities.shape[1:]``.
 
+Label making never needs the float probabilities themselves, only the compact ``uint8``
+*label features* of :mod:`~napari_unet.core.features` (class index and watershed-seed bit per
+pixel in ``codes``, the quantised boundary probability in ``landscape``).
+:func:`labels_from_features` makes labels from those, laid out as ``(*leading, *spatial)``, and
+the probability functions compute the features of every spatial block with
+:func:`~napari_unet.core.features.features_from_probabilities` and then run the very same code.
+The only difference to flooding the float boundary probability is therefore the quantisation
+of the landscape to 256 levels.
+
 The work is done one *spatial block* (one 2D image or 3D volume, i.e. one index into the
 leading axes) at a time, so the only whole-stack array ever allocated is the output itself.
-This also means ``probabilities`` may be a lazy array (dask, zarr): only one block is
-materialised at a time.
+This also means the input may be a lazy array (dask, zarr): only one block is materialised at
+a time. A block with more than ``band_pixels`` pixels (a huge plane) is further processed in
+bands of rows (Z slices in 3D) by :mod:`~napari_unet.core.banded`, so no temporary is larger
+than a band of a few megapixels (plus the watershed's context margin).
 
 Connectivity
 ------------
@@ -24,7 +36,7 @@ Diagonal contacts do not join objects, which keeps thin separations between touc
 effective.
 
 Algorithms come from :mod:`scipy.ndimage` (connected components) and :mod:`skimage`
-(seeded watershed). Size filtering and consecutive relabelling use one ``np.bincount`` and a
+(seeded watershed). Size filtering and consecutive relabelling use ``np.bincount`` counts and a
 lookup table, which does both in a single pass and behaves identically on every supported
 scikit-image version (``remove_small_objects`` changed its keyword in 0.26).
 """
@@ -33,17 +45,20 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from numbers import Integral, Real
 from typing import Any
 
 import numpy as np
 from scipy import ndimage
-from skimage.segmentation import watershed
+
+from .banded import DEFAULT_BAND_PIXELS, BandedComponents, band_slices, banded_watershed
+from .features import CLASS_MASK, MAX_CLASSES, SEED_BIT, features_from_probabilities
 
 __all__ = [
     "MODES",
     "instance_labels",
+    "labels_from_features",
     "labels_from_probabilities",
     "semantic_labels",
     "smallest_label_dtype",
@@ -200,52 +215,227 @@ def _structure(spatial_ndim: int) -> np.ndarray:
     return ndimage.generate_binary_structure(spatial_ndim, 1)
 
 
-def _filter_and_relabel(labels: np.ndarray, min_size: int) -> tuple[np.ndarray, int]:
-    """Remove labels with fewer than ``min_size`` pixels and relabel the rest ``1..N``.
+def _check_count(name: str, value: Any, minimum: int, unit: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum} ({unit}), got {value!r}")
+    return int(value)
+
+
+# --------------------------------------------------------------------------------------
+# label logic (shared by the feature and the probability functions)
+# --------------------------------------------------------------------------------------
+def _size_lut(sizes: np.ndarray, min_size: int, offset: int) -> tuple[np.ndarray, int]:
+    """Lookup table removing objects smaller than ``min_size`` and numbering the rest.
 
     Parameters
     ----------
-    labels : numpy.ndarray
-        Non-negative integer labels of one spatial block, any shape; 0 is background.
+    sizes : numpy.ndarray
+        Pixels per label (index 0 is background).
     min_size : int
-        Objects with fewer pixels than this are set to 0.
+        Labels with fewer pixels than this map to 0.
+    offset : int
+        Kept labels map to ``offset + 1 .. offset + count`` in label order.
 
     Returns
     -------
-    relabelled : numpy.ndarray
-        Same shape as ``labels``, labels consecutive from 1. ``labels`` itself when it was
-        already consecutive with nothing removed, else a new ``int64`` array.
+    lut : numpy.ndarray
+        ``int64``, same length as ``sizes``.
     count : int
-        Number of objects kept.
+        Number of labels kept.
     """
-    counts = np.bincount(labels.ravel())
-    keep = counts >= max(min_size, 1)
+    keep = sizes >= max(min_size, 1)
     if keep.size:
         keep[0] = False
-    n_keep = int(np.count_nonzero(keep))
-    # Every label 1..max is present and large enough: already consecutive, nothing to do.
-    if n_keep == max(counts.size - 1, 0):
-        return labels, n_keep
-    lut = np.zeros(counts.size, dtype=np.int64)
-    lut[keep] = np.arange(1, n_keep + 1, dtype=np.int64)
-    return lut[labels], n_keep
+    count = int(np.count_nonzero(keep))
+    lut = np.zeros(sizes.size, dtype=np.int64)
+    lut[keep] = np.arange(offset + 1, offset + count + 1, dtype=np.int64)
+    return lut, count
 
 
-def _remove_small_regions(class_map: np.ndarray, min_size: int, spatial_ndim: int) -> np.ndarray:
+def _remove_small_regions(class_map: np.ndarray, min_size: int, structure: np.ndarray, band_pixels: int) -> None:
     """Set connected regions of each non-background class smaller than ``min_size`` to 0 (in place)."""
-    structure = _structure(spatial_ndim)
-    for cls in np.unique(class_map):
-        if cls == 0:
-            continue
-        components, n = ndimage.label(class_map == cls, structure=structure)
-        if n == 0:
-            continue
-        counts = np.bincount(components.ravel())
-        small = counts < min_size
+    if min_size <= 1:
+        return
+    bands = band_slices(class_map.shape, band_pixels)
+    present: set[int] = set()
+    for start, stop in bands:
+        present.update(np.flatnonzero(np.bincount(class_map[start:stop].ravel())).tolist())
+    for cls in sorted(present - {0}):
+        regions = BandedComponents(lambda start, stop, cls=cls: class_map[start:stop] == cls, bands, structure)
+        small = regions.sizes < min_size
         small[0] = False
-        if small.any():
-            class_map[small[components]] = 0
-    return class_map
+        if not small.any():
+            continue
+        for (start, stop), flags in regions.relabel(small):
+            class_map[start:stop][flags] = 0
+
+
+def _semantic_stack(
+    shape: tuple[int, ...],
+    n_classes: int,
+    blocks: Iterable[tuple[tuple[int, ...], Callable[[np.ndarray], Any]]],
+    *,
+    min_size: int,
+    spatial_ndim: int,
+    band_pixels: int,
+) -> np.ndarray:
+    """Semantic labels of a stack; ``blocks`` yields ``(index, fill)`` and ``fill(view)`` writes the class map."""
+    out = np.zeros(shape, dtype=_semantic_dtype(n_classes))
+    structure = _structure(spatial_ndim)
+    for index, fill in blocks:
+        view = out[index]
+        fill(view)
+        _remove_small_regions(view, min_size, structure, band_pixels)
+    logger.debug("semantic labels: %d classes, shape %s, min_size=%d", n_classes, out.shape, min_size)
+    return out
+
+
+class _InstanceOutput:
+    """The whole-stack instance label array: ``uint16`` at first, widened only when needed."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        self.array = np.zeros(shape, dtype=smallest_label_dtype(0))
+        self.total = 0  # objects in the blocks finished so far
+        self._written = False
+
+    def block(self, index: tuple[int, ...], max_label: int) -> np.ndarray:
+        """Writable view of block ``index``, with a dtype that holds ``max_label``."""
+        needed = smallest_label_dtype(max_label)
+        if needed.itemsize > self.array.dtype.itemsize:
+            logger.debug("instance labels: widening output from %s to %s", self.array.dtype, needed)
+            if self._written:
+                self.array = self.array.astype(needed)
+            else:  # still all zeros: no copy (and no pages touched)
+                self.array = np.zeros(self.array.shape, dtype=needed)
+        self._written = True
+        return self.array[index]
+
+    def result(self) -> np.ndarray:
+        final = smallest_label_dtype(self.total)
+        if final != self.array.dtype:  # seeds needed more room than the final objects
+            self.array = self.array.astype(final)
+        return self.array
+
+
+def _instance_block(
+    codes: np.ndarray,
+    landscape: Any,
+    output: _InstanceOutput,
+    index: tuple[int, ...],
+    *,
+    boundary_class: int | None,
+    structure: np.ndarray,
+    min_size: int,
+    min_seed_size: int,
+    keep_seedless: bool,
+    band_pixels: int,
+) -> int:
+    """Label one spatial block from its features into ``output``; return its object count.
+
+    Without ``boundary_class``: connected components of the foreground (class != 0). With it:
+    seeds are the connected components of the seed bit (``min_seed_size`` filter), flooded by a
+    seeded watershed of ``landscape`` over foreground | seeds; foreground no seed reaches forms
+    objects of its own when ``keep_seedless``. Then the ``min_size`` filter and consecutive
+    numbering after ``output.total``. Large blocks run band by band (:mod:`.banded`).
+    """
+    bands = band_slices(codes.shape, band_pixels)
+
+    def foreground(start: int, stop: int) -> np.ndarray:
+        return (codes[start:stop] & CLASS_MASK) != 0
+
+    if boundary_class is None:
+        objects = BandedComponents(foreground, bands, structure)
+        lut, count = _size_lut(objects.sizes, min_size, output.total)
+        labels = output.block(index, output.total + count)
+        for (start, stop), values in objects.relabel(lut.astype(labels.dtype)):
+            labels[start:stop] = values
+        return count
+
+    seeds = BandedComponents(lambda start, stop: (codes[start:stop] & SEED_BIT) != 0, bands, structure)
+    seed_lut, n_seeds = _size_lut(seeds.sizes, min_seed_size, 0)
+    labels = output.block(index, n_seeds)
+    for (start, stop), values in seeds.relabel(seed_lut.astype(labels.dtype)):
+        labels[start:stop] = values
+    # Flood from the seeds over the boundary-probability landscape: boundary pixels are high
+    # ground, so the basins of two touching nuclei meet on the boundary line and each boundary
+    # pixel goes to its neighbouring object.
+    if n_seeds:
+        banded_watershed(landscape, labels, foreground, bands)
+    sizes = np.zeros(n_seeds + 1, dtype=np.int64)
+    for start, stop in bands:
+        sizes += np.bincount(labels[start:stop].ravel(), minlength=n_seeds + 1)
+    # Foreground regions that hold no seed at all (typically very small objects the model sees
+    # as all-boundary) are unreachable by the flood; keep them as their own objects rather than
+    # silently losing them. ``min_size`` removes them when they are noise. (``labels`` is read
+    # when the mask is asked for, i.e. always the current output view.)
+    orphans = None
+    if keep_seedless:
+        orphans = BandedComponents(
+            lambda start, stop: foreground(start, stop) & (labels[start:stop] == 0), bands, structure
+        )
+        sizes = np.concatenate([sizes, orphans.sizes[1:]])
+        if orphans.count:
+            logger.debug("%d foreground region(s) without seed kept as objects", orphans.count)
+    lut, count = _size_lut(sizes, min_size, output.total)
+    labels = output.block(index, max(output.total + count, n_seeds))
+    lut = lut.astype(labels.dtype)
+    basin_lut = lut[: n_seeds + 1]
+    orphan_values: Iterator[tuple[tuple[int, int], np.ndarray]] | None = None
+    if orphans is not None:
+        orphan_values = orphans.relabel(np.concatenate([lut[:1], lut[n_seeds + 1 :]]))
+    for start, stop in bands:
+        values = basin_lut[labels[start:stop]]
+        if orphan_values is not None:
+            _, extra = next(orphan_values)  # reads this band's mask before it is overwritten
+            values += extra  # orphans are where the basins are 0
+        labels[start:stop] = values
+    return count
+
+
+def _instance_stack(
+    shape: tuple[int, ...],
+    blocks: Iterable[tuple[tuple[int, ...], np.ndarray, Any]],
+    *,
+    boundary_class: int | None,
+    spatial_ndim: int,
+    min_size: int,
+    min_seed_size: int,
+    keep_seedless: bool,
+    band_pixels: int,
+) -> np.ndarray:
+    """Instance labels of a stack; ``blocks`` yields ``(index, codes, landscape)`` per spatial block."""
+    output = _InstanceOutput(shape)
+    structure = _structure(spatial_ndim)
+    n_blocks = 0
+    for index, codes, landscape in blocks:
+        n_blocks += 1
+        count = _instance_block(
+            codes, landscape, output, index, boundary_class=boundary_class, structure=structure,
+            min_size=min_size, min_seed_size=min_seed_size, keep_seedless=keep_seedless,
+            band_pixels=band_pixels,
+        )
+        output.total += count
+        logger.debug("instance labels: block %s -> %d object(s)", index, count)
+    out = output.result()
+    logger.info(
+        "instance labels: %d object(s) in %d block(s), shape %s, dtype %s", output.total, n_blocks, out.shape, out.dtype
+    )
+    return out
+
+
+def _block_features(
+    block: np.ndarray, *, boundary_class: int | None, threshold: float, seed_threshold: float | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Label features of one probability block ``(n_classes, *spatial)``.
+
+    Beyond :data:`~napari_unet.core.features.MAX_CLASSES` classes (no boundary class) the
+    foreground is coded as class 1, which is all instance labelling needs.
+    """
+    if block.shape[0] > MAX_CLASSES and boundary_class is None:
+        return (_class_map(block, threshold) != 0).astype(np.uint8), None
+    return features_from_probabilities(
+        block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -289,17 +479,23 @@ def semantic_labels(
     probabilities = _validate(
         probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold
     )
-    n_classes = int(probabilities.shape[0])
-    out = np.zeros(tuple(probabilities.shape[1:]), dtype=_semantic_dtype(n_classes))
-    for index, block in _iter_blocks(probabilities, spatial_ndim):
-        class_map = _class_map(block, threshold)
-        if min_size > 0:
-            class_map = _remove_small_regions(class_map, min_size, spatial_ndim)
-        out[index] = class_map
-    logger.debug(
-        "semantic labels: %d classes, shape %s, min_size=%d", n_classes, out.shape, min_size
+    blocks = (
+        (index, lambda view, block=block: _fill_classes(block, threshold, view))
+        for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
-    return out
+    return _semantic_stack(
+        tuple(probabilities.shape[1:]), int(probabilities.shape[0]), blocks, min_size=int(min_size),
+        spatial_ndim=int(spatial_ndim), band_pixels=DEFAULT_BAND_PIXELS,
+    )
+
+
+def _fill_classes(block: np.ndarray, threshold: float, view: np.ndarray) -> None:
+    """Write the class map of one probability block ``(n_classes, *spatial)`` into ``view``."""
+    if block.shape[0] <= MAX_CLASSES:
+        codes, _ = features_from_probabilities(block, threshold=threshold)
+        np.bitwise_and(codes, CLASS_MASK, out=view)
+    else:  # more classes than features can code: the class map itself
+        view[...] = _class_map(block, threshold)
 
 
 def _validate_boundary_class(boundary_class: int | None, n_classes: int) -> int | None:
@@ -311,7 +507,7 @@ def _validate_boundary_class(boundary_class: int | None, n_classes: int) -> int 
     if n_classes < 3:
         raise ValueError(
             f"boundary_class={boundary_class} needs at least 3 classes (background=0, interior, "
-            f"boundary), but probabilities have {n_classes} class(es) on axis 0"
+            f"boundary), but there are {n_classes} class(es)"
         )
     if not 1 <= boundary_class < n_classes:
         raise ValueError(
@@ -321,57 +517,6 @@ def _validate_boundary_class(boundary_class: int | None, n_classes: int) -> int 
     return boundary_class
 
 
-def _block_instances(
-    block: np.ndarray,
-    *,
-    boundary_class: int | None,
-    threshold: float,
-    structure: np.ndarray,
-    seed_threshold: float | None = None,
-    min_seed_size: int = 0,
-    keep_seedless: bool = True,
-) -> np.ndarray:
-    """Instance labels of one spatial block, before size filtering.
-
-    Parameters
-    ----------
-    block : numpy.ndarray
-        Shape ``(n_classes, *spatial)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        Shape ``spatial``, integer labels (0 = background), not necessarily consecutive.
-    """
-    class_map = _class_map(block, threshold)
-    foreground = class_map != 0
-    if boundary_class is None:
-        labels, _ = ndimage.label(foreground, structure=structure)
-        return labels
-
-    if seed_threshold is None:
-        interior = foreground & (class_map != boundary_class)
-    else:
-        inner = [c for c in range(1, block.shape[0]) if c != boundary_class]
-        interior = np.asarray(block[inner], dtype=np.float32).sum(axis=0) >= seed_threshold
-    seeds, n_seeds = ndimage.label(interior, structure=structure)
-    if min_seed_size > 1 and n_seeds:
-        seeds, n_seeds = _filter_and_relabel(seeds, min_seed_size)
-    # Flood from the interior seeds over the boundary-probability landscape: boundary pixels
-    # are high ground, so the basins of two touching nuclei meet on the boundary line and
-    # each boundary pixel goes to its neighbouring object.
-    landscape = np.asarray(block[boundary_class], dtype=np.float32)
-    labels = watershed(landscape, markers=seeds, mask=foreground | (seeds > 0), connectivity=1)
-    # Foreground regions that hold no interior pixel at all (typically very small objects the
-    # model sees as all-boundary) are unreachable by the flood; keep them as their own objects
-    # rather than silently losing them. ``min_size`` removes them when they are noise.
-    orphans = foreground & (labels == 0)
-    if keep_seedless and orphans.any():
-        extra, n_extra = ndimage.label(orphans, structure=structure)
-        labels = labels.astype(np.int64, copy=False)
-        labels[extra > 0] = extra[extra > 0] + n_seeds
-        logger.debug("%d foreground region(s) without interior seed kept as objects", n_extra)
-    return labels
 
 
 def instance_labels(
@@ -400,7 +545,8 @@ def instance_labels(
       landscape ``p[boundary_class]`` restricted to the foreground mask (``argmax != 0``)
       grows them, so touching objects separated by a thin boundary stay separate and boundary
       pixels join their neighbouring object. Foreground regions containing no interior pixel
-      become objects of their own.
+      become objects of their own. The landscape is flooded quantised to 256 levels (the
+      label features of :func:`labels_from_features`).
 
     Objects with fewer than ``min_size`` pixels are then removed and the rest relabelled
     consecutively. Labels of each block are offset by the number of objects found in the
@@ -441,48 +587,25 @@ def instance_labels(
     ------
     ValueError
         If ``spatial_ndim`` is not 2 or 3, ``probabilities`` has too few dimensions,
-        ``boundary_class`` is not a valid foreground class, ``min_size`` is negative or
-        ``threshold`` is not finite.
+        ``boundary_class`` is not a valid foreground class, ``min_size`` or
+        ``min_seed_size`` is negative or ``threshold`` is not finite.
     """
     probabilities = _validate(
         probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold
     )
-    n_classes = int(probabilities.shape[0])
-    boundary_class = _validate_boundary_class(boundary_class, n_classes)
-    structure = _structure(int(spatial_ndim))
-
-    # Start with the smallest dtype and widen only when the running total needs it, so the
-    # one whole-stack array (the output) is never wider than necessary.
-    out = np.zeros(tuple(probabilities.shape[1:]), dtype=smallest_label_dtype(0))
-    total = 0
-    n_blocks = 0
-    for index, block in _iter_blocks(probabilities, int(spatial_ndim)):
-        n_blocks += 1
-        labels = _block_instances(
-            block, boundary_class=boundary_class, threshold=threshold, structure=structure,
-            seed_threshold=seed_threshold, min_seed_size=min_seed_size, keep_seedless=keep_seedless,
-        )
-        labels, count = _filter_and_relabel(labels, min_size)
-        if count:
-            new_total = total + count
-            needed = smallest_label_dtype(new_total)
-            if needed.itemsize > out.dtype.itemsize:
-                logger.debug("instance labels: widening output from %s to %s", out.dtype, needed)
-                out = out.astype(needed)
-            labels = labels.astype(out.dtype, copy=False)
-            if total:
-                labels[labels > 0] += out.dtype.type(total)
-            out[index] = labels
-            total = new_total
-        logger.debug("instance labels: block %s -> %d object(s)", index, count)
-    logger.info(
-        "instance labels: %d object(s) in %d block(s), shape %s, dtype %s",
-        total,
-        n_blocks,
-        out.shape,
-        out.dtype,
+    boundary_class = _validate_boundary_class(boundary_class, int(probabilities.shape[0]))
+    min_seed_size = _check_count("min_seed_size", min_seed_size, 0, "pixels")
+    blocks = (
+        (index, *_block_features(
+            block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold
+        ))
+        for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
-    return out
+    return _instance_stack(
+        tuple(probabilities.shape[1:]), blocks, boundary_class=boundary_class, spatial_ndim=int(spatial_ndim),
+        min_size=int(min_size), min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless),
+        band_pixels=DEFAULT_BAND_PIXELS,
+    )
 
 
 def labels_from_probabilities(
@@ -547,4 +670,130 @@ def labels_from_probabilities(
         )
     raise ValueError(
         f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}"
+    )
+
+
+def labels_from_features(
+    codes: np.ndarray,
+    landscape: np.ndarray | None = None,
+    *,
+    mode: str = "instances",
+    n_classes: int,
+    boundary_class: int | None = None,
+    spatial_ndim: int = 2,
+    min_size: int = 0,
+    min_seed_size: int = 0,
+    keep_seedless: bool = True,
+    band_pixels: int | None = None,
+) -> np.ndarray:
+    """Labels from the ``uint8`` label features of :mod:`~napari_unet.core.features`.
+
+    Gives the labels :func:`labels_from_probabilities` gives for the probabilities the
+    features were made from (with the same ``boundary_class``, ``threshold`` and
+    ``seed_threshold``), up to the quantisation of the landscape to 256 levels.
+
+    Parameters
+    ----------
+    codes : numpy.ndarray
+        ``uint8``, shape ``(*leading, *spatial)``: class index in the low 7 bits
+        (:data:`~napari_unet.core.features.CLASS_MASK`), watershed seed bit
+        (:data:`~napari_unet.core.features.SEED_BIT`) for instance models with a boundary class.
+        May be a lazy array (dask, zarr); one spatial block is materialised at a time.
+    landscape : numpy.ndarray or None, optional
+        ``uint8``, same shape as ``codes``: ``round(255 * p[boundary_class])``. Needed for
+        instance mode with ``boundary_class``, refused in instance mode without it, ignored in
+        semantic mode.
+    mode : {"instances", "semantic"}, optional
+        ``"semantic"``: the class map (``codes & 0x7F``) with connected regions of a class
+        smaller than ``min_size`` set to background. ``"instances"``: see
+        :func:`instance_labels`; seeds are the connected components of the seed bit.
+    n_classes : int
+        Number of classes of the model (1..128); sets the semantic dtype and checks
+        ``boundary_class``.
+    boundary_class : int or None, optional
+        Boundary class index for instance mode (needs ``n_classes >= 3``); ignored in
+        semantic mode.
+    spatial_ndim : int, optional
+        Number of trailing spatial axes: 2 (``YX``) or 3 (``ZYX``).
+    min_size : int, optional
+        Minimum object / region size in pixels.
+    min_seed_size, keep_seedless : optional
+        Instance mode with a boundary class: see :func:`instance_labels`.
+    band_pixels : int or None, optional
+        Spatial blocks with more pixels than this are processed in bands of about this many
+        pixels along the first spatial axis (Y, or Z in 3D), which bounds the temporary memory
+        (see :mod:`~napari_unet.core.banded`). None: 16 Mpx. The result does not depend on it,
+        except that the watershed of objects crossing a band seam only sees 64 rows (at most
+        one band) of context on either side.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels of shape ``codes.shape``: semantic (``uint8`` class indices) or instance
+        (``0`` background, ``1 .. N`` unique across the leading axes; ``uint16``, or ``uint32``
+        beyond 65535 objects).
+
+    Raises
+    ------
+    ValueError
+        For a bad ``mode``, ``n_classes``, ``spatial_ndim``, ``boundary_class``, size or
+        ``band_pixels``, for ``codes`` / ``landscape`` of the wrong dtype or shape, or for a
+        landscape missing (or given without ``boundary_class``) in instance mode.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
+    if isinstance(n_classes, bool) or not isinstance(n_classes, Integral) or not 1 <= n_classes <= MAX_CLASSES:
+        raise ValueError(f"n_classes must be an integer in 1..{MAX_CLASSES} (label features), got {n_classes!r}")
+    n_classes = int(n_classes)
+    if isinstance(spatial_ndim, bool) or not isinstance(spatial_ndim, Integral) or spatial_ndim not in _SPATIAL_NDIMS:
+        raise ValueError(f"spatial_ndim must be 2 (YX) or 3 (ZYX), got {spatial_ndim!r}")
+    spatial_ndim = int(spatial_ndim)
+    min_size = _check_count("min_size", min_size, 0, "pixels")
+    min_seed_size = _check_count("min_seed_size", min_seed_size, 0, "pixels")
+    band_pixels = DEFAULT_BAND_PIXELS if band_pixels is None else _check_count("band_pixels", band_pixels, 1, "pixels")
+
+    codes = _as_array_like(codes)
+    if np.dtype(codes.dtype) != np.uint8:
+        raise ValueError(f"codes must be a uint8 array (label features), got dtype {np.dtype(codes.dtype)}")
+    if codes.ndim < spatial_ndim:
+        raise ValueError(
+            f"codes must have at least {spatial_ndim} dimensions ((*leading, "
+            f"{'Z, ' if spatial_ndim == 3 else ''}Y, X)) for spatial_ndim={spatial_ndim}, "
+            f"got shape {tuple(codes.shape)}"
+        )
+    shape = tuple(int(n) for n in codes.shape)
+    leading = shape[: len(shape) - spatial_ndim]
+
+    if mode == "semantic":
+        blocks = (
+            (index, lambda view, index=index: np.bitwise_and(np.asarray(codes[index]), CLASS_MASK, out=view))
+            for index in np.ndindex(*leading)
+        )
+        return _semantic_stack(
+            shape, n_classes, blocks, min_size=min_size, spatial_ndim=spatial_ndim, band_pixels=band_pixels
+        )
+
+    boundary_class = _validate_boundary_class(boundary_class, n_classes)
+    if landscape is not None:
+        landscape = _as_array_like(landscape)
+        if boundary_class is None:
+            raise ValueError(
+                "landscape is only used for instances with a boundary class, but boundary_class is None; "
+                "pass landscape=None"
+            )
+        if np.dtype(landscape.dtype) != np.uint8:
+            raise ValueError(f"landscape must be a uint8 array (label features), got dtype {np.dtype(landscape.dtype)}")
+        if tuple(landscape.shape) != shape:
+            raise ValueError(
+                f"landscape must have the shape of codes {shape}, got {tuple(landscape.shape)}"
+            )
+    elif boundary_class is not None:
+        raise ValueError(f"boundary_class={boundary_class} needs the landscape (uint8, shape {shape}), got None")
+    blocks = (
+        (index, np.asarray(codes[index]), None if landscape is None else landscape[index])
+        for index in np.ndindex(*leading)
+    )
+    return _instance_stack(
+        shape, blocks, boundary_class=boundary_class, spatial_ndim=spatial_ndim, min_size=min_size,
+        min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless), band_pixels=band_pixels,
     )
