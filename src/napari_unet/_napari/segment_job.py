@@ -153,11 +153,11 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
         ``(n_classes, *that shape)``.
     """
     from ..core.inference import Progress, iter_predict
-    from ..core.modelfile import load_model
+    from .warmup import cached_model
 
     name = pathlib.Path(job.model_path).name
     yield Progress(0, 1, "load", f"loading model {name}")
-    model = load_model(job.model_path)
+    model = cached_model(job.model_path)
     yield Progress(1, 1, "load", f"model {name} loaded")
     if job.output == "probabilities":
         return (yield from iter_predict(job.source.data, model, **job.core_options()))

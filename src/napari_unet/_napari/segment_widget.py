@@ -37,6 +37,7 @@ from .model_choice import ModelInfoCache, builtin_models, model_choices, model_s
 from .result_layers import is_result_layer, result_layer_name, show_result
 from .segment_form import SegmentForm, wrap_text
 from .segment_job import DEVICES, OUTPUTS, PRECISIONS, SegmentJob, console_call, plan_job, run_segment_job
+from .warmup import warm_up
 from .worker_panel import WorkerPanel
 from .workers import UNetWorker, error_message
 
@@ -338,6 +339,17 @@ class SegmentWidget(WorkerPanel, SegmentForm):
                 self._model_info.value = wrap_text(f"⚠ {error_message(exc)}")
                 self._model_info.tooltip = None
         self._update_axes_info()
+        # once the panel is on screen: import torch and prepare this model in the background
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(300, self._warm_up)
+
+    def _warm_up(self) -> None:
+        try:
+            path, device = self._model.value, self._device.value
+        except RuntimeError:  # the panel was closed before the timer fired
+            return
+        warm_up(path, device)
 
     def _update_axes_info(self, *_: Any) -> None:
         """Show how the layer will be read: with a model, ``plan_layout(...).describe()``."""

@@ -11,9 +11,10 @@ from typing import Any, Generator
 
 import numpy as np
 
-from .inference import Progress, iter_predict, plan_for
+from .inference import Progress, iter_features, iter_predict, plan_for
 from .model import UNet
-from .postprocess import MODES, labels_from_probabilities
+from .postprocess import MODES, labels_from_features, labels_from_probabilities
+from .rescale import zoom_factor
 
 
 def iter_segment(
@@ -57,17 +58,31 @@ def iter_segment(
         raise ValueError(f"min_size must be a non-negative integer (pixels), got {min_size!r}")
     layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
                       image_name=image_name)
-    probs = yield from iter_predict(
-        image, model, axes=layout.axes, channels=channels, channel_names=channel_names,
-        image_name=image_name, layout_order=True, **predict_options,
-    )
-    yield Progress(0, 1, "postprocess", f"making {mode} labels")
     instance_model = model.spec.target == "instances"
-    labels = labels_from_probabilities(
-        probs, mode=mode, boundary_class=model.spec.boundary_class if instance_model else None,
-        spatial_ndim=model.ndim, min_size=int(min_size),
-        **(model.spec.postprocess if instance_model and mode == "instances" else {}),
-    )
-    del probs
+    settings = dict(model.spec.postprocess) if instance_model and mode == "instances" else {}
+    boundary = model.spec.boundary_class if instance_model and mode == "instances" else None
+    if abs(zoom_factor(model.spec.object_size, predict_options.get("object_size")) - 1.0) > 0.02:
+        probs = yield from iter_predict(
+            image, model, axes=layout.axes, channels=channels, channel_names=channel_names,
+            image_name=image_name, layout_order=True, **predict_options,
+        )
+        yield Progress(0, 1, "postprocess", f"making {mode} labels")
+        labels = labels_from_probabilities(
+            probs, mode=mode, boundary_class=boundary, spatial_ndim=model.ndim, min_size=int(min_size), **settings,
+        )
+        del probs
+    else:
+        predict_options.pop("object_size", None)
+        codes, landscape = yield from iter_features(
+            image, model, boundary_class=boundary, seed_threshold=settings.pop("seed_threshold", None),
+            axes=layout.axes, channels=channels, channel_names=channel_names, image_name=image_name,
+            **predict_options,
+        )
+        yield Progress(0, 1, "postprocess", f"making {mode} labels")
+        labels = labels_from_features(
+            codes, landscape, mode=mode, n_classes=model.n_classes, boundary_class=boundary,
+            spatial_ndim=model.ndim, min_size=int(min_size), **settings,
+        )
+        del codes, landscape
     yield Progress(1, 1, "postprocess", "labels ready")
     return np.ascontiguousarray(layout.to_output_order(labels))
