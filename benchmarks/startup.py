@@ -88,7 +88,7 @@ def child_import() -> dict:
     return result
 
 
-def child_run() -> dict:
+def child_run(wait_s: float = 0.0) -> dict:
     import napari
     from napari.layers import Labels
 
@@ -140,6 +140,9 @@ def child_run() -> dict:
             "objects": int(labels.data.max()),
         }
 
+    if wait_s:  # a user's reaction time: the panel warms torch and the model up meanwhile
+        deadline = time.perf_counter() + wait_s
+        _process_events_until(lambda: time.perf_counter() >= deadline, timeout_s=wait_s + 5)
     first = one_run()
     viewer.layers.remove(first["layer"])
     second = one_run()
@@ -150,7 +153,8 @@ def child_run() -> dict:
     return result
 
 
-CHILDREN = {"open": child_open, "import": child_import, "run": child_run}
+CHILDREN = {"open": child_open, "import": child_import, "run": child_run,
+            "run_after_3s": lambda: child_run(wait_s=3.0)}
 
 
 # ---------------------------------------------------------------------------- parent
@@ -201,6 +205,7 @@ def main() -> None:
         opened = run_child("open", config_dir)
         imported = run_child("import", config_dir)
         ran = run_child("run", config_dir)
+        waited = run_child("run_after_3s", config_dir)
 
     first, second = ran["first"], ran["second"]
     rows = [
@@ -210,8 +215,10 @@ def main() -> None:
          f"{opened['dock_s']:.3f} s", f"< {OPEN_TARGET_S:g} s", yes_no(opened["dock_s"] < OPEN_TARGET_S)),
         ("  of which: import napari_unet + segment_widget",
          f"{imported['import_s']:.3f} s", "(part of the above)", "-"),
-        (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run",
+        (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run, clicked at once",
          f"{first['s']:.3f} s", f"< {RUN_TARGET_S:g} s", yes_no(first["s"] < RUN_TARGET_S)),
+        (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run, 3 s after opening",
+         f"{waited['first']['s']:.3f} s", f"< {RUN_TARGET_S:g} s", yes_no(waited["first"]["s"] < RUN_TARGET_S)),
         (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: second run",
          f"{second['s']:.3f} s", f"< {RUN_TARGET_S:g} s", yes_no(second["s"] < RUN_TARGET_S)),
     ]
