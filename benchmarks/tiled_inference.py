@@ -8,7 +8,8 @@ Builds the seed U-Net once (base 64 features, depth 4, BatchNorm, bilinear up, 1
 (host array in → labels out):
 
 * ``napari-unet``: ``napari_unet.core.segment.iter_segment`` with its defaults (tile, halo and
-  batch chosen by the engine; ``--ours-tile`` forces a tile size);
+  batch chosen by the engine; ``--ours-tile`` forces a tile size); on CUDA also with
+  ``compile=True``, timed after the warm-up run that compiles;
 * ``monai``: ``monai.inferers.sliding_window_inference`` (roi ``--tile``, batch ``--batch``,
   gaussian blending, overlap 0.25, autocast at the same precision) on the normalised image,
   then softmax and the same label making;
@@ -90,8 +91,9 @@ def main() -> None:
         gpu_peak = torch.cuda.max_memory_allocated(dev) / 2**30 if gpu else 0.0
         rows.append((name, t, peak_rss_gib(), gpu_peak))
 
-    def ours() -> np.ndarray:
-        gen = iter_segment(image, net, axes="YX", device=dev, precision=args.precision, tile_size=args.ours_tile)
+    def ours(compile: bool | str = "auto") -> np.ndarray:
+        gen = iter_segment(image, net, axes="YX", device=dev, precision=args.precision, tile_size=args.ours_tile,
+                           compile=compile)
         while True:
             try:
                 event: Progress = next(gen)
@@ -101,6 +103,8 @@ def main() -> None:
                 plan.append(event.message)
 
     measure("napari-unet", ours)
+    if gpu:  # steady state after a one-time compilation (the warm-up run compiles)
+        measure("napari-unet, compiled", lambda: ours(compile=True))
 
     try:
         from monai.inferers import sliding_window_inference

@@ -19,7 +19,7 @@ import torch
 
 from .axes import Layout, guess_axes, plan_layout
 from .engine import FeatureSink, ProbabilitySink, TileOutOfMemory, run_grid
-from .fastnet import inference_network, memory_format
+from .fastnet import has_compiled, inference_network, memory_format
 from .features import check_classes
 from .halo import auto_halo
 from .model import UNet
@@ -118,6 +118,11 @@ def _free_memory(device: torch.device) -> int:
         return 4 << 30
 
 
+#: ``compile="auto"`` compiles on CUDA for jobs of at least this many tile pixels: compiling takes
+#: tens of seconds and saves a few milliseconds per megapixel, so it pays for big batch jobs only
+#: (or when a compiled copy of the model is already cached from an earlier call).
+COMPILE_WORTH_PIXELS = 4e9
+
 #: Host memory a job may use beyond its input and output (label features + working memory).
 HOST_EXTRA_BUDGET = 2 << 30
 
@@ -128,15 +133,16 @@ def default_tile_and_batch(
 ) -> tuple[int, int]:
     """Tile edge and batch size from the memory the device can give.
 
-    A U-Net's activations peak at about ``36 * base_features`` bytes per pixel in float32
-    inference (measured), half that in bf16/fp16; the band accumulator costs
+    The lean inference network (:class:`~napari_unet.core.fastnet.LeanUNet`) peaks at about
+    ``16.5 * base_features`` bytes per pixel in float32 (measured; 35 for the plain forward),
+    budgeted as 18, half that in bf16/fp16; the band accumulator costs
     ``4 * (n_classes + 1) * tile * plane_width`` bytes. The working budget is half the free
     GPU memory on CUDA; on the CPU a quarter of free memory and at most
     :data:`HOST_EXTRA_BUDGET` minus ``store_bytes`` (what the job keeps for the whole image),
     so huge images stay within input + output + 2 GiB.
     """
     bytes_per_value = 2 if autocast is not None else next(model.parameters()).element_size()
-    per_px = model.config["base_features"] * 9 * bytes_per_value
+    per_px = model.config["base_features"] * 18 * bytes_per_value // 4
     if device.type == "cuda":
         budget = min(_free_memory(device) * 0.5, 24 << 30)
     else:
@@ -233,7 +239,13 @@ def _iter_tiled(
             halo = auto_halo(model, _probe(view, layout, lo, hi), device="cpu")
             if tile_size is None:
                 tile = max(tile, 2 * halo + 4 * model.size_multiple)
-    use_compile = compile is True or (compile == "auto" and dev.type == "cuda")
+    use_compile = compile is True
+    if compile == "auto" and dev.type == "cuda":
+        work = len(TileGrid(spatial, tile, halo, multiple=model.size_multiple)) * math.prod(layout.loop_shape)
+        work *= math.prod(np.broadcast_to(tile, (len(spatial),)))
+        use_compile = work >= COMPILE_WORTH_PIXELS or has_compiled(model, dev)
+    elif compile not in (True, False, "auto"):
+        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
 
     was_training = model.training
     model.eval()
@@ -337,7 +349,9 @@ def iter_predict(
         instead of the input's order (used by ``segment``).
     compile : bool or "auto"
         Run the network through ``torch.compile`` (compiled once per model and tile shape,
-        kept for later calls; falls back to eager when compiling fails). ``"auto"``: on CUDA.
+        kept for later calls; falls back to eager when compiling fails). ``"auto"``: on CUDA,
+        for jobs of at least :data:`COMPILE_WORTH_PIXELS` tile pixels or when a compiled copy
+        of this model is already cached.
 
     Yields
     ------
