@@ -161,12 +161,12 @@ def test_one_tile_images_skip_the_halo_measurement(monkeypatch):
 
 
 def test_tile_budget_shrinks_for_huge_planes_and_stays_within_the_host_budget():
-    net = UNet(1, 3, depth=4, base_features=16)
+    net = UNet(1, 3, depth=4, base_features=64)
     small_tile, _ = default_tile_and_batch(net, torch.device("cpu"), 64, None, plane_width=2048)
     huge_tile, batch = default_tile_and_batch(net, torch.device("cpu"), 64, None, plane_width=20000,
                                               store_bytes=2 * 20000 * 20000)
     assert huge_tile < small_tile
-    per_px = 16 * 18
+    per_px = 64 * 18
     work = per_px * huge_tile**2 * batch + 4 * 4 * huge_tile * 20000
     assert work <= max(HOST_EXTRA_BUDGET - 2 * 20000 * 20000, 256 << 20) * 1.01
 
