@@ -40,7 +40,7 @@ from skimage.segmentation import watershed
 __all__ = ["DEFAULT_BAND_PIXELS", "WATERSHED_MARGIN", "BandedComponents", "band_slices", "banded_watershed"]
 
 #: Spatial blocks with more pixels than this are processed in bands of about this many pixels.
-DEFAULT_BAND_PIXELS = 1 << 24  # 16 Mpx: 4096 x 4096 is still one band
+DEFAULT_BAND_PIXELS = 1 << 23  # 8 Mpx: 2896 x 2896 is still one band; 20000-px rows -> 419-row bands
 #: Rows (Z slices in 3D) of context above and below a band in :func:`banded_watershed`; never
 #: more than the band itself, so a window holds at most three bands.
 WATERSHED_MARGIN = 64

@@ -722,7 +722,7 @@ def labels_from_features(
     band_pixels : int or None, optional
         Spatial blocks with more pixels than this are processed in bands of about this many
         pixels along the first spatial axis (Y, or Z in 3D), which bounds the temporary memory
-        (see :mod:`~napari_unet.core.banded`). None: 16 Mpx. The result does not depend on it,
+        (see :mod:`~napari_unet.core.banded`). None: 8 Mpx. The result does not depend on it,
         except that the watershed of objects crossing a band seam only sees 64 rows (at most
         one band) of context on either side.
 
