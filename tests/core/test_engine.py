@@ -178,3 +178,22 @@ def test_tiles_share_the_axis_evenly():
     grid = TileGrid((2100,), 1024, 32, multiple=16)
     assert len(grid) == 3 and grid.tile_size == (752,)
     assert grid.weight_sum().min() > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("compile", [False, True])
+def test_cuda_labels_match_cpu_on_uint16(compile):
+    from napari_unet.core.bundled import load_default_model
+    from napari_unet.core.io import read_image
+    from napari_unet.core.samples import sample_path
+    from napari_unet.core.segment import iter_segment
+    from napari_unet.core.training.metrics import ap_counts, summarize_ap
+
+    net = load_default_model()
+    sample = np.asarray(read_image(sample_path("nuclei")).data, dtype=np.uint16) * 257  # full 16-bit range
+    image = np.tile(sample, (2, 2))
+    cpu = drain(iter_segment(image, net, axes="YX", device="cpu", tile_size=512))
+    gpu = drain(iter_segment(image, net, axes="YX", device="cuda", tile_size=512, compile=compile))
+    assert gpu.shape == cpu.shape
+    assert abs(int(gpu.max()) - int(cpu.max())) <= 0.02 * cpu.max()
+    assert summarize_ap([ap_counts(cpu, gpu)])["AP50"] > 0.97  # bf16 on the GPU vs float32 on the CPU
