@@ -197,3 +197,13 @@ def test_cuda_labels_match_cpu_on_uint16(compile):
     assert gpu.shape == cpu.shape
     assert abs(int(gpu.max()) - int(cpu.max())) <= 0.02 * cpu.max()
     assert summarize_ap([ap_counts(cpu, gpu)])["AP50"] > 0.97  # bf16 on the GPU vs float32 on the CPU
+
+
+def test_small_user_tiles_get_the_halo_they_can_hold(caplog):
+    net = _net(depth=3)
+    net.spec.halo = 40
+    image = np.random.default_rng(6).random((100, 120))
+    with caplog.at_level(logging.WARNING, logger="napari_unet.core.inference"):
+        probs = predict(image, net, axes="YX", device="cpu", tile_size=48)
+    assert probs.shape == (3, 100, 120) and np.isfinite(probs).all()
+    assert "room for a halo of 20 px" in caplog.text

@@ -241,6 +241,13 @@ def _iter_tiled(
             halo = auto_halo(model, _probe(view, layout, lo, hi), device="cpu")
             if tile_size is None:
                 tile = max(tile, 2 * halo + 4 * model.size_multiple)
+            else:  # the user's tiles win: as much context as they can hold
+                room = (min(np.atleast_1d(tile)) - model.size_multiple) // 2
+                if halo > room:
+                    room = max(int(room), 0)
+                    log.warning("%s", f"tile_size {tile} leaves room for a halo of {room} px only "
+                                      f"(the network needs {halo})")
+                    halo = room
     use_compile = compile is True
     if compile == "auto" and dev.type == "cuda":
         work = len(TileGrid(spatial, tile, halo, multiple=model.size_multiple)) * math.prod(layout.loop_shape)
