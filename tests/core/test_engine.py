@@ -171,6 +171,21 @@ def test_tile_budget_shrinks_for_huge_planes_and_stays_within_the_host_budget():
     assert work <= max(HOST_EXTRA_BUDGET - PROCESS_BASE - 2 * 20000 * 20000, 256 << 20) * 1.01
 
 
+def test_3d_tiles_leave_room_for_the_band_of_slices():
+    net = UNet(1, 3, depth=2, base_features=16, ndim=3)
+    small, _ = default_tile_and_batch(net, torch.device("cpu"), 8, None, plane_width=256 * 256, rows=64)
+    wide, batch = default_tile_and_batch(net, torch.device("cpu"), 8, None, plane_width=1536 * 1536, rows=64)
+    assert wide < small
+    budget = min(HOST_EXTRA_BUDGET - PROCESS_BASE, fastnet_free_quarter())
+    assert 16 * 18 * wide**3 * batch + 16 * 1536 * 1536 * min(wide, 64) <= max(budget, 256 << 20) * 1.01
+
+
+def fastnet_free_quarter():
+    from napari_unet.core.inference import _free_memory
+
+    return _free_memory(torch.device("cpu")) * 0.25
+
+
 def test_tiles_share_the_axis_evenly():
     grid = TileGrid((2048, 2048), 1120, 88, multiple=16)
     assert len(grid) == 4 and grid.tile_size == (1120, 1120)

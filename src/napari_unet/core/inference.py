@@ -131,15 +131,16 @@ PROCESS_BASE = 512 << 20
 
 def default_tile_and_batch(
     model: UNet, device: torch.device, halo: int, autocast: torch.dtype | None, *,
-    plane_width: int = 0, store_bytes: int = 0,
+    plane_width: int = 0, rows: int = 0, store_bytes: int = 0,
 ) -> tuple[int, int]:
     """Tile edge and batch size from the memory the device can give.
 
     The lean inference network (:class:`~napari_unet.core.fastnet.LeanUNet`) peaks at about
     ``16.5 * base_features`` bytes per pixel in float32 (measured; 35 for the plain forward),
     budgeted as 18, half that in bf16/fp16; the band accumulator costs
-    ``4 * (n_classes + 1) * tile * plane_width`` bytes. The working budget is half the free
-    GPU memory on CUDA; on the CPU a quarter of free memory and at most
+    ``4 * (n_classes + 1) * min(tile, rows) * plane_width`` bytes (``plane_width``: pixels of
+    one row of the image, a Z slice for 3D models; ``rows``: the image's extent along its first
+    axis). The working budget is half the free GPU memory on CUDA; on the CPU a quarter of free memory and at most
     :data:`HOST_EXTRA_BUDGET` minus ``store_bytes`` (what the job keeps for the whole image) and
     :data:`PROCESS_BASE`, so huge images stay within input + output + 2 GiB.
     """
@@ -152,17 +153,19 @@ def default_tile_and_batch(
     budget = max(budget, 256 << 20)
     minimum = 2 * halo + 4 * model.size_multiple
     band_per_row = 4 * (model.n_classes + 1) * max(plane_width, 1)
-    if model.ndim == 2:
-        cap = 2048 if device.type == "cuda" else 1536
-        # per_px * t^2 + band_per_row * t <= budget
-        tile = int((-band_per_row + math.sqrt(band_per_row**2 + 4 * per_px * budget)) / (2 * per_px))
-    else:
-        cap = 256 if device.type == "cuda" else 128
-        tile = int((budget / per_px) ** (1 / 3))
-    tile = max(minimum, min(cap, tile))
-    tile = max(model.size_multiple, (tile // model.size_multiple) * model.size_multiple)
+    cap = (2048 if device.type == "cuda" else 1536) if model.ndim == 2 else (256 if device.type == "cuda" else 128)
+    multiple = model.size_multiple
+
+    def band(t: int) -> int:  # the accumulator holds one row of tiles: t rows (slices) of the plane
+        return band_per_row * min(t, rows) if rows else band_per_row * t
+
+    tile = (cap // multiple) * multiple
+    while tile > multiple and per_px * tile**model.ndim + band(tile) > budget:
+        tile -= multiple
+    tile = max(minimum, tile)
+    tile = max(multiple, (tile // multiple) * multiple)
     tile_bytes = per_px * tile**model.ndim
-    batch = int(max(1, min(16 if device.type == "cuda" else 4, budget // tile_bytes)))
+    batch = int(max(1, min(16 if device.type == "cuda" else 4, (budget - band(tile)) // tile_bytes)))
     return tile, batch
 
 
@@ -228,7 +231,7 @@ def _iter_tiled(
     width = math.prod(spatial[1:])
     auto_tile, auto_batch = default_tile_and_batch(
         model, dev, int(max(np.atleast_1d(halo if halo is not None else 0))), autocast,
-        plane_width=width, store_bytes=store_bytes,
+        plane_width=width, rows=spatial[0], store_bytes=store_bytes,
     )
     tile = auto_tile if tile_size is None else tile_size
     batch = auto_batch if batch_size is None else int(batch_size)
@@ -258,6 +261,9 @@ def _iter_tiled(
 
     was_training = model.training
     model.eval()
+    cudnn_autotune = torch.backends.cudnn.benchmark
+    if dev.type == "cuda":  # every tile has the same shape: let cuDNN pick its fastest kernels once
+        torch.backends.cudnn.benchmark = True
     try:
         net = inference_network(model, dev, compile=use_compile)
         fmt = memory_format(model, dev)
@@ -287,6 +293,7 @@ def _iter_tiled(
                 yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {smaller}")
     finally:
         model.train(was_training)
+        torch.backends.cudnn.benchmark = cudnn_autotune
     yield Progress(1, 1, "done", "prediction finished")
     return sink.result
 
