@@ -44,9 +44,11 @@ def cached_model(path: str) -> Any:
 
 def _prepare(path: str, device: str) -> None:
     try:
+        import importlib
+
         import torch
 
-        from ..core import segment  # noqa: F401 - imports scipy/skimage for post-processing
+        importlib.import_module("napari_unet.core.segment")  # scipy/skimage, for post-processing
         from ..core.fastnet import inference_network, memory_format
         from ..core.inference import resolve_device
 
