@@ -28,7 +28,11 @@ blocks are labelled exactly as before and large ones follow the same logic.
 
 from __future__ import annotations
 
+import os
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
 from typing import Any
 
 import numpy as np
@@ -61,6 +65,33 @@ def band_slices(shape: tuple[int, ...], band_pixels: int) -> Bands:
         return [(0, n_rows)]
     rows = max(1, band_pixels // max(row_pixels, 1))
     return [(a, min(a + rows, n_rows)) for a in range(0, n_rows, rows)]
+
+
+def label_threads() -> int:
+    """Threads for band-wise labelling: the CPUs this process may use, at most 8
+    (:func:`scipy.ndimage.label` releases the GIL)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    return max(1, min(8, cpus))
+
+
+def ordered_map(fn: Callable[[Any], Any], items: list, workers: int | None = None) -> Iterator[Any]:
+    """``map(fn, items)`` on a thread pool, results in order, at most ``2 * workers`` in flight
+    (so memory stays bounded by a few bands)."""
+    workers = label_threads() if workers is None else workers
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-unet-labels") as pool:
+        queue = iter(items)
+        pending = deque(pool.submit(fn, item) for item in islice(queue, 2 * workers))
+        while pending:
+            result = pending.popleft().result()
+            for item in islice(queue, 1):
+                pending.append(pool.submit(fn, item))
+            yield result
 
 
 def _seam_pairs(above: np.ndarray, below: np.ndarray) -> np.ndarray:
@@ -106,19 +137,17 @@ class BandedComponents:
         pairs = []
         previous_last: np.ndarray | None = None
         offset = 0
-        for start, stop in bands:
-            labels, n = ndimage.label(mask_of(start, stop), structure=structure)
+        for labels, n, band_sizes, first, last in ordered_map(self._first_pass, bands):
             self._offsets.append(offset)
             self._counts.append(int(n))
-            sizes.append(np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64))
+            sizes.append(band_sizes)
             if len(bands) == 1:
                 self._cached = labels
             else:
-                first = labels[0].astype(np.int64)
                 first[first > 0] += offset
                 if previous_last is not None:
                     pairs.append(_seam_pairs(previous_last, first))
-                previous_last = labels[-1].astype(np.int64)
+                previous_last = last
                 previous_last[previous_last > 0] += offset
             offset += n
             del labels
@@ -141,13 +170,20 @@ class BandedComponents:
             self.count = n_provisional
             self.sizes = provisional_sizes
 
+    def _first_pass(self, band: tuple[int, int]) -> tuple[np.ndarray, int, np.ndarray, np.ndarray, np.ndarray]:
+        labels, n = ndimage.label(self._mask_of(*band), structure=self._structure)
+        sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:].astype(np.int64)
+        return labels, n, sizes, labels[0].astype(np.int64), labels[-1].astype(np.int64)
+
     def relabel(self, lut: np.ndarray) -> Iterator[tuple[tuple[int, int], np.ndarray]]:
         """Yield ``((start, stop), lut[component label])`` for every band, in order.
 
         ``lut`` has length ``count + 1`` and ``lut[0]`` is the background value; the yielded
-        array has the band's shape and ``lut``'s dtype.
+        array has the band's shape and ``lut``'s dtype. Bands are labelled on a few threads
+        ahead of the one yielded (each band's mask is read before that band is yielded).
         """
-        for (start, stop), offset, n in zip(self._bands, self._offsets, self._counts):
+        def one(job: tuple[tuple[int, int], int, int]) -> tuple[tuple[int, int], np.ndarray]:
+            (start, stop), offset, n = job
             if self._cached is not None:
                 labels, self._cached = self._cached, None
             else:
@@ -155,7 +191,9 @@ class BandedComponents:
             band_lut = np.empty(n + 1, dtype=lut.dtype)
             band_lut[0] = lut[0]
             band_lut[1:] = lut[self.component[offset + 1 : offset + n + 1]]
-            yield (start, stop), band_lut[labels]
+            return (start, stop), band_lut[labels]
+
+        yield from ordered_map(one, list(zip(self._bands, self._offsets, self._counts)))
 
 
 def banded_watershed(
