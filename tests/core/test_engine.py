@@ -222,3 +222,37 @@ def test_small_user_tiles_get_the_halo_they_can_hold(caplog):
         probs = predict(image, net, axes="YX", device="cpu", tile_size=48)
     assert probs.shape == (3, 100, 120) and np.isfinite(probs).all()
     assert "room for a halo of 20 px" in caplog.text
+
+
+class _OOMAbove(torch.nn.Module):
+    """A UNet that 'runs out of GPU memory' on inputs above ``max_pixels`` per tile."""
+
+    def __init__(self, net, max_pixels):
+        super().__init__()
+        self.net, self.max_pixels = net, max_pixels
+
+    def forward(self, x):
+        if x[0, 0].numel() > self.max_pixels:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.net(x)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.net, name)
+
+
+def test_one_tile_image_that_runs_out_of_memory_is_retiled_with_a_measured_halo(monkeypatch):
+    net = _net(depth=2)
+    net.spec.halo = 12
+    image = np.random.default_rng(8).random((150, 150))
+    ref = predict(image, net, axes="YX", device="cpu")
+    fastnet._cache.clear()
+    monkeypatch.setattr(fastnet, "LeanUNet", lambda folded, fmt: _OOMAbove(folded, 100 * 100))
+    events = []
+    probs = predict(image, net, axes="YX", device="cpu", progress=events.append)
+    retiled = [e.message for e in events if e.stage == "tiles" and e.step == 0]
+    assert any(e.stage == "retry" for e in events)
+    assert "halo (12, 12)" in retiled[-1]  # not 0: the pieces are blended
+    assert np.abs(probs - ref).max() < 0.05

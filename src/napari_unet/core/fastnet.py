@@ -53,7 +53,9 @@ def fold_batchnorm(module: nn.Module) -> int:
 
 
 def memory_format(model: UNet, device: torch.device) -> torch.memory_format | None:
-    """channels-last for 2D networks on every device and for 3D on CUDA; None: keep contiguous."""
+    """channels-last for 2D networks on the CPU and CUDA and for 3D on CUDA; None: keep contiguous."""
+    if device.type not in ("cpu", "cuda"):
+        return None
     if model.ndim == 2:
         return torch.channels_last
     return torch.channels_last_3d if device.type == "cuda" else None

@@ -235,13 +235,14 @@ def _iter_tiled(
     )
     tile = auto_tile if tile_size is None else tile_size
     batch = auto_batch if batch_size is None else int(batch_size)
+    measure_later = False
     if halo is None:
         fits = TileGrid(spatial, tile, 0, multiple=model.size_multiple)
         if len(fits) == 1:
-            halo = 0  # one tile holds the whole image: nothing to blend
+            halo, measure_later = 0, True  # one tile holds the whole image: nothing to blend
         else:
             yield Progress(0, 1, "halo", "measuring how much context the network needs")
-            halo = auto_halo(model, _probe(view, layout, lo, hi), device="cpu")
+            halo = auto_halo(model, _probe(view, layout, lo, hi), device=next(model.parameters()).device)
             if tile_size is None:
                 tile = max(tile, 2 * halo + 4 * model.size_multiple)
             else:  # the user's tiles win: as much context as they can hold
@@ -288,6 +289,10 @@ def _iter_tiled(
                         f"halo {grid.halo}; use device='cpu' or a smaller halo"
                     ) from None
                 tile, batch = smaller, 1
+                if measure_later:  # now there will be seams to hide
+                    halo, measure_later = auto_halo(model, _probe(view, layout, lo, hi),
+                                                    device=next(model.parameters()).device), False
+                    tile = [max(t, 2 * halo + 4 * model.size_multiple) for t in tile]
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
                 yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {smaller}")
