@@ -670,3 +670,19 @@ def test_labels_from_features_errors(kwargs, match) -> None:
     codes, landscape = args.pop("codes"), args.pop("landscape")
     with pytest.raises(ValueError, match=match):
         labels_from_features(codes, landscape, **args)
+
+
+@pytest.mark.parametrize("threads", [1, 4])
+def test_banded_labels_do_not_depend_on_the_thread_count(monkeypatch, threads: int) -> None:
+    from napari_unet.core import banded
+
+    probs = blob_probabilities((300, 200), 150, seed=5, noise=0.02)
+    codes, landscape = features(probs, boundary_class=BOUNDARY)
+    kwargs = dict(n_classes=3, boundary_class=BOUNDARY, min_size=10, band_pixels=23 * 200)
+    monkeypatch.setattr(banded, "label_threads", lambda: 1)
+    sequential = labels_from_features(codes, landscape, **kwargs)
+    monkeypatch.setattr(banded, "label_threads", lambda: threads)
+    monkeypatch.setattr(banded, "WATERSHED_MEMORY", 1 << 40)  # let every thread flood
+    assert sequential.max() > 100
+    for _ in range(3):  # thread timing varies between runs; the labels must not
+        np.testing.assert_array_equal(labels_from_features(codes, landscape, **kwargs), sequential)

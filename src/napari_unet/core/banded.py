@@ -29,6 +29,7 @@ blocks are labelled exactly as before and large ones follow the same logic.
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -48,6 +49,9 @@ DEFAULT_BAND_PIXELS = 1 << 23  # 8 Mpx: 2896 x 2896 is still one band; 20000-px 
 #: Rows (Z slices in 3D) of context above and below a band in :func:`banded_watershed`; never
 #: more than the band itself, so a window holds at most three bands.
 WATERSHED_MARGIN = 64
+#: Memory the watershed windows flooded at the same time may take (more threads only while
+#: their windows fit: a 20000-px-wide plane floods one window at a time).
+WATERSHED_MEMORY = 512 << 20
 
 Bands = list[tuple[int, int]]
 
@@ -77,16 +81,18 @@ def label_threads() -> int:
     return max(1, min(8, cpus))
 
 
-def ordered_map(fn: Callable[[Any], Any], items: list, workers: int | None = None) -> Iterator[Any]:
-    """``map(fn, items)`` on a thread pool, results in order, at most ``2 * workers`` in flight
-    (so memory stays bounded by a few bands)."""
+def ordered_map(fn: Callable[[Any], Any], items: list, workers: int | None = None,
+                ahead: int | None = None) -> Iterator[Any]:
+    """``map(fn, items)`` on a thread pool, results in order, at most ``ahead`` (default
+    ``2 * workers``) submitted at a time, so memory stays bounded by a few bands."""
     workers = label_threads() if workers is None else workers
+    ahead = 2 * workers if ahead is None else max(ahead, 1)
     if workers <= 1 or len(items) <= 1:
         yield from map(fn, items)
         return
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-unet-labels") as pool:
         queue = iter(items)
-        pending = deque(pool.submit(fn, item) for item in islice(queue, 2 * workers))
+        pending = deque(pool.submit(fn, item) for item in islice(queue, ahead))
         while pending:
             result = pending.popleft().result()
             for item in islice(queue, 1):
@@ -227,16 +233,34 @@ def banded_watershed(
         return
     margin = min(int(margin), max(stop - start for start, stop in bands))
     n_rows = labels.shape[0]
-    seeds_above: np.ndarray | None = None  # seeds of the rows just above the band (already flooded)
-    for start, stop in bands:
-        top = start - (0 if seeds_above is None else len(seeds_above))
-        bottom = min(n_rows, stop + margin)
-        markers = labels[start:bottom]
-        if seeds_above is not None:
-            markers = np.concatenate([seeds_above, markers])
+    # Every window floods from the *original* seeds, the rows above included (they are copied
+    # before the band above is written), so bands are independent and run on threads; results
+    # are written in order. Rows below a band belong to later bands, written only after it.
+    lock = threading.Lock()
+    saved: dict[int, np.ndarray] = {}  # band index -> original seeds of the rows above it
+    started: set[int] = set()
+
+    def top_of(j: int) -> int:
+        start = bands[j][0]
+        return start if j == 0 else max(bands[j - 1][0], start - margin)
+
+    def flood(j: int) -> np.ndarray:
+        start, stop = bands[j]
+        top, bottom = top_of(j), min(n_rows, stop + margin)
+        with lock:
+            started.add(j)
+            above = saved.pop(j) if j in saved else np.array(labels[top:start])
+        markers = np.concatenate([above, labels[start:bottom]])
         mask = mask_of(top, bottom) | (markers > 0)
         basins = watershed(np.asarray(landscape[top:bottom]), markers=markers, mask=mask, connectivity=connectivity)
-        del markers, mask
-        seeds_above = labels[max(start, stop - margin) : stop].copy()
-        labels[start:stop] = basins[start - top : stop - top]
-        del basins
+        return basins[start - top: stop - top]
+
+    # skimage's watershed makes float64/int32 copies of its window: ~24 bytes per pixel each
+    window = (max(stop - start for start, stop in bands) + 2 * margin) * int(np.prod(labels.shape[1:]))
+    workers = max(1, min(label_threads(), WATERSHED_MEMORY // max(24 * window, 1)))
+    for j, rows in enumerate(ordered_map(flood, list(range(len(bands))), workers=workers, ahead=workers)):
+        start, stop = bands[j]
+        with lock:
+            if j + 1 < len(bands) and j + 1 not in started:
+                saved[j + 1] = labels[top_of(j + 1): stop].copy()
+            labels[start:stop] = rows
