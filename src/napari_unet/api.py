@@ -44,12 +44,16 @@ def resolve_model(model: Any) -> UNet:
 
     if isinstance(model, UNet):
         return model
-    if isinstance(model, (str, os.PathLike)):
-        return load_model(model)
-    if model is None:
-        from .core.bundled import load_default_model
+    from .core.modelcache import cached_model
 
-        return load_default_model()
+    if isinstance(model, (str, os.PathLike)):
+        if not os.path.isfile(model):
+            return load_model(model)  # its own clear error
+        return cached_model(model)  # the same object for repeated calls: prepared (and compiled) once
+    if model is None:
+        from .core.bundled import bundled_model_path
+
+        return cached_model(bundled_model_path())
     raise TypeError(f"model must be a UNet or a model file path, got {type(model).__name__}")
 
 
@@ -163,6 +167,7 @@ def predict(
     precision: str = "auto",
     object_size: float | None = None,
     progress: Callable[[Progress], Any] | bool | None = None,
+    compile: bool | str = "auto",
 ) -> np.ndarray:
     """Class probabilities for ``image``.
 
@@ -186,6 +191,10 @@ def predict(
         match the size the model was trained on (like cellpose's diameter).
     progress : callable or bool
         Called with each progress event; ``True`` prints a text bar to stderr.
+    compile : bool or "auto"
+        Run the network through ``torch.compile`` (tens of seconds once per model and tile shape,
+        then faster, kept for later calls in this process). ``"auto"``: only on CUDA for very
+        large jobs or when this model was compiled before.
 
     Returns
     -------
@@ -198,7 +207,7 @@ def predict(
     net = resolve_model(model)
     gen = iter_predict(
         src.image, net, channels=channels, tile_size=tile_size, halo=halo, batch_size=batch_size,
-        device=device, precision=precision, object_size=object_size, **src.core_options(),
+        device=device, precision=precision, object_size=object_size, compile=compile, **src.core_options(),
     )
     return _run(gen, progress)
 
@@ -218,6 +227,7 @@ def segment(
     precision: str = "auto",
     object_size: float | None = None,
     progress: Callable[[Progress], Any] | bool | None = None,
+    compile: bool | str = "auto",
 ) -> np.ndarray:
     """Labels for ``image``: instances (one id per object) or semantic classes.
 
@@ -241,6 +251,6 @@ def segment(
     gen = iter_segment(
         src.image, net, mode=mode, min_size=min_size, channels=channels, tile_size=tile_size, halo=halo,
         batch_size=batch_size, device=device, precision=precision, object_size=object_size,
-        **src.core_options(),
+        compile=compile, **src.core_options(),
     )
     return _run(gen, progress)

@@ -392,3 +392,20 @@ def test_public_api_is_lazy():
     assert steps["UNet"] == [True, "UNet"]
     assert all(steps["dir"])
     assert "no_such_thing" in steps["missing"]
+
+
+def test_model_files_are_loaded_once_per_file_version(tmp_path):
+    import torch
+
+    from napari_unet.core.model import UNet as _UNet
+    from napari_unet.core.modelfile import save_model as _save
+
+    path = tmp_path / "m.safetensors"
+    torch.manual_seed(0)
+    _save(_UNet(1, 2, depth=1, base_features=2), path)
+    first = api.resolve_model(str(path))
+    assert api.resolve_model(path) is first
+    _save(_UNet(1, 3, depth=1, base_features=2), path)
+    second = api.resolve_model(str(path))
+    assert second is not first and second.n_classes == 3
+    assert api.resolve_model(None) is api.resolve_model(None)  # the bundled model

@@ -484,3 +484,12 @@ def test_console_script(tmp_path, model2):
 
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == f"napari-unet {__version__}"
+
+
+def test_segment_compile_option_is_validated(tmp_path, capsys):
+    from napari_unet.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["segment", str(tmp_path / "x.tif"), "--output", str(tmp_path / "out"), "--compile", "maybe"])
+    assert exit_info.value.code == 2
+    assert "--compile" in capsys.readouterr().err

@@ -15,7 +15,7 @@ import torch  # noqa: E402
 from napari_unet import UNet, save_model  # noqa: E402
 from napari_unet._napari import warmup  # noqa: E402
 from napari_unet._napari.segment_widget import SegmentWidget  # noqa: E402
-from napari_unet.core import fastnet  # noqa: E402
+from napari_unet.core import fastnet, modelcache  # noqa: E402
 
 
 def _model(path: Path) -> str:
@@ -31,9 +31,8 @@ def test_panel_warms_up_the_selected_model_and_run_reuses_it(make_napari_viewer,
     widget = SegmentWidget(viewer)
     widget.set_model(path)
     widget._device.value = "cpu"
-    key = warmup._key(path)
-    qtbot.waitUntil(lambda: key in warmup._cached, timeout=120_000)
-    model = warmup._cached[key]
+    qtbot.waitUntil(lambda: modelcache.is_cached(path), timeout=120_000)
+    model = modelcache.cached_model(path)
     qtbot.waitUntil(lambda: model in fastnet._cache, timeout=120_000)  # inference copy prepared
     worker = widget.run()
     assert worker is not None

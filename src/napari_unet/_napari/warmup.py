@@ -19,27 +19,11 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-_lock = threading.Lock()
-_cached: dict[str, Any] = {}  # key (path, mtime, size) -> UNet; one entry
-
-
-def _key(path: str) -> tuple[str, float, int]:
-    st = os.stat(path)
-    return (os.path.abspath(path), st.st_mtime, st.st_size)
-
-
 def cached_model(path: str) -> Any:
-    """The model in ``path``, loaded once per file version (thread-safe)."""
-    from ..core.modelfile import load_model
+    """The model in ``path``, loaded once per file version (see :mod:`napari_unet.core.modelcache`)."""
+    from ..core.modelcache import cached_model as load
 
-    key = _key(path)
-    with _lock:
-        model = _cached.get(key)
-        if model is None:
-            model = load_model(path)
-            _cached.clear()
-            _cached[key] = model
-        return model
+    return load(path)
 
 
 def _prepare(path: str, device: str) -> None:
@@ -52,9 +36,11 @@ def _prepare(path: str, device: str) -> None:
         from ..core.fastnet import inference_network, memory_format
         from ..core.inference import resolve_device
 
+        from ..core.modelcache import lock
+
         model = cached_model(path)
         dev = resolve_device(device)
-        with _lock:
+        with lock():
             net = inference_network(model, dev)
             shape = (1, model.in_channels) + (2 * model.size_multiple,) * model.ndim
             x = torch.zeros(shape, dtype=next(model.parameters()).dtype, device=dev)
