@@ -256,3 +256,10 @@ def test_one_tile_image_that_runs_out_of_memory_is_retiled_with_a_measured_halo(
     assert any(e.stage == "retry" for e in events)
     assert "halo (12, 12)" in retiled[-1]  # not 0: the pieces are blended
     assert np.abs(probs - ref).max() < 0.05
+
+
+def test_halo_is_measured_under_a_callers_inference_mode_too():
+    net = _net(depth=2)
+    with torch.inference_mode():
+        radius = halo_mod.effective_radius(net)
+    assert radius == halo_mod.effective_radius(net) > 0

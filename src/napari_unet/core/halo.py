@@ -64,7 +64,7 @@ def effective_radius(model: UNet, probe: np.ndarray | None = None, *, mass: floa
     was_training = model.training
     model.eval()
     try:
-        with torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad():  # also when called under inference_mode
             x = torch.tensor(np.ascontiguousarray(probe), dtype=dtype, device=device)[None].requires_grad_(True)
             logits = model(x)
             centre = tuple(s // 2 for s in size_zyx)
