@@ -263,3 +263,26 @@ def test_halo_is_measured_under_a_callers_inference_mode_too():
     with torch.inference_mode():
         radius = halo_mod.effective_radius(net)
     assert radius == halo_mod.effective_radius(net) > 0
+
+
+def test_batches_are_equal_sized():
+    class Recorder(torch.nn.Module):
+        def __init__(self, net, calls):
+            super().__init__()
+            self.net, self.calls = net, calls
+
+        def forward(self, x):
+            self.calls.append(x.shape[0])
+            return self.net(x)
+
+    calls = []
+    net = _net(depth=2)
+    fastnet._cache.clear()
+    original = fastnet.LeanUNet
+    try:
+        fastnet.LeanUNet = lambda folded, fmt: Recorder(original(folded, fmt), calls)
+        predict(np.random.rand(9, 40, 40), net, axes="ZYX", device="cpu", tile_size=64, batch_size=8)
+    finally:
+        fastnet.LeanUNet = original
+        fastnet._cache.clear()
+    assert calls == [5, 4]

@@ -147,13 +147,13 @@ def default_tile_and_batch(
     bytes_per_value = 2 if autocast is not None else next(model.parameters()).element_size()
     per_px = model.config["base_features"] * 18 * bytes_per_value // 4
     if device.type == "cuda":
-        budget = min(_free_memory(device) * 0.5, 24 << 30)
+        budget = min(_free_memory(device) * 0.5, 40 << 30)
     else:
         budget = min(_free_memory(device) * 0.25, HOST_EXTRA_BUDGET - store_bytes - PROCESS_BASE)
     budget = max(budget, 256 << 20)
     minimum = 2 * halo + 4 * model.size_multiple
     band_per_row = 4 * (model.n_classes + 1) * max(plane_width, 1)
-    cap = (2048 if device.type == "cuda" else 1536) if model.ndim == 2 else (256 if device.type == "cuda" else 128)
+    cap = (4096 if device.type == "cuda" else 1536) if model.ndim == 2 else (256 if device.type == "cuda" else 128)
     multiple = model.size_multiple
 
     def band(t: int) -> int:  # the accumulator holds one row of tiles: t rows (slices) of the plane
@@ -272,6 +272,9 @@ def _iter_tiled(
             grid = TileGrid(spatial, tile, halo, multiple=model.size_multiple)
             sink = make_sink()
             total = len(grid) * math.prod(layout.loop_shape)
+            # equal batches: 9 tiles in batches of at most 8 run as 5 + 4, not 8 + 1 (which a
+            # compiled network, seeing one batch shape only, would pad to 8 + 8)
+            batch = math.ceil(total / math.ceil(total / batch))
             yield Progress(0, total, "tiles", f"{total} tiles of {grid.tile_size} px, halo {grid.halo}")
             try:
                 for done, total in run_grid(
