@@ -125,7 +125,7 @@ def _remove_small_regions(class_map: np.ndarray, min_size: int, structure: np.nd
             class_map[start:stop][flags] = 0
 
 
-def _semantic_stack(
+def semantic_stack(
     shape: tuple[int, ...],
     n_classes: int,
     blocks: Iterable[tuple[tuple[int, ...], Callable[[np.ndarray], Any]]],
@@ -247,7 +247,7 @@ def _instance_block(
     return count
 
 
-def _instance_stack(
+def instance_stack(
     shape: tuple[int, ...],
     blocks: Iterable[tuple[tuple[int, ...], np.ndarray, Any]],
     *,

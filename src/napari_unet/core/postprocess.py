@@ -53,7 +53,7 @@ import numpy as np
 
 from .banded import DEFAULT_BAND_PIXELS
 from .features import CLASS_MASK, MAX_CLASSES, features_from_probabilities
-from .labelmaking import _instance_stack, _semantic_stack, smallest_label_dtype
+from .labelmaking import instance_stack, semantic_stack, smallest_label_dtype
 
 __all__ = [
     "MODES",
@@ -226,7 +226,7 @@ def semantic_labels(
         (index, lambda view, block=block: _fill_classes(block, threshold, view))
         for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
-    return _semantic_stack(
+    return semantic_stack(
         tuple(probabilities.shape[1:]), int(probabilities.shape[0]), blocks, min_size=int(min_size),
         spatial_ndim=int(spatial_ndim), band_pixels=DEFAULT_BAND_PIXELS,
     )
@@ -344,7 +344,7 @@ def instance_labels(
         ))
         for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
-    return _instance_stack(
+    return instance_stack(
         tuple(probabilities.shape[1:]), blocks, boundary_class=boundary_class, spatial_ndim=int(spatial_ndim),
         min_size=int(min_size), min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless),
         band_pixels=DEFAULT_BAND_PIXELS,
@@ -512,7 +512,7 @@ def labels_from_features(
             (index, lambda view, index=index: np.bitwise_and(np.asarray(codes[index]), CLASS_MASK, out=view))
             for index in np.ndindex(*leading)
         )
-        return _semantic_stack(
+        return semantic_stack(
             shape, n_classes, blocks, min_size=min_size, spatial_ndim=spatial_ndim, band_pixels=band_pixels
         )
 
@@ -536,7 +536,7 @@ def labels_from_features(
         (index, np.asarray(codes[index]), None if landscape is None else landscape[index])
         for index in np.ndindex(*leading)
     )
-    return _instance_stack(
+    return instance_stack(
         shape, blocks, boundary_class=boundary_class, spatial_ndim=spatial_ndim, min_size=min_size,
         min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless), band_pixels=band_pixels,
     )
