@@ -1,4 +1,5 @@
-"""Networks with hand-set weights whose output is known, shared by the core tests."""
+"""Networks with hand-set weights whose output is known, and a wrapper that simulates running out
+of GPU memory, shared by the core tests."""
 
 from __future__ import annotations
 
@@ -38,3 +39,31 @@ def threshold_net(in_channels: int = 1, use_channel: int = 0) -> UNet:
         net.outc.weight[:, 0, 0, 0] = torch.tensor([-1.0, 1.0])
         net.outc.bias[:] = torch.tensor([0.5, -0.5])
     return net.eval()
+
+
+class SharedList(list):
+    """Survives the deepcopy the engine makes of a network (BatchNorm folding)."""
+
+    def __deepcopy__(self, memo):
+        return self
+
+
+class OOMOnBigBatches(torch.nn.Module):
+    """Wraps a UNet; raises CUDA's OOM error for batches above a pixel budget."""
+
+    def __init__(self, net, max_pixels):
+        super().__init__()
+        self.net, self.max_pixels, self.calls = net, max_pixels, SharedList()
+
+    def forward(self, x):
+        pixels = x.shape[0] * x[0, 0].numel()
+        self.calls.append(tuple(x.shape))
+        if pixels > self.max_pixels:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return self.net(x)
+
+    def __getattr__(self, name):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self.net, name)

@@ -16,6 +16,8 @@ from napari_unet.core.inference import (
 from napari_unet.core.model import UNet
 from napari_unet.core.tiling import TileGrid
 
+from known_nets import OOMOnBigBatches
+
 
 def _net(n_classes=3, depth=2, features=8, ndim=2, dtype=torch.float64):
     torch.manual_seed(1)
@@ -224,32 +226,13 @@ def test_small_user_tiles_get_the_halo_they_can_hold(caplog):
     assert "room for a halo of 20 px" in caplog.text
 
 
-class _OOMAbove(torch.nn.Module):
-    """A UNet that 'runs out of GPU memory' on inputs above ``max_pixels`` per tile."""
-
-    def __init__(self, net, max_pixels):
-        super().__init__()
-        self.net, self.max_pixels = net, max_pixels
-
-    def forward(self, x):
-        if x[0, 0].numel() > self.max_pixels:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return self.net(x)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.net, name)
-
-
 def test_one_tile_image_that_runs_out_of_memory_is_retiled_with_a_measured_halo(monkeypatch):
     net = _net(depth=2)
     net.spec.halo = 12
     image = np.random.default_rng(8).random((150, 150))
     ref = predict(image, net, axes="YX", device="cpu")
     fastnet._cache.clear()
-    monkeypatch.setattr(fastnet, "LeanUNet", lambda folded, fmt: _OOMAbove(folded, 100 * 100))
+    monkeypatch.setattr(fastnet, "LeanUNet", lambda folded, fmt: OOMOnBigBatches(folded, 100 * 100))
     events = []
     probs = predict(image, net, axes="YX", device="cpu", progress=events.append)
     retiled = [e.message for e in events if e.stage == "tiles" and e.step == 0]

@@ -8,6 +8,8 @@ from napari_unet.core.inference import Progress, iter_predict, predict, resolve_
 from napari_unet.core.model import UNet
 from napari_unet.core.normalize import apply_range, percentile_range
 
+from known_nets import OOMOnBigBatches
+
 
 def _double_net(in_ch=1, n_classes=3, ndim=2, depth=2, features=8):
     torch.manual_seed(0)
@@ -132,47 +134,19 @@ def test_axes_guess_warns_for_3d_array():
     assert probs.shape == (3, 6, 17, 19)
 
 
-class _SharedList(list):
-    """Survives the deepcopy the engine makes of a network (BatchNorm folding)."""
-
-    def __deepcopy__(self, memo):
-        return self
-
-
-class _OOMOnBigBatches(torch.nn.Module):
-    """Wraps a UNet; raises CUDA's OOM error for batches above a pixel budget."""
-
-    def __init__(self, net, max_pixels):
-        super().__init__()
-        self.net, self.max_pixels, self.calls = net, max_pixels, _SharedList()
-
-    def forward(self, x):
-        pixels = x.shape[0] * x[0, 0].numel()
-        self.calls.append(tuple(x.shape))
-        if pixels > self.max_pixels:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
-        return self.net(x)
-
-    def __getattr__(self, name):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.net, name)
-
-
 def test_out_of_memory_splits_batches_then_shrinks_tiles():
     net = _double_net(features=4, depth=1)
     image = np.random.default_rng(7).random((200, 200))
     halo = 2 * net.receptive_radius()  # exact halo: results independent of the tiling
     ref = predict(image, net, axes="YX", tile_size=128, halo=halo, batch_size=8)
-    flaky = _OOMOnBigBatches(net, max_pixels=64 * 64)  # even one 128x128 tile "does not fit"
+    flaky = OOMOnBigBatches(net, max_pixels=64 * 64)  # even one 128x128 tile "does not fit"
     events = []
     probs = predict(image, flaky, axes="YX", tile_size=128, halo=halo, batch_size=8,
                     progress=events.append)
     assert any(e.stage == "retry" for e in events)
     assert max(s[0] * s[2] * s[3] for s in flaky.calls[-3:]) <= 64 * 64
     np.testing.assert_allclose(probs, ref, atol=1e-6)
-    hopeless = _OOMOnBigBatches(net, max_pixels=10)
+    hopeless = OOMOnBigBatches(net, max_pixels=10)
     with pytest.raises(MemoryError, match="single tile"):
         predict(image, hopeless, axes="YX", tile_size=128, halo=16)
 
