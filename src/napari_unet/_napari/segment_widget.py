@@ -349,7 +349,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             path, device = self._model.value, self._device.value
         except RuntimeError:  # the panel was closed before the timer fired
             return
-        warm_up(path, device)
+        if not self.running:  # a run prepares the model itself
+            warm_up(path, device)
 
     def _update_axes_info(self, *_: Any) -> None:
         """Show how the layer will be read: with a model, ``plan_layout(...).describe()``."""

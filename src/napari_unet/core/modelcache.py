@@ -44,6 +44,3 @@ def is_cached(path: str | os.PathLike) -> bool:
         return False
 
 
-def lock() -> threading.RLock:
-    """Held while a model loads; the panel's warm-up also holds it while it prepares one."""
-    return _lock
