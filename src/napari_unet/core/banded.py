@@ -50,8 +50,8 @@ DEFAULT_BAND_PIXELS = 1 << 23  # 8 Mpx: 2896 x 2896 is still one band; 20000-px 
 #: more than the band itself, so a window holds at most three bands.
 WATERSHED_MARGIN = 64
 #: Memory the watershed windows flooded at the same time may take (more threads only while
-#: their windows fit: a 20000-px-wide plane floods one window at a time).
-WATERSHED_MEMORY = 512 << 20
+#: their windows fit: a 20000-px-wide plane floods one window at a time, an 8192² one two).
+WATERSHED_MEMORY = 768 << 20
 
 Bands = list[tuple[int, int]]
 
@@ -255,9 +255,10 @@ def banded_watershed(
         basins = watershed(np.asarray(landscape[top:bottom]), markers=markers, mask=mask, connectivity=connectivity)
         return basins[start - top: stop - top]
 
-    # skimage's watershed makes float64/int32 copies of its window: ~24 bytes per pixel each
+    # skimage's watershed pads and copies its window (float64 image, int32 markers and output,
+    # mask): about 40 bytes per pixel of window, measured as peak memory
     window = (max(stop - start for start, stop in bands) + 2 * margin) * int(np.prod(labels.shape[1:]))
-    workers = max(1, min(label_threads(), WATERSHED_MEMORY // max(24 * window, 1)))
+    workers = max(1, min(label_threads(), WATERSHED_MEMORY // max(40 * window, 1)))
     for j, rows in enumerate(ordered_map(flood, list(range(len(bands))), workers=workers, ahead=workers)):
         start, stop = bands[j]
         with lock:
