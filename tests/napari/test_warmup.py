@@ -37,17 +37,17 @@ def test_panel_warms_up_the_selected_model_and_run_reuses_it(make_napari_viewer,
     worker = widget.run()
     assert worker is not None
     qtbot.waitUntil(lambda: not widget.running, timeout=120_000)
-    assert warmup.cached_model(path) is model  # the run used the warmed-up model, no second load
+    assert modelcache.cached_model(path) is model  # the run used the warmed-up model, no second load
     assert widget.result_layer is not None and widget.result_layer.data.shape == (40, 50)
 
 
 def test_cache_follows_the_file(tmp_path):
     path = _model(tmp_path / "m.safetensors")
-    first = warmup.cached_model(path)
-    assert warmup.cached_model(path) is first
+    first = modelcache.cached_model(path)
+    assert modelcache.cached_model(path) is first
     torch.manual_seed(1)
     save_model(UNet(1, 3, depth=2, base_features=4), path)  # replaced on disk
-    second = warmup.cached_model(path)
+    second = modelcache.cached_model(path)
     assert second is not first and second.n_classes == 3
 
 

@@ -153,7 +153,7 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
         ``(n_classes, *that shape)``.
     """
     from ..core.inference import Progress, iter_predict
-    from .warmup import cached_model
+    from ..core.modelcache import cached_model
 
     name = pathlib.Path(job.model_path).name
     yield Progress(0, 1, "load", f"loading model {name}")

@@ -93,6 +93,18 @@ def inference_network(model: UNet, device: torch.device, *, compile: bool = Fals
     return net
 
 
+def prepare(model: UNet, device: torch.device) -> nn.Module:
+    """:func:`inference_network` of ``model`` on ``device``, with one small forward pass already
+    run (first-call costs: kernel selection, allocator), for a warm start."""
+    net = inference_network(model, device)
+    shape = (1, model.in_channels) + (2 * model.size_multiple,) * model.ndim
+    x = torch.zeros(shape, dtype=next(model.parameters()).dtype, device=device)
+    fmt = memory_format(model, device)
+    with torch.inference_mode():
+        net(x if fmt is None else x.contiguous(memory_format=fmt))
+    return net
+
+
 def has_compiled(model: UNet, device: torch.device) -> bool:
     """Whether a compiled inference copy of ``model``'s current weights on ``device`` is cached."""
     dtype = next(model.parameters()).dtype

@@ -235,6 +235,9 @@ def _iter_tiled(
     )
     tile = auto_tile if tile_size is None else tile_size
     batch = auto_batch if batch_size is None else int(batch_size)
+    def measured_halo() -> int:
+        return auto_halo(model, _probe(view, layout, lo, hi), device=next(model.parameters()).device)
+
     measure_later = False
     if halo is None:
         fits = TileGrid(spatial, tile, 0, multiple=model.size_multiple)
@@ -242,7 +245,7 @@ def _iter_tiled(
             halo, measure_later = 0, True  # one tile holds the whole image: nothing to blend
         else:
             yield Progress(0, 1, "halo", "measuring how much context the network needs")
-            halo = auto_halo(model, _probe(view, layout, lo, hi), device=next(model.parameters()).device)
+            halo = measured_halo()
             if tile_size is None:
                 tile = max(tile, 2 * halo + 4 * model.size_multiple)
             else:  # the user's tiles win: as much context as they can hold
@@ -293,8 +296,7 @@ def _iter_tiled(
                     ) from None
                 tile, batch = smaller, 1
                 if measure_later:  # now there will be seams to hide
-                    halo, measure_later = auto_halo(model, _probe(view, layout, lo, hi),
-                                                    device=next(model.parameters()).device), False
+                    halo, measure_later = measured_halo(), False
                     tile = [max(t, 2 * halo + 4 * model.size_multiple) for t in tile]
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
