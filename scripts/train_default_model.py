@@ -30,7 +30,13 @@ SETTINGS = {
     "--batch-size": "8",
     "--lr": "0.002",
     "--seed": "0",
+    # every training image zoomed so its median nucleus is 18 px across, patches zoomed by 1/1.35..1.35
+    "--object-size": "18",
+    "--scale-jitter": "1.35",
 }
+DESCRIPTION = "Fluorescence nuclei, 2D instance U-Net with a distance head"
+DATA = ("DSB2018 stage1_train (BBBC038v1, CC0 1.0; Caicedo et al., Nature Methods 16:1247, 2019): "
+        "442 grayscale fluorescence images, split scripts/dsb2018_split.json")
 
 
 def link_split(data: Path, names: list[str], dest: Path) -> None:
@@ -47,8 +53,9 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "dsb2018_fluo")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "nuclei")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--epochs", default="60")
-    parser.add_argument("--steps-per-epoch", default="100")
+    parser.add_argument("--epochs", default="50")
+    parser.add_argument("--steps-per-epoch", default="200")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     args = parser.parse_args()
     split = json.loads((HERE / "dsb2018_split.json").read_text())
     link_split(args.data, split["train"], args.out / "train")
@@ -60,9 +67,9 @@ def main() -> int:
         "--val-images", str(args.out / "val" / "images"), "--val-masks", str(args.out / "val" / "masks"),
         "--output", str(model), "--device", args.device, "--epochs", args.epochs,
         "--steps-per-epoch", args.steps_per_epoch,
-        "--description", "Fluorescence nuclei (DSB2018 stage1 train, CC0), 2D instance U-Net",
+        "--description", DESCRIPTION, "--data-description", DATA,
         *[x for kv in SETTINGS.items() for x in kv],
-    ]
+    ] + (["--resume"] if args.resume else [])
     print(" ".join(cmd), flush=True)
     subprocess.run(cmd, check=True)
     subprocess.run(exe + ["evaluate", "--model", str(model), "--images", str(args.out / "val" / "images"),

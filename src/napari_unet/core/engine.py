@@ -56,11 +56,13 @@ class FeatureSink:
     ``landscape`` (uint8, layout order ``(*loop, *spatial)``)."""
 
     def __init__(self, loop_shape: Sequence[int], spatial_shape: Sequence[int], *, boundary_class: int | None = None,
-                 threshold: float = 0.5, seed_threshold: float | None = None) -> None:
+                 threshold: float = 0.5, seed_threshold: float | None = None,
+                 distance_channel: int | None = None) -> None:
         shape = (*loop_shape, *spatial_shape)
         self.codes = np.zeros(shape, dtype=np.uint8)
         self.landscape = np.zeros(shape, dtype=np.uint8) if boundary_class is not None else None
-        self.options = dict(boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold)
+        self.options = dict(boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold,
+                            distance_channel=distance_channel)
 
     def put(self, loop: tuple[int, ...], rows: slice, probs: torch.Tensor) -> None:
         codes, landscape = label_features(probs, **self.options)
@@ -166,19 +168,84 @@ def upload(x: np.ndarray, device: torch.device, dtype: torch.dtype, lo: torch.Te
     return t
 
 
-def forward_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
-                  ) -> torch.Tensor:
-    """Probabilities (N, K, ...) on the device: softmax, or sigmoid for one class. On a GPU
-    out-of-memory error the batch is split in halves; one tile that does not fit raises
-    :class:`TileOutOfMemory`."""
-    try:
-        if autocast is not None:
-            with torch.autocast(device_type=x.device.type, dtype=autocast):
-                logits = net(x)
-        else:
+def activate(logits: torch.Tensor, n_classes: int | None = None) -> torch.Tensor:
+    """Network outputs (N, n_outputs, ...) to probabilities: softmax over the ``n_classes``
+    class logits (sigmoid for one class), sigmoid for every head channel after them."""
+    k = logits.shape[1] if n_classes is None else n_classes
+    classes = logits[:, :k]
+    probs = torch.sigmoid(classes) if k == 1 else torch.softmax(classes, dim=1)
+    if logits.shape[1] == k:
+        return probs
+    return torch.cat([probs, torch.sigmoid(logits[:, k:])], dim=1)
+
+
+#: The 8 symmetries of the square acting on the last two (Y, X) axes, as (quarter turns, flip X
+#: first): identity, the 3 rotations, and each of those after a left-right flip.
+DIHEDRAL = tuple((k, flip) for flip in (False, True) for k in range(4))
+
+
+def dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """Flip ``x`` along its last axis (X) when ``flip``, then rotate it by ``k`` quarter turns
+    in its last two axes (YX). ``(N, C, [Z,] Y, X)``; the result is a copy (Y, X swapped for odd k)."""
+    if flip:
+        x = torch.flip(x, (-1,))
+    return torch.rot90(x, k, (-2, -1)) if k % 4 else x
+
+
+def undo_dihedral(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    """The inverse of :func:`dihedral`: ``undo_dihedral(dihedral(x, k, f), k, f) == x``."""
+    if k % 4:
+        x = torch.rot90(x, -k, (-2, -1))
+    return torch.flip(x, (-1,)) if flip else x
+
+
+def _same_format(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t`` made contiguous in ``like``'s memory format (rot90 leaves transposed strides)."""
+    if like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last):
+        return t.contiguous(memory_format=torch.channels_last)
+    if like.dim() == 5 and like.is_contiguous(memory_format=torch.channels_last_3d):
+        return t.contiguous(memory_format=torch.channels_last_3d)
+    return t.contiguous()
+
+
+def _probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
+           n_classes: int | None) -> torch.Tensor:
+    if autocast is not None:
+        with torch.autocast(device_type=x.device.type, dtype=autocast):
             logits = net(x)
-        logits = logits.to(out_dtype)
-        return torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=1)
+    else:
+        logits = net(x)
+    return activate(logits.to(out_dtype), n_classes)
+
+
+def _tta_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
+               n_classes: int | None) -> torch.Tensor:
+    """Mean of the probabilities of the 8 :data:`DIHEDRAL` views of ``x``, each mapped back.
+    One view at a time: device memory stays that of a plain batch plus one accumulator."""
+    total: torch.Tensor | None = None
+    for k, flip in DIHEDRAL:
+        view = _same_format(dihedral(x, k, flip), x) if (k or flip) else x
+        probs = undo_dihedral(_probs(net, view, autocast, out_dtype, n_classes), k, flip)
+        total = probs if total is None else total.add_(probs)  # probs: a fresh tensor
+    return total.div_(len(DIHEDRAL))
+
+
+def forward_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
+                  n_classes: int | None = None, tta: bool = False) -> torch.Tensor:
+    """Probabilities (N, n_outputs, ...) on the device (see :func:`activate`). On a GPU
+    out-of-memory error the batch is split in halves; one tile that does not fit raises
+    :class:`TileOutOfMemory`.
+
+    ``tta``: test-time augmentation, the mean of the probabilities (class softmax/sigmoid and
+    head sigmoids) of the 8 flips and quarter turns of each tile in its YX plane
+    (:data:`DIHEDRAL`), each mapped back; 8 forward passes. Rotating a non-square tile swaps
+    its Y and X sizes, which the network accepts (it pads to its size multiple itself). An
+    out-of-memory error in any of the 8 passes splits the batch, and each half runs all 8.
+    """
+    try:
+        if tta:
+            return _tta_probs(net, x, autocast, out_dtype, n_classes)
+        return _probs(net, x, autocast, out_dtype, n_classes)
     except Exception as err:  # noqa: BLE001 - only OOM is handled, the rest re-raised
         if not is_oom(err):
             raise
@@ -188,23 +255,26 @@ def forward_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype |
             raise TileOutOfMemory() from err
         half = len(x) // 2
         log.info("GPU out of memory with %d tiles per batch; trying %d", len(x), half)
-        return torch.cat([forward_probs(net, x[:half], autocast, out_dtype),
-                          forward_probs(net, x[half:], autocast, out_dtype)])
+        return torch.cat([forward_probs(net, x[:half], autocast, out_dtype, n_classes, tta),
+                          forward_probs(net, x[half:], autocast, out_dtype, n_classes, tta)])
 
 
 # ---------------------------------------------------------------------------- the loop
 def run_grid(
     view: Any, layout: Layout, grid: TileGrid, net: torch.nn.Module, *, n_classes: int, device: torch.device,
     autocast: torch.dtype | None, batch: int, lo: np.ndarray, hi: np.ndarray, dtype: torch.dtype, sink: Any,
-    memory_format: torch.memory_format | None = None, fixed_batch: bool = False,
+    memory_format: torch.memory_format | None = None, fixed_batch: bool = False, n_outputs: int | None = None,
+    tta: bool = False,
 ) -> Generator[tuple[int, int], None, None]:
     """Run every tile of every plane of ``view`` through ``net`` into ``sink``; yields
-    (tiles done, total) after each batch."""
+    (tiles done, total) after each batch. ``n_outputs``: the network's output channels
+    (``n_classes`` plus its heads; default ``n_classes``). ``tta``: average over the 8 flips and
+    quarter turns of every tile (see :func:`forward_probs`)."""
     shape = (1, -1) + (1,) * len(grid.shape)
     lo_t = torch.as_tensor(np.asarray(lo, dtype=np.float64), device=device).to(dtype).reshape(shape)
     scale_t = torch.as_tensor(1.0 / (np.asarray(hi, np.float64) - np.asarray(lo, np.float64)),
                               device=device).to(dtype).reshape(shape)
-    blender = BandBlender(grid, n_classes, device, dtype, sink)
+    blender = BandBlender(grid, n_classes if n_outputs is None else n_outputs, device, dtype, sink)
     jobs = [(loop, t) for loop in np.ndindex(*layout.loop_shape) for t in grid]
     chunks = [jobs[i: i + batch] for i in range(0, len(jobs), batch)]
     pad_to = batch if fixed_batch else 0
@@ -216,7 +286,7 @@ def run_grid(
             if i + 1 < len(chunks):
                 pending = reader.submit(_host_batch, view, layout, grid, chunks[i + 1], pad_to)
             x = upload(x_host, device, dtype, lo_t, scale_t, memory_format)
-            probs = forward_probs(net, x, autocast, dtype)
+            probs = forward_probs(net, x, autocast, dtype, n_classes, tta)
             for (loop, t), p in zip(chunk, probs):
                 blender.add(loop, t, p)
             done += len(chunk)

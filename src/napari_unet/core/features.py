@@ -5,7 +5,10 @@ Label making never needs the float probabilities themselves, only
 * the most probable class of every pixel (``codes & CLASS_MASK``);
 * for instance models with a boundary class, whether the pixel is a watershed seed
   (``codes & SEED_BIT``) and the boundary probability quantised to 0..255 (``landscape``),
-  the ground the watershed floods.
+  the ground the watershed floods. Models with a ``distance`` head (the normalised distance
+  to the object's rim, 1 at its centre) take seeds and ground from it instead: seeds where the
+  distance is at least the seed threshold, ground ``255 * (1 - distance)``, so basins meet
+  where two objects' distances fall to 0 and each object keeps its rim.
 
 The tiled engine computes these on the inference device for every finished band of rows, so
 only ``uint8`` arrays cross to the host and are kept for the whole image (1 byte per pixel,
@@ -40,14 +43,15 @@ def label_features(
     boundary_class: int | None = None,
     threshold: float = 0.5,
     seed_threshold: float | None = None,
+    distance_channel: int | None = None,
 ) -> tuple[Any, Any]:
     """Codes and landscape of one block of probabilities (a torch tensor, on any device).
 
     Parameters
     ----------
     probs : torch.Tensor
-        Shape ``(n_classes, *spatial)``: softmax probabilities, or one sigmoid foreground
-        probability for a 1-class model.
+        Shape ``(n_outputs, *spatial)``: softmax probabilities of the classes, or one sigmoid
+        foreground probability for a 1-class model; then the model's heads, if any.
     boundary_class : int, optional
         Instance models with a boundary class: also mark seeds and make the landscape.
     threshold : float
@@ -55,6 +59,11 @@ def label_features(
     seed_threshold : float, optional
         Seeds are where the summed probability of the interior classes (neither background
         nor boundary) is at least this; None: where the most probable class is an interior one.
+        With ``distance_channel``: seeds are foreground pixels whose distance is at least this
+        (default 0.5).
+    distance_channel : int, optional
+        Channel of the distance head (the first channel after the classes). Seeds and landscape
+        come from it; the classes are the channels before it.
 
     Returns
     -------
@@ -65,14 +74,20 @@ def label_features(
     """
     import torch
 
-    n_classes = int(probs.shape[0])
+    n_classes = int(probs.shape[0]) if distance_channel is None else int(distance_channel)
     check_classes(n_classes)
     if n_classes == 1:
         classes = (probs[0] >= threshold).to(torch.uint8)
     else:
-        classes = torch.max(probs, dim=0).indices.to(torch.uint8)  # 4x faster than argmax on the CPU
+        classes = torch.max(probs[:n_classes], dim=0).indices.to(torch.uint8)  # 4x faster than argmax on the CPU
     if boundary_class is None:
         return classes, None
+    if distance_channel is not None:
+        distance = probs[distance_channel].float().clamp(0, 1)
+        seeds = (distance >= (0.5 if seed_threshold is None else seed_threshold)) & (classes != 0)
+        codes = classes | (seeds.to(torch.uint8) * SEED_BIT)
+        landscape = torch.round((1 - distance) * LANDSCAPE_SCALE).to(torch.uint8)
+        return codes, landscape
     if seed_threshold is None:
         seeds = (classes != 0) & (classes != boundary_class)
     else:
@@ -89,6 +104,7 @@ def features_from_probabilities(
     boundary_class: int | None = None,
     threshold: float = 0.5,
     seed_threshold: float | None = None,
+    distance_channel: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`label_features` of a numpy block (computed with torch on the CPU), as numpy arrays."""
     import torch
@@ -98,6 +114,6 @@ def features_from_probabilities(
         block = block.astype(np.float32)
     codes, landscape = label_features(
         torch.from_numpy(np.ascontiguousarray(block)), boundary_class=boundary_class,
-        threshold=threshold, seed_threshold=seed_threshold,
+        threshold=threshold, seed_threshold=seed_threshold, distance_channel=distance_channel,
     )
     return codes.numpy(), (None if landscape is None else landscape.numpy())

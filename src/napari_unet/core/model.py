@@ -20,6 +20,10 @@ from torch import nn
 from .spec import ModelSpec
 
 UPSAMPLING_MODES = ("interpolate", "transpose")
+#: Output heads a network may carry beside its class logits, in the order their channels follow
+#: the classes. ``"distance"``: one logit per pixel whose sigmoid is the distance to the object's
+#: boundary divided by the object's largest such distance (0 on the rim and outside, 1 at the centre).
+HEADS = ("distance",)
 
 
 def _layers(ndim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
@@ -98,6 +102,9 @@ class UNet(nn.Module):
         Bilinear/trilinear interpolation or a transposed convolution in the up steps.
     norm : bool
         BatchNorm after every convolution.
+    heads : sequence of str
+        Extra outputs after the class logits (see :data:`HEADS`), e.g. ``("distance",)``.
+        The output then has ``n_classes + len(heads)`` channels.
     spec : ModelSpec, optional
         What the model expects and produces (channel and class names, normalisation,
         axes, ...). A default one matching the architecture is made when omitted.
@@ -113,6 +120,7 @@ class UNet(nn.Module):
         ndim: int = 2,
         upsampling: str = "interpolate",
         norm: bool = True,
+        heads: Any = (),
         spec: ModelSpec | None = None,
     ) -> None:
         super().__init__()
@@ -124,10 +132,18 @@ class UNet(nn.Module):
             raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
         if upsampling not in UPSAMPLING_MODES:
             raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {upsampling!r}")
+        if isinstance(heads, str) or not all(isinstance(h, str) for h in heads):
+            raise ValueError(f"heads must be a list of names from {HEADS}, got {heads!r}")
+        heads = list(heads)
+        bad = [h for h in heads if h not in HEADS]
+        if bad or len(set(heads)) != len(heads):
+            raise ValueError(f"heads must be distinct names from {HEADS}, got {heads!r}")
         self.config: dict[str, Any] = dict(
             in_channels=in_channels, n_classes=n_classes, depth=depth, base_features=base_features,
             ndim=ndim, upsampling=upsampling, norm=bool(norm),
         )
+        if heads:  # only written when present, so plain models stay readable by older versions
+            self.config["heads"] = heads
         features = [base_features * 2**i for i in range(depth + 1)]
         self.inc = DoubleConv(in_channels, features[0], ndim=ndim, norm=norm)
         self.downs = nn.ModuleList(
@@ -138,7 +154,7 @@ class UNet(nn.Module):
             for i in reversed(range(depth))
         )
         conv, _, _ = _layers(ndim)
-        self.outc = conv(features[0], n_classes, kernel_size=1)
+        self.outc = conv(features[0], n_classes + len(heads), kernel_size=1)
         self.spec = spec if spec is not None else ModelSpec.default(in_channels, n_classes, ndim)
         self.spec.check_against(self.config)
         self.reset_parameters()
@@ -151,6 +167,21 @@ class UNet(nn.Module):
     @property
     def n_classes(self) -> int:
         return self.config["n_classes"]
+
+    @property
+    def heads(self) -> list[str]:
+        """Extra output heads after the class logits (e.g. ``["distance"]``)."""
+        return list(self.config.get("heads", []))
+
+    @property
+    def n_outputs(self) -> int:
+        """Output channels: ``n_classes`` class logits, then one per head."""
+        return self.n_classes + len(self.heads)
+
+    def head_channel(self, name: str) -> int | None:
+        """Output channel of head ``name``, or None when the network has no such head."""
+        heads = self.heads
+        return self.n_classes + heads.index(name) if name in heads else None
 
     @property
     def ndim(self) -> int:
@@ -200,7 +231,8 @@ class UNet(nn.Module):
         Returns
         -------
         torch.Tensor
-            Logits of shape (N, n_classes, *spatial) with the input's spatial sizes.
+            Logits of shape (N, n_outputs, *spatial) with the input's spatial sizes: the
+            ``n_classes`` class logits, then one channel per head.
         """
         if x.ndim != self.ndim + 2:
             raise ValueError(
@@ -219,6 +251,27 @@ class UNet(nn.Module):
             y = up(y, skips.pop())
         y = self.outc(y)
         return y[(..., *(slice(0, s) for s in spatial))]
+
+    def style(self, x: torch.Tensor) -> torch.Tensor:
+        """Image-level features: mean and standard deviation of the deepest feature maps.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            Normalised input, shape (N, C, *spatial).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (N, 2 * base_features * 2**depth): what the object-size regression
+            (:mod:`~napari_unet.core.sizing`) reads, like cellpose's style vector.
+        """
+        x = pad_to_multiple(x, self.size_multiple)
+        y = self.inc(x)
+        for down in self.downs:
+            y = down(y)
+        flat = y.flatten(2).float()
+        return torch.cat([flat.mean(-1), flat.std(-1)], dim=1)
 
 
 def weights_version(model: nn.Module) -> tuple[int, ...]:

@@ -58,6 +58,8 @@ METADATA_KEY = "napari_unet"
 
 #: Architecture keys every model file must carry (the arguments of ``UNet``).
 ARCHITECTURE_KEYS = ("in_channels", "n_classes", "depth", "base_features", "ndim", "upsampling", "norm")
+#: Architecture keys a file may carry: ``heads`` (extra outputs, e.g. ``["distance"]``; absent = none).
+OPTIONAL_ARCHITECTURE_KEYS = ("heads",)
 
 # safetensors refuses headers above 100 MB; anything larger is not one of its files.
 _MAX_HEADER_BYTES = 100_000_000
@@ -203,7 +205,7 @@ def _parse_config(header: _Header) -> dict[str, Any]:
     missing = [k for k in ARCHITECTURE_KEYS if k not in arch]
     if missing:
         raise ModelFileError(f"{path}: invalid architecture: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(arch) - set(ARCHITECTURE_KEYS))
+    unknown = sorted(set(arch) - set(ARCHITECTURE_KEYS) - set(OPTIONAL_ARCHITECTURE_KEYS))
     if unknown:
         raise ModelFileError(
             f"{path}: invalid architecture: unknown key(s) {', '.join(unknown)}; a newer napari-unet may be needed"

@@ -167,7 +167,8 @@ def _check_count(name: str, value: Any, minimum: int, unit: str) -> int:
 
 
 def _block_features(
-    block: np.ndarray, *, boundary_class: int | None, threshold: float, seed_threshold: float | None
+    block: np.ndarray, *, boundary_class: int | None, threshold: float, seed_threshold: float | None,
+    distance_channel: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label features of one probability block ``(n_classes, *spatial)``.
 
@@ -177,7 +178,8 @@ def _block_features(
     if block.shape[0] > MAX_CLASSES and boundary_class is None:
         return (_class_map(block, threshold) != 0).astype(np.uint8), None
     return features_from_probabilities(
-        block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold
+        block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold,
+        distance_channel=distance_channel,
     )
 
 
@@ -272,6 +274,7 @@ def instance_labels(
     seed_threshold: float | None = None,
     min_seed_size: int = 0,
     keep_seedless: bool = True,
+    distance_channel: int | None = None,
 ) -> np.ndarray:
     """Instance labels: one unique integer per object across the whole output.
 
@@ -318,6 +321,10 @@ def instance_labels(
     keep_seedless : bool, optional
         With ``boundary_class``: foreground regions no seed reaches become objects of their
         own (True) or background (False).
+    distance_channel : int or None, optional
+        With ``boundary_class``: index on axis 0 of a distance head (the normalised distance
+        to the object's rim; the classes are the channels before it). Seeds are where it is at
+        least ``seed_threshold`` (0.5 when None) and the watershed floods ``1 - distance``.
 
     Returns
     -------
@@ -336,11 +343,24 @@ def instance_labels(
     probabilities = _validate(
         probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold
     )
-    boundary_class = _validate_boundary_class(boundary_class, int(probabilities.shape[0]))
+    n_classes = int(probabilities.shape[0])
+    if distance_channel is not None:
+        if isinstance(distance_channel, bool) or not isinstance(distance_channel, Integral) or not (
+            1 <= distance_channel < n_classes
+        ):
+            raise ValueError(
+                f"distance_channel must be a channel index in 1..{n_classes - 1} after the classes, "
+                f"got {distance_channel!r}"
+            )
+        if boundary_class is None:
+            raise ValueError("distance_channel needs boundary_class (an instance model's boundary class)")
+        n_classes = int(distance_channel)
+    boundary_class = _validate_boundary_class(boundary_class, n_classes)
     min_seed_size = _check_count("min_seed_size", min_seed_size, 0, "pixels")
     blocks = (
         (index, *_block_features(
-            block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold
+            block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold,
+            distance_channel=distance_channel,
         ))
         for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
@@ -362,6 +382,7 @@ def labels_from_probabilities(
     seed_threshold: float | None = None,
     min_seed_size: int = 0,
     keep_seedless: bool = True,
+    distance_channel: int | None = None,
 ) -> np.ndarray:
     """Labels from class probabilities, semantic or instance.
 
@@ -381,8 +402,9 @@ def labels_from_probabilities(
         Minimum object / region size in pixels.
     threshold : float, optional
         Foreground threshold, used only when ``n_classes == 1``.
-    seed_threshold, min_seed_size, keep_seedless : optional
-        Instance mode with a boundary class: see :func:`instance_labels`.
+    seed_threshold, min_seed_size, keep_seedless, distance_channel : optional
+        Instance mode with a boundary class: see :func:`instance_labels`. In semantic mode the
+        channels from ``distance_channel`` on are dropped.
 
     Returns
     -------
@@ -397,6 +419,8 @@ def labels_from_probabilities(
     if mode == "semantic":
         if boundary_class is not None:
             logger.debug("semantic mode: boundary_class=%r ignored", boundary_class)
+        if distance_channel is not None:
+            probabilities = _as_array_like(probabilities)[: int(distance_channel)]
         return semantic_labels(
             probabilities, min_size=min_size, spatial_ndim=spatial_ndim, threshold=threshold
         )
@@ -410,6 +434,7 @@ def labels_from_probabilities(
             seed_threshold=seed_threshold,
             min_seed_size=min_seed_size,
             keep_seedless=keep_seedless,
+            distance_channel=distance_channel,
         )
     raise ValueError(
         f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}"

@@ -15,7 +15,8 @@ from skimage.transform import resize
 
 from .axes import Layout
 
-MIN_FACTOR, MAX_FACTOR = 0.1, 10.0
+#: Zoom limits: objects from 1/10 to 25 times the model's object size (e.g. 2-450 px for 18-px models).
+MIN_FACTOR, MAX_FACTOR = 0.04, 10.0
 
 
 def zoom_factor(model_object_size: float | None, object_size: float | None) -> float:

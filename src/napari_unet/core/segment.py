@@ -11,7 +11,15 @@ from typing import Any, Generator
 
 import numpy as np
 
-from .inference import Progress, iter_features, iter_predict, plan_for
+from .inference import (
+    Progress,
+    auto_zoom_size,
+    can_estimate_size,
+    iter_features,
+    iter_object_size,
+    iter_predict,
+    plan_for,
+)
 from .model import UNet
 from .postprocess import MODES, labels_from_features, labels_from_probabilities
 from .rescale import zoom_factor
@@ -61,21 +69,32 @@ def iter_segment(
     instance_model = model.spec.target == "instances"
     settings = dict(model.spec.postprocess) if instance_model and mode == "instances" else {}
     boundary = model.spec.boundary_class if instance_model and mode == "instances" else None
+    distance = model.head_channel("distance") if boundary is not None else None
+    estimate = predict_options.pop("estimate_size", True)
+    if predict_options.get("object_size") is None and estimate and can_estimate_size(model):
+        size = yield from iter_object_size(
+            image, model, layout, percentiles=predict_options.get("percentiles"),
+            normalized=bool(predict_options.get("normalized", False)),
+        )
+        predict_options["object_size"] = auto_zoom_size(size, model)
     if abs(zoom_factor(model.spec.object_size, predict_options.get("object_size")) - 1.0) > 0.02:
         probs = yield from iter_predict(
             image, model, axes=layout.axes, channels=channels, channel_names=channel_names,
-            image_name=image_name, layout_order=True, **predict_options,
+            image_name=image_name, layout_order=True, heads=True, estimate_size=False, **predict_options,
         )
         yield Progress(0, 1, "postprocess", f"making {mode} labels")
+        if distance is None and model.n_outputs != model.n_classes:
+            probs = probs[: model.n_classes]
         labels = labels_from_probabilities(
-            probs, mode=mode, boundary_class=boundary, spatial_ndim=model.ndim, min_size=int(min_size), **settings,
+            probs, mode=mode, boundary_class=boundary, spatial_ndim=model.ndim, min_size=int(min_size),
+            distance_channel=distance, **settings,
         )
         del probs
     else:
         predict_options.pop("object_size", None)
         codes, landscape = yield from iter_features(
             image, model, boundary_class=boundary, seed_threshold=settings.pop("seed_threshold", None),
-            axes=layout.axes, channels=channels, channel_names=channel_names, image_name=image_name,
+            distance_channel=distance, axes=layout.axes, channels=channels, channel_names=channel_names, image_name=image_name,
             **predict_options,
         )
         yield Progress(0, 1, "postprocess", f"making {mode} labels")

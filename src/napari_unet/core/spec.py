@@ -48,6 +48,10 @@ class ModelSpec:
     halo : int or None
         Context in pixels the tiler gives each tile: the network's measured effective
         receptive radius (see :mod:`~napari_unet.core.halo`); None: measured when needed.
+    size_model : dict or None
+        Regression of the object diameter from the network's style
+        (:func:`~napari_unet.core.sizing.fit_size_model`): with it, images are zoomed to
+        ``object_size`` without being told their object size. None: no estimate.
     """
 
     channel_names: list[str] = field(default_factory=lambda: ["channel 0"])
@@ -64,6 +68,7 @@ class ModelSpec:
     training: dict[str, Any] = field(default_factory=dict)
     postprocess: dict[str, Any] = field(default_factory=dict)
     halo: int | None = None
+    size_model: dict[str, Any] | None = None
 
     @classmethod
     def default(cls, in_channels: int, n_classes: int, ndim: int = 2) -> ModelSpec:
@@ -121,6 +126,12 @@ class ModelSpec:
             raise ValueError(f"unknown post-processing settings {sorted(unknown)}; known: {list(POSTPROCESS_KEYS)}")
         if self.halo is not None and (isinstance(self.halo, bool) or not isinstance(self.halo, int) or self.halo < 0):
             raise ValueError(f"halo must be a non-negative integer (pixels) or None, got {self.halo!r}")
+        if self.size_model is not None:
+            from .sizing import check_size_model
+
+            check_size_model(self.size_model, 2 * config["base_features"] * 2 ** config["depth"])
+            if not self.object_size:
+                raise ValueError("size_model needs object_size (the diameter images are zoomed to)")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
             raise ValueError(
@@ -140,6 +151,6 @@ class ModelSpec:
         if self.pixel_size:
             parts.append("pixel size: " + " x ".join(f"{p:g}" for p in self.pixel_size))
         if self.object_size:
-            parts.append(f"object size: {self.object_size:g} px")
+            parts.append(f"object size: {self.object_size:g} px" + (" (found in each image)" if self.size_model else ""))
         text = "; ".join(parts)
         return f"{self.description}\n{text}" if self.description else text

@@ -18,7 +18,7 @@ import numpy as np
 from ..axes import guess_axes, plan_layout
 from ..io import file_stem as output_stem
 from ..normalize import apply_range, percentile_range, strided_sample
-from .targets import INSTANCE_CLASSES, instance_targets, object_diameter, semantic_targets
+from .targets import INSTANCE_CLASSES, distance_targets, instance_targets, object_diameter, semantic_targets
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ class Sample:
     labels : ndarray or None
         The original instance labels (instance mode), for AP.
     name : str
+    distance : ndarray of float32 or None
+        Instance mode: the normalised distance to each object's rim
+        (:func:`~.targets.distance_targets`), the target of a distance head.
+    zoom : float
+        Factor the image was zoomed by when prepared (to a common object size), 1 if not.
     """
 
     image: np.ndarray
@@ -46,6 +51,8 @@ class Sample:
     labels: np.ndarray | None
     name: str
     fg_coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.int64))
+    distance: np.ndarray | None = None
+    zoom: float = 1.0
 
 
 @dataclass
@@ -127,6 +134,7 @@ def prepare(
     percentiles: tuple[float, float] = (1.0, 99.8),
     class_values: list[int] | None = None,
     n_channels: int | None = None,
+    object_size: float | str | None = None,
 ) -> PreparedData:
     """Normalise images and compute targets once.
 
@@ -150,6 +158,11 @@ def prepare(
         Semantic mode: the label values that are classes (default: all values found).
     n_channels : int, optional
         Channel count expected (e.g. when fine-tuning a model).
+    object_size : float or "auto", optional
+        Instance mode, 2D: zoom every image so the median diameter of its objects is this
+        many pixels (``"auto"``: the median over all images) (zoom limited to 1/4..4), so the network learns one object size and
+        :mod:`~napari_unet.core.sizing` zooms new images to it. The prepared data then
+        records this size. None: images stay as they are.
     """
     if mode not in TRAIN_MODES:
         raise ValueError(f"mode must be one of {TRAIN_MODES}, got {mode!r}")
@@ -195,13 +208,30 @@ def prepare(
                 channel_names = [f"channel {i}" for i in range(n_channels)]
     if not raw:
         raise ValueError("no training pairs given")
+    if any(lab.min() < 0 for _, lab, *_ in raw):
+        bad = next(n for _, lab, n, *_ in raw if lab.min() < 0)
+        raise ValueError(f"labels of {bad} hold negative values; labels must be 0 (background) or positive ids")
 
     if mode == "instances":
         class_names = list(INSTANCE_CLASSES)
         class_values = [0, 1, 2]
-        samples = [Sample(x, instance_targets(lab), lab, n) for x, lab, n in raw]
-        sizes = [d for _, lab, _ in raw if (d := object_diameter(lab)) is not None]
-        object_size = float(np.median(sizes)) if sizes else None
+        if object_size == "auto":
+            sizes = [d for _, lab, _ in raw if (d := object_diameter(lab)) is not None]
+            object_size = float(np.median(sizes)) if sizes else None
+        if object_size is not None:
+            if isinstance(object_size, (bool, str)) or not np.isfinite(object_size) or object_size <= 0:
+                raise ValueError(f"object_size must be a positive number of pixels, got {object_size!r}")
+            if ndim != 2:
+                raise ValueError("object_size (rescaling training images) is only supported for 2D models")
+            raw = [_rescaled(x, lab, n, float(object_size)) for x, lab, n in raw]
+        samples = []
+        for x, lab, n, *zoom in raw:
+            lab = lab.astype(np.int32) if lab.dtype != np.int32 else lab
+            samples.append(Sample(x, instance_targets(lab), lab, n, distance=distance_targets(lab),
+                                  zoom=zoom[0] if zoom else 1.0))
+        if object_size is None:
+            sizes = [d for s in samples if (d := object_diameter(s.labels)) is not None]
+            object_size = float(np.median(sizes)) if sizes else None
     else:
         found = sorted(set(np.concatenate([np.unique(lab) for _, lab, _ in raw]).tolist()))
         class_values = sorted(class_values) if class_values is not None else found
@@ -228,6 +258,27 @@ def prepare(
         channel_names=channel_names or [], ndim=ndim, object_size=object_size,
         class_weights=class_weights(counts),
     )
+
+
+#: Limits of the zoom that brings a training image to the common object size.
+MIN_TRAIN_ZOOM, MAX_TRAIN_ZOOM = 0.25, 4.0
+
+
+def _rescaled(image: np.ndarray, labels: np.ndarray, name: str, size: float) -> tuple:
+    """(image, labels, name, zoom) with the image zoomed so its median object diameter is ``size``."""
+    from skimage.transform import resize
+
+    own = object_diameter(labels)
+    if own is None:
+        return image, labels, name, 1.0
+    zoom = float(np.clip(size / own, MIN_TRAIN_ZOOM, MAX_TRAIN_ZOOM))
+    if abs(zoom - 1) < 0.02:
+        return image, labels, name, 1.0
+    shape = tuple(max(1, int(round(n * zoom))) for n in labels.shape)
+    img = np.stack([resize(c, shape, order=1, mode="reflect", anti_aliasing=zoom < 1, preserve_range=True)
+                    for c in image]).astype(np.float32)
+    lab = resize(labels, shape, order=0, mode="edge", anti_aliasing=False, preserve_range=True).astype(labels.dtype)
+    return img, lab, name, zoom
 
 
 def _labels_work(lab: np.ndarray, layout: Any) -> np.ndarray:
@@ -280,38 +331,93 @@ class PatchSampler:
         Edge of the (square/cubic) patch; images smaller than it are mirror-padded once.
     fg_fraction : float
         Share of patches centred on a random foreground pixel; the rest are uniform.
+    distance : bool
+        Also return distance-head targets (instance samples only): ``batch`` then returns
+        ``(images, classes, distances)``.
+    scale_jitter : float
+        2D instance samples: each patch is cut from a region ``patch / s`` wide and zoomed to
+        the patch, ``s`` log-uniform in ``[1 / scale_jitter, scale_jitter]``, with its targets
+        made from the zoomed labels (so boundaries stay one pixel wide). 1: no zoom.
     """
 
-    def __init__(self, samples: list[Sample], patch_size: int, fg_fraction: float = 0.6) -> None:
+    def __init__(self, samples: list[Sample], patch_size: int, fg_fraction: float = 0.6, *,
+                 distance: bool = False, scale_jitter: float = 1.0) -> None:
         if not samples:
             raise ValueError("no training samples")
+        if not scale_jitter >= 1:
+            raise ValueError(f"scale_jitter must be >= 1, got {scale_jitter!r}")
         self.patch = int(patch_size)
         self.fg_fraction = float(fg_fraction)
+        self.distance = bool(distance)
+        if self.distance and any(s.distance is None for s in samples):
+            raise ValueError("distance targets need instance samples")
+        self.jitter = float(scale_jitter) if samples[0].target.ndim == 2 and samples[0].labels is not None else 1.0
+        self.margin = int(np.ceil(self.patch * self.jitter))  # the largest region a patch is cut from
         self.samples = [self._pad(s) for s in samples]
         areas = np.array([s.target.size for s in self.samples], np.float64)
         self.p = areas / areas.sum()
 
     def _pad(self, s: Sample) -> Sample:
         spatial = s.target.shape
-        pads = [(0, max(0, self.patch - n)) for n in spatial]
+        size = self.margin if self.jitter > 1 else self.patch
+        pads = [(0, max(0, size - n)) for n in spatial]
         if not any(p for _, p in pads):
             return s
         image = np.pad(s.image, [(0, 0)] + pads, mode="symmetric")
         target = np.pad(s.target, pads, mode="symmetric")
-        return Sample(image, target, None, s.name, s.fg_coords)
+        labels = None if s.labels is None else np.pad(s.labels, pads, mode="symmetric")
+        distance = None if s.distance is None else np.pad(s.distance, pads, mode="symmetric")
+        return Sample(image, target, labels, s.name, s.fg_coords, distance, s.zoom)
 
-    def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` patches: images (n, C, *patch) float32 and targets (n, *patch) uint8."""
-        xs, ys = [], []
+    def batch(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
+        """``n`` patches: images (n, C, *patch) float32 and targets (n, *patch) uint8, plus
+        distances (n, *patch) float32 when the sampler was made with ``distance=True``."""
+        xs, ys, ds = [], [], []
         for k in rng.choice(len(self.samples), size=n, p=self.p):
             s = self.samples[k]
             shape = s.target.shape
+            scale = float(np.exp(rng.uniform(-np.log(self.jitter), np.log(self.jitter)))) if self.jitter > 1 else 1.0
+            region = self.patch if scale == 1.0 else max(8, int(round(self.patch / scale)))
             if len(s.fg_coords) and rng.random() < self.fg_fraction:
                 centre = s.fg_coords[rng.integers(len(s.fg_coords))]
-                start = [int(np.clip(c - self.patch // 2, 0, d - self.patch)) for c, d in zip(centre, shape)]
+                start = [int(np.clip(c - region // 2, 0, d - region)) for c, d in zip(centre, shape)]
             else:
-                start = [int(rng.integers(0, d - self.patch + 1)) for d in shape]
-            sl = tuple(slice(a, a + self.patch) for a in start)
-            xs.append(s.image[(slice(None), *sl)])
-            ys.append(s.target[sl])
+                start = [int(rng.integers(0, d - region + 1)) for d in shape]
+            sl = tuple(slice(a, a + region) for a in start)
+            if region == self.patch:
+                xs.append(s.image[(slice(None), *sl)])
+                ys.append(s.target[sl])
+                if self.distance:
+                    ds.append(s.distance[sl])
+                continue
+            x, labels, dist = _zoom_patch(s.image[(slice(None), *sl)], s.labels[sl],
+                                          s.distance[sl] if self.distance else None, self.patch)
+            xs.append(x)
+            ys.append(instance_targets(labels))
+            if self.distance:
+                ds.append(dist)
+        if self.distance:
+            return np.stack(xs), np.stack(ys), np.stack(ds)
         return np.stack(xs), np.stack(ys)
+
+
+def _zoom_patch(image: np.ndarray, labels: np.ndarray, distance: np.ndarray | None, size: int,
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Zoom a square 2D region (image (C, r, r), labels and distance (r, r)) to ``size`` pixels:
+    image and distance linearly (antialiased when shrinking), labels by nearest neighbour."""
+    import torch
+    import torch.nn.functional as F
+
+    r = labels.shape[0]
+    shrink = r > size
+    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]
+    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)[0].numpy()
+    d = None
+    if distance is not None:
+        t = torch.from_numpy(np.ascontiguousarray(distance, np.float32))[None, None]
+        d = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)[0, 0].numpy()
+    idx = np.minimum(((np.arange(size) + 0.5) * (r / size)).astype(np.int64), r - 1)
+    lab = labels[np.ix_(idx, idx)]
+    if d is not None:
+        d = np.where(lab > 0, d, 0.0).astype(np.float32)
+    return x, lab, d

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..inference import drain, iter_predict, resolve_device, resolve_precision
+from ..inference import drain, iter_predict, resolve_device, resolve_precision, training_precision
 from ..io import atomic_write
 from ..model import UNet
 from ..postprocess import labels_from_probabilities
@@ -35,9 +35,9 @@ from ..spec import ModelSpec
 from .augment import augment
 from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
 from .data import PatchSampler, PreparedData, Sample, prepare, split
-from .losses import ce_dice_loss
+from .losses import ce_dice_loss, distance_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
-from .targets import BOUNDARY_CLASS, INSTANCE_POSTPROCESS
+from .targets import BOUNDARY_CLASS, DISTANCE_POSTPROCESS, INSTANCE_POSTPROCESS
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +123,10 @@ def iter_train(
     preview_axes: str | None = None,
     description: str = "",
     data_description: str = "",
+    distance_head: bool = True,
+    object_size: float | str | None = "auto",
+    scale_jitter: float = 1.25,
+    noise: bool = True,
 ) -> Generator[TrainEvent, None, UNet]:
     """Train a U-Net, yielding progress events; returns the model.
 
@@ -147,10 +151,22 @@ def iter_train(
         between 10 and 200 steps. AdamW, linear warm-up then cosine decay to 1 % of ``lr``.
     patience : int, optional
         Stop when the validation metric has not improved for this many epochs.
-    augmentation, elastic : bool
-        Flips, 90° rotations, intensity changes; optional elastic deformation.
+    augmentation, elastic, noise : bool
+        Flips, 90° rotations, intensity changes (and Gaussian noise with ``noise``); optional
+        elastic deformation.
     device, precision
-        As for inference; bfloat16 autocast on CUDA by default.
+        As for inference; ``"auto"`` trains with bfloat16 autocast on CUDA and on CPUs with
+        native bfloat16 instructions (AVX-512 BF16, AMX), channels-last for 2D networks.
+    distance_head : bool
+        New instance models: also learn the normalised distance to each object's rim, whose
+        seeds and watershed split touching objects (see :mod:`~napari_unet.core.features`).
+    object_size : float, "auto" or None
+        New 2D instance models: zoom every training image so its median object diameter is
+        this many pixels (``"auto"``: the median over all training images); the model records
+        it and new images are zoomed to it. None: images as they are.
+    scale_jitter : float
+        With ``object_size``: patches are zoomed by a random factor in
+        ``[1 / scale_jitter, scale_jitter]`` (1: none).
     seed : int
         Seeds the split, the initial weights, patch sampling and augmentation.
     preview_every : int
@@ -159,7 +175,7 @@ def iter_train(
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
-    autocast = resolve_precision(precision, dev)
+    autocast = training_precision(precision, dev)
     if resume and output is None:
         raise ValueError("resume=True needs output= (the model file of the run to resume)")
     if output is not None:
@@ -179,9 +195,18 @@ def iter_train(
             raise ValueError(f"nothing to resume: {last.name} and {state_file.name} not found beside {output}")
         model = last
     base_model: UNet | None = _load(model) if model is not None else None
+    if object_size is not None and object_size != "auto" and (
+        isinstance(object_size, (bool, str)) or not np.isfinite(object_size) or object_size <= 0
+    ):
+        raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {object_size!r}")
+    if isinstance(scale_jitter, bool) or not isinstance(scale_jitter, (int, float)) or not 1 <= scale_jitter <= 4:
+        raise ValueError(f"scale_jitter must be a number in 1..4, got {scale_jitter!r}")
     if base_model is not None:
         ndim = base_model.ndim
         percentiles = base_model.spec.percentiles
+        distance_head = "distance" in base_model.heads
+        # a model trained at a common object size keeps it; others see images as they are
+        object_size = base_model.spec.object_size if base_model.spec.training.get("rescaled") else None
         if base_model.spec.target != mode:
             raise ValueError(
                 f"the model was trained for {base_model.spec.target!r}; training it in mode {mode!r} is not possible"
@@ -190,13 +215,19 @@ def iter_train(
     # ---------------------------------------------------------------- data
     yield TrainEvent("start", epochs=epochs, message="preparing data (normalisation, targets)")
     n_channels = base_model.in_channels if base_model is not None else None
+    rescale = object_size if mode == "instances" and ndim == 2 else None
     data = pairs if isinstance(pairs, PreparedData) else prepare(
         pairs, mode=mode, ndim=ndim, axes=axes, channels=channels, percentiles=percentiles,
-        n_channels=n_channels,
+        n_channels=n_channels, object_size=rescale,
     )
+    if isinstance(pairs, PreparedData):
+        rescaled = any(s.zoom != 1.0 for s in data.samples)
+    else:
+        rescaled = rescale is not None
     if val_pairs is not None:
         val_data = prepare(val_pairs, mode=mode, ndim=ndim, axes=axes, channels=channels,
-                           percentiles=percentiles, class_values=data.class_values, n_channels=data.n_channels)
+                           percentiles=percentiles, class_values=data.class_values, n_channels=data.n_channels,
+                           object_size=data.object_size if rescaled else None)
         train_samples, val_samples = data.samples, val_data.samples
     else:
         train_samples, val_samples = split(data.samples, val_fraction, seed)
@@ -218,12 +249,15 @@ def iter_train(
             boundary_class=BOUNDARY_CLASS if mode == "instances" else None,
             normalization={"method": "percentile", "low": percentiles[0], "high": percentiles[1]},
             axes="ZYX" if ndim == 3 else "YX", object_size=data.object_size, description=description,
-            postprocess=dict(INSTANCE_POSTPROCESS) if mode == "instances" else {},
+            postprocess=(dict(DISTANCE_POSTPROCESS if distance_head else INSTANCE_POSTPROCESS)
+                         if mode == "instances" else {}),
         )
+        heads = ["distance"] if distance_head and mode == "instances" else []
         net = UNet(data.n_channels, n_classes, depth=depth, base_features=base_features, ndim=ndim,
-                   upsampling=upsampling, spec=spec)
+                   upsampling=upsampling, heads=heads, spec=spec)
     else:
         net = base_model
+        net.spec.size_model = None  # fitted to the old weights: fitted again after training
         if data.object_size and not net.spec.object_size:
             net.spec.object_size = data.object_size
         if description:
@@ -231,11 +265,14 @@ def iter_train(
     if patch_size % net.size_multiple:
         raise ValueError(f"patch_size {patch_size} must be a multiple of {net.size_multiple} (2**depth)")
     net.to(dev)
+    channels_last = ndim == 2 and (dev.type == "cuda" or (dev.type == "cpu" and autocast is not None))
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        net = net.to(memory_format=torch.channels_last) if ndim == 2 else net
-
-    sampler = PatchSampler(train_samples, patch_size)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    use_distance = "distance" in net.heads
+    sampler = PatchSampler(train_samples, patch_size, distance=use_distance,
+                           scale_jitter=scale_jitter if rescaled else 1.0)
     if steps_per_epoch is None:
         pixels = sum(s.target.size for s in train_samples)
         steps_per_epoch = int(np.clip(pixels / (batch_size * patch_size**ndim), 10, 200))
@@ -271,7 +308,9 @@ def iter_train(
         "steps_per_epoch": steps_per_epoch, "patch_size": patch_size, "batch_size": batch_size, "lr": lr,
         "weight_decay": weight_decay, "augmentation": augmentation, "elastic": elastic,
         "train_images": [s.name for s in train_samples], "val_images": [s.name for s in val_samples],
-        "data": data_description, "device": str(dev),
+        "data": data_description, "device": str(dev), "precision": str(autocast or "float32"),
+        "heads": net.heads, "rescaled": bool(rescaled), "scale_jitter": scale_jitter if rescaled else 1.0,
+        "noise": noise,
     }
 
     # ---------------------------------------------------------------- loop
@@ -289,17 +328,21 @@ def iter_train(
         try:
             for i in range(steps_per_epoch):
                 t0 = time.perf_counter()
-                xb, yb = loader.get()
+                xb, yb, *db = loader.get()
                 wait += time.perf_counter() - t0
                 x = torch.from_numpy(xb).to(dev, non_blocking=True)
                 y = torch.from_numpy(yb).to(dev, non_blocking=True).long()
+                d = torch.from_numpy(db[0]).to(dev, non_blocking=True) if db else None
                 if augmentation:
-                    x, y = augment(x, y, gen, elastic=elastic)
-                if dev.type == "cuda" and ndim == 2:
+                    x, y, *rest = augment(x, y, gen, elastic=elastic, distance=d, noise=noise)
+                    d = rest[0] if rest else None
+                if channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
                     logits = net(x)
-                loss = ce_dice_loss(logits, y, weights, dice_weight)
+                loss = ce_dice_loss(logits[:, :n_classes], y, weights, dice_weight)
+                if d is not None:
+                    loss = loss + distance_loss(logits[:, n_classes], d, y > 0)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -365,6 +408,14 @@ def iter_train(
     if best_state is not None:
         net.load_state_dict(best_state)
     result = _best_or_last(net, output) if val_samples else net
+    if rescaled and result.ndim == 2 and result.spec.object_size:
+        yield TrainEvent("start", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
+                         message="fitting the object-size estimate (images zoomed 1/3x..5x)")
+        result.spec.size_model = fit_size_model_on(result, train_samples, seed=seed)
+        if output is not None:
+            from ..modelfile import read_model_info
+
+            _save(result, Path(output), read_model_info(output)["spec"].get("training", {}))
     yield TrainEvent(
         "done", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
         elapsed_s=time.perf_counter() - t_start, checkpoint=Path(output) if output else None,
@@ -390,20 +441,38 @@ def evaluate_samples(
     """
     losses, counts, ious = [], [], []
     axes = "CZYX" if net.ndim == 3 else "CYX"
+    distance = net.head_channel("distance")
     for s in samples:
         probs = drain(iter_predict(s.image, net, axes=axes, device=device, precision=precision,
-                                    normalized=True, layout_order=True))
+                                    normalized=True, layout_order=True, heads=True, estimate_size=False))
         t = torch.from_numpy(s.target.astype(np.int64))[None]
-        logp = torch.from_numpy(np.log(np.clip(probs, 1e-7, 1.0)))[None]
+        logp = torch.from_numpy(np.log(np.clip(probs[: net.n_classes], 1e-7, 1.0)))[None]
         losses.append(float(ce_dice_loss(logp, t)))  # log-probabilities act as logits
         if mode == "instances":
             labels = labels_from_probabilities(probs, mode="instances", boundary_class=BOUNDARY_CLASS,
-                                               spatial_ndim=net.ndim, **net.spec.postprocess)
+                                               spatial_ndim=net.ndim, distance_channel=distance,
+                                               **net.spec.postprocess)
             counts.append(ap_counts(s.labels, labels))
         else:
             ious.append(mean_iou(s.target, probs.argmax(0), probs.shape[0]))
     metrics = summarize_ap(counts) if mode == "instances" else {"mIoU": float(np.mean(ious))}
     return float(np.mean(losses)), metrics
+
+
+def fit_size_model_on(net: UNet, samples: list[Sample], *, seed: int = 0, crops: int = 1200) -> dict[str, Any]:
+    """:func:`~napari_unet.core.sizing.fit_size_model` on prepared (zoomed) training samples."""
+    from ..sizing import fit_size_model
+    from .targets import object_diameter
+
+    images, sizes = [], []
+    for s in samples:
+        d = object_diameter(s.labels) if s.labels is not None else None
+        if d is not None and s.image.ndim == 3:
+            images.append(s.image)
+            sizes.append(d)
+    if not images:
+        raise ValueError("no labelled 2D images to fit the object-size estimate on")
+    return fit_size_model(net, images, sizes, samples=crops, seed=seed)
 
 
 def _preview(net: UNet, image: Any, axes: str | None, dev: torch.device, precision: str) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Cross-entropy + soft Dice, with class weights."""
+"""Cross-entropy + soft Dice, with class weights; a regression loss for the distance head."""
 
 from __future__ import annotations
 
@@ -35,3 +35,19 @@ def ce_dice_loss(
     w = class_weights if class_weights is not None else torch.ones(k, device=logits.device)
     dice_loss = 1 - (dice * w).sum() / w.sum().clamp_min(1e-6)
     return ce + dice_weight * dice_loss
+
+
+def distance_loss(logit: torch.Tensor, target: torch.Tensor, foreground: torch.Tensor) -> torch.Tensor:
+    """Loss of the distance head: binary cross-entropy of ``sigmoid(logit)`` against the
+    normalised distance, with foreground pixels weighted 1 and background 0.2 (background is
+    easy and plentiful; the seeds live inside objects).
+
+    Parameters
+    ----------
+    logit : Tensor (N, *spatial)
+    target : Tensor (N, *spatial), float in [0, 1]
+    foreground : Tensor (N, *spatial), bool
+    """
+    weight = torch.where(foreground, 1.0, 0.2).to(torch.float32)
+    loss = F.binary_cross_entropy_with_logits(logit.float(), target.float(), weight=weight, reduction="sum")
+    return loss / weight.sum().clamp_min(1.0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 from skimage.segmentation import find_boundaries
 
 INSTANCE_CLASSES = ["background", "interior", "boundary"]
@@ -12,6 +13,9 @@ BOUNDARY_CLASS = 2
 # dropped as unsure. On the DSB2018 validation split (scripts/dsb2018_split.json) this raised pooled AP50
 # from 0.63 to 0.79 for the same network output (docs/model-card.md).
 INSTANCE_POSTPROCESS = {"seed_threshold": 0.8, "min_seed_size": 10, "keep_seedless": False}
+# Instance models with a distance head: seeds where the normalised distance to the rim is >= 0.5 (the
+# inner half of each object), extent = every pixel whose most probable class is not background.
+DISTANCE_POSTPROCESS = {"seed_threshold": 0.5, "min_seed_size": 4, "keep_seedless": True}
 
 
 def instance_targets(labels: np.ndarray) -> np.ndarray:
@@ -62,3 +66,30 @@ def object_diameter(labels: np.ndarray) -> float | None:
     if np.asarray(labels).ndim == 3:
         return float(np.median(np.cbrt(6 * counts / np.pi)))
     return float(np.median(2 * np.sqrt(counts / np.pi)))
+
+
+def distance_targets(labels: np.ndarray) -> np.ndarray:
+    """Distance to each object's rim, divided by the object's largest such distance.
+
+    Parameters
+    ----------
+    labels : ndarray of int, shape (Y, X) or (Z, Y, X)
+        0 = background, 1..N = objects.
+
+    Returns
+    -------
+    ndarray of float32, same shape
+        0 outside objects and on their outermost pixels (the boundary class), rising to 1 at
+        each object's most central pixel(s). Scale-free: the same shape of target for objects
+        of any size. Touching objects are kept apart by their boundary pixels.
+    """
+    labels = np.asarray(labels)
+    inner = (labels > 0) & ~find_boundaries(labels, connectivity=1, mode="inner")
+    dist = ndimage.distance_transform_edt(inner).astype(np.float32)
+    n = int(labels.max()) if labels.size else 0
+    if n == 0:
+        return dist
+    peak = np.zeros(n + 1, np.float32)
+    np.maximum.at(peak, labels.ravel(), dist.ravel())
+    peak[0] = 1.0
+    return np.where(labels > 0, dist / np.maximum(peak[labels], 1.0), 0.0).astype(np.float32)

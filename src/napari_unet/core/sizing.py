@@ -1,0 +1,224 @@
+"""Finding the object size of an image by itself, so no one has to type a diameter.
+
+A model trained on images zoomed to one object size (``spec.object_size``, e.g. 18 px) segments
+best when new images are zoomed to that size too. Like cellpose's size model, the object size
+of an image is read off the network's own *style*: the mean and spread of its deepest feature
+maps (:meth:`~napari_unet.core.model.UNet.style`), through a ridge regression of the log
+diameter fitted after training on crops of the training images zoomed over a wide range
+(:func:`fit_size_model`), stored in the model file as ``spec.size_model`` (plain JSON numbers).
+
+:func:`estimate_object_size` applies it on a few crops of the image and, because the regression
+is most accurate near the size the network knows, repeats the estimate once or twice on the
+image zoomed by the first guess: 150-px nuclei first read as "large" (say 60 px), the image
+shrunk by 18/60 reads 45 px, i.e. 150 px in the original, and so on. No torch import at module
+level.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+#: Edge of the square crops the style is read from (pixels, after zooming).
+CROP = 256
+#: Crops per estimate (fewer when the image is small).
+MAX_CROPS = 6
+#: Diameters the regression is fitted over, relative to the model's object size.
+FIT_RANGE = (1 / 3, 5.0)
+#: The estimate counts as converged within this ratio of the model's object size.
+CONVERGED = 1.15
+#: Diameters (pixels) an estimate is clipped to.
+SIZE_LIMITS = (3.0, 1000.0)
+
+
+def _zoom2d(plane: np.ndarray, factor: float) -> np.ndarray:
+    """Zoom a (C, Y, X) float32 array by ``factor`` (bilinear, antialiased when shrinking)."""
+    import torch
+    import torch.nn.functional as F
+
+    if abs(factor - 1) < 1e-3:
+        return plane
+    shape = tuple(max(8, int(round(n * factor))) for n in plane.shape[1:])
+    t = torch.from_numpy(np.ascontiguousarray(plane, np.float32))[None]
+    return F.interpolate(t, size=shape, mode="bilinear", align_corners=False, antialias=factor < 1)[0].numpy()
+
+
+def _crops(plane: np.ndarray, n: int, size: int = CROP) -> np.ndarray:
+    """Up to ``n`` square crops of ``size`` spread over a (C, Y, X) plane (mirror-padded when smaller)."""
+    c, h, w = plane.shape
+    if h < size or w < size:
+        pads = [(0, 0), (0, max(0, size - h)), (0, max(0, size - w))]
+        plane = np.pad(plane, pads, mode="reflect" if min(h, w) > 1 else "edge")
+        h, w = plane.shape[1:]
+    ny = max(1, min(int(math.ceil(math.sqrt(n))), h // size))
+    nx = max(1, min(int(math.ceil(n / ny)), w // size))
+    ys = np.linspace(0, h - size, ny).round().astype(int)
+    xs = np.linspace(0, w - size, nx).round().astype(int)
+    out = [plane[:, y: y + size, x: x + size] for y in ys for x in xs]
+    return np.stack(out[:n])
+
+
+def styles(model: Any, crops: np.ndarray) -> np.ndarray:
+    """Style vectors (N, F) of normalised crops (N, C, Y, X), float64, on the model's device."""
+    import torch
+
+    param = next(model.parameters())
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(crops, np.float32)).to(param.device, param.dtype)
+            return model.style(x).double().cpu().numpy()
+    finally:
+        model.train(was_training)
+
+
+def _predict_log(size_model: dict[str, Any], feats: np.ndarray) -> np.ndarray:
+    mean = np.asarray(size_model["mean"], np.float64)
+    scale = np.asarray(size_model["scale"], np.float64)
+    weights = np.asarray(size_model["weights"], np.float64)
+    return ((feats - mean) / scale) @ weights + float(size_model["bias"])
+
+
+def check_size_model(size_model: Any, n_features: int | None = None) -> None:
+    """Raise ValueError when a stored size model is not what :func:`fit_size_model` writes."""
+    if size_model is None:
+        return
+    if not isinstance(size_model, dict):
+        raise ValueError(f"size_model must be an object, got {type(size_model).__name__}")
+    for key in ("mean", "scale", "weights", "bias"):
+        if key not in size_model:
+            raise ValueError(f"size_model lacks {key!r}")
+    lengths = {len(size_model[k]) for k in ("mean", "scale", "weights")}
+    if len(lengths) != 1 or (n_features is not None and lengths != {n_features}):
+        raise ValueError(f"size_model vectors must all have {n_features or 'the same'} entries, got {sorted(lengths)}")
+    values = np.concatenate([np.asarray(size_model[k], np.float64) for k in ("mean", "scale", "weights")])
+    if not np.all(np.isfinite(values)) or not math.isfinite(float(size_model["bias"])):
+        raise ValueError("size_model holds non-finite numbers")
+    if np.any(np.asarray(size_model["scale"], np.float64) <= 0):
+        raise ValueError("size_model scales must be positive")
+
+
+def predict_size(model: Any, plane: np.ndarray, *, n_crops: int = MAX_CROPS) -> float:
+    """One regression reading: the object diameter (pixels) in a normalised (C, Y, X) plane."""
+    feats = styles(model, _crops(plane, n_crops))
+    logs = _predict_log(model.spec.size_model, feats)
+    return float(np.exp(np.median(logs)))
+
+
+def estimate_object_size(model: Any, plane: np.ndarray, *, iterations: int = 3) -> float:
+    """Typical object diameter (pixels) in a normalised 2D image, from the model's size regression.
+
+    Parameters
+    ----------
+    model : UNet
+        A model whose ``spec.size_model`` and ``spec.object_size`` are set.
+    plane : numpy.ndarray
+        Shape (C, Y, X), normalised like the network's input.
+    iterations : int
+        Readings at most: after each, the image is zoomed by the estimate so far and read
+        again, until a reading lands within :data:`CONVERGED` of the model's own size.
+
+    Returns
+    -------
+    float
+        The estimated diameter in the image's own pixels.
+    """
+    target = float(model.spec.object_size)
+    zoom = 1.0
+    estimate = target
+    for i in range(max(1, iterations)):
+        zoomed = _zoom2d(plane, zoom)
+        reading = predict_size(model, zoomed)
+        estimate = float(np.clip(reading / zoom, *SIZE_LIMITS))
+        log.debug("size reading %d at zoom %.3g: %.1f px -> %.1f px in the image", i + 1, zoom, reading, estimate)
+        if abs(math.log(reading / target)) < math.log(CONVERGED):
+            break
+        zoom = target / estimate
+        if min(plane.shape[1:]) * zoom < 16:  # nothing left to look at
+            break
+    return estimate
+
+
+def fit_size_model(
+    model: Any,
+    images: Sequence[np.ndarray],
+    diameters: Sequence[float],
+    *,
+    samples: int = 1200,
+    seed: int = 0,
+    ridge: float = 3.0,
+) -> dict[str, Any]:
+    """Fit the log-diameter regression on zoomed crops of training images.
+
+    Parameters
+    ----------
+    model : UNet
+        The trained network (its style is what is regressed).
+    images : sequence of numpy.ndarray
+        Normalised (C, Y, X) training images.
+    diameters : sequence of float
+        Median object diameter (pixels) of each image.
+    samples : int
+        Zoomed crops drawn (one image, one zoom each).
+    seed : int
+        Seeds the draws.
+    ridge : float
+        L2 penalty on the standardised features.
+
+    Returns
+    -------
+    dict
+        ``spec.size_model``: ``mean``, ``scale``, ``weights``, ``bias``, the fitted ``range``
+        (pixels) and the residual spread ``rms_log`` of the fit on held-out draws.
+    """
+    if len(images) != len(diameters) or not images:
+        raise ValueError("fit_size_model needs one diameter per image and at least one image")
+    target = float(model.spec.object_size)
+    lo, hi = target * FIT_RANGE[0], target * FIT_RANGE[1]
+    rng = np.random.default_rng(seed)
+    feats, ys = [], []
+    batch: list[np.ndarray] = []
+    for _ in range(samples):
+        k = int(rng.integers(len(images)))
+        want = float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
+        factor = want / float(diameters[k])
+        image = images[k]
+        region = int(round(CROP / factor))
+        h, w = image.shape[1:]
+        y0 = int(rng.integers(0, max(1, h - region + 1)))
+        x0 = int(rng.integers(0, max(1, w - region + 1)))
+        crop = _zoom2d(image[:, y0: y0 + region, x0: x0 + region], factor)
+        batch.append(_crops(crop, 1)[0])
+        ys.append(math.log(want))
+        if len(batch) == 16:
+            feats.append(styles(model, np.stack(batch)))
+            batch = []
+    if batch:
+        feats.append(styles(model, np.stack(batch)))
+    x = np.concatenate(feats)
+    y = np.asarray(ys)
+    n_fit = max(1, int(0.8 * len(y)))
+    mean = x[:n_fit].mean(0)
+    scale = x[:n_fit].std(0) + 1e-6
+
+    def solve(rows: slice) -> tuple[np.ndarray, float]:
+        z = (x[rows] - mean) / scale
+        yc = y[rows] - y[rows].mean()
+        w = np.linalg.solve(z.T @ z + ridge * np.eye(z.shape[1]), z.T @ yc)
+        return w, float(y[rows].mean())
+
+    w, b = solve(slice(0, n_fit))
+    held = slice(n_fit, None) if n_fit < len(y) else slice(0, n_fit)
+    rms = float(np.sqrt(np.mean((((x[held] - mean) / scale) @ w + b - y[held]) ** 2)))
+    w, b = solve(slice(None))  # the stored fit uses every draw
+    log.info("size model: %d crops, diameters %.1f-%.1f px, held-out rms log error %.3f", len(y), lo, hi, rms)
+    return {
+        "method": "style-ridge", "mean": mean.tolist(), "scale": scale.tolist(), "weights": w.tolist(),
+        "bias": b, "range": [lo, hi], "rms_log": rms, "crops": len(y),
+    }
