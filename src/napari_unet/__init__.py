@@ -15,6 +15,7 @@ from ._version import __version__
 _LAZY = {
     "segment": "napari_unet.api",
     "predict": "napari_unet.api",
+    "estimate_object_size": "napari_unet.api",
     "load_model": "napari_unet.api",
     "save_model": "napari_unet.api",
     "UNet": "napari_unet.core.model",

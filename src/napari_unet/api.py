@@ -151,7 +151,62 @@ def _run(gen: Any, progress: Callable[[Progress], Any] | bool | None) -> Any:
         from .core.progressbar import TextProgress
 
         progress = TextProgress()
-    return drain(gen, progress if callable(progress) else None)
+    bar = progress if callable(progress) else None
+
+    def relay(event: Any) -> None:
+        if getattr(event, "stage", None) == "size" and getattr(event, "value", None) is not None:
+            log.info("%s", event.message)
+        if bar is not None:
+            bar(event)
+
+    return drain(gen, relay)
+
+
+def estimate_object_size(
+    image: Any,
+    model: Any = None,
+    *,
+    axes: str | None = None,
+    channels: int | str | Sequence[int | str] | None = None,
+) -> float:
+    """The typical object diameter (pixels) the model finds in ``image``.
+
+    This is what ``segment`` and ``predict`` do when ``object_size`` is not given: the image is
+    then zoomed so its objects have the size the model was trained on. Read from the central
+    part of the first plane.
+
+    Parameters
+    ----------
+    image : array-like, napari Image layer or ImageFile (from ``read_image``)
+    model : UNet or path
+        The network, or a model file; None (default) uses the bundled nuclei model.
+    axes, channels
+        As for :func:`segment`.
+
+    Returns
+    -------
+    float
+        Diameter in the image's pixels.
+
+    Raises
+    ------
+    ValueError
+        If the model cannot estimate object sizes (3D models, or models trained without
+        ``object_size``).
+    """
+    from .core.inference import can_estimate_size, drain, iter_object_size, plan_for
+
+    src = _console_source(image, axes)
+    net = resolve_model(model)
+    if not can_estimate_size(net):
+        raise ValueError(
+            "this model cannot estimate object sizes (it was not trained on images zoomed to one object "
+            "size, or it is a 3D model); give object_size= instead"
+        )
+    options = src.core_options()
+    layout = plan_for(src.image, net, axes=options.get("axes"), channels=channels,
+                      channel_names=options.get("channel_names"), image_name=options.get("image_name", "image"))
+    return float(drain(iter_object_size(src.image, net, layout)))
 
 
 def predict(
@@ -189,7 +244,9 @@ def predict(
         ``"auto"`` (bf16/fp16 autocast on CUDA), ``"float32"``, ``"bfloat16"``, ``"float16"``.
     object_size : float, optional
         Typical object diameter in this image, in pixels: the image is zoomed so its objects
-        match the size the model was trained on (like cellpose's diameter).
+        match the size the model was trained on (like cellpose's diameter). Not given: the
+        model estimates it (see :func:`estimate_object_size`; logged at INFO level and shown
+        in the progress events) and zooms only when it is outside the sizes it was trained on.
     progress : callable or bool
         Called with each progress event; ``True`` prints a text bar to stderr.
     compile : bool or "auto"

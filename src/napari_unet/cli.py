@@ -342,7 +342,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
             )
             layout = plan_for(img.data, model, axes=axes, channels=channels,
                               channel_names=img.channel_names, image_name=str(path))
-            labels = drain(gen, progress)
+            found: dict[str, float] = {}
+
+            def watch(event: Any, bar: Any = progress) -> None:
+                if event.stage == "size" and event.value is not None:
+                    found["object_size"] = event.value
+                if bar is not None:
+                    bar(event)
+
+            labels = drain(gen, watch)
             out_axes = layout.out_axes
             keep = [i for i, a in enumerate(layout.axes) if a != layout.channel_axis]
             scale = [img.scale[i] for i in keep] if len(img.scale) == len(axes) else None
@@ -362,6 +370,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 "halo": args.halo,
                 "precision": args.precision,
                 "object_size": args.object_size,
+                "object_size_estimated": found.get("object_size"),
                 "tta": args.tta,
             }
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
@@ -371,8 +380,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
             continue
         n = int(labels.max()) if labels.size else 0
         what = "objects" if args.mode == "instances" else "classes max"
+        size = f", object size {found['object_size']:.0f} px (estimated)" if "object_size" in found else ""
         print(
-            f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}), "
+            f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}, "
             f"{time.perf_counter() - start:.1f} s"
         )
     return 1 if failures else 0

@@ -74,9 +74,11 @@ class SegmentForm(Container):
                                 tooltip="auto: CUDA GPU, else Apple MPS, else CPU.")
         self._min_size = SpinBox(name="min_size", label="Minimum object size (px)", min=0, max=10**9, value=0)
         self._object_size = FloatSpinBox(
-            name="object_size", label="Object diameter (px, 0 = as is)", min=0, max=2000, step=1, value=0,
+            name="object_size", label="Object diameter (px, 0 = auto)", min=0, max=2000, step=1, value=0,
             tooltip="Typical object diameter in this image. The image is zoomed so objects match the size "
-                    "the model was trained on (shown under About model); 0 leaves it as it is.")
+                    "the model was trained on (shown under About model). 0: models that find the object size "
+                    "by themselves (the built-in nuclei model) estimate it and the result says what they "
+                    "found; other models leave the image as it is.")
         self._show_advanced = CheckBox(name="show_advanced", text="Advanced options", value=False)
         self._halo = SpinBox(name="halo", label="Halo (0 = auto)", min=0, max=1024, value=0,
                              tooltip="Context pixels added on each side of a tile.")

@@ -96,6 +96,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self._session_models: list[str] = []
         self._model_info_for = ModelInfoCache()
         self.last_console_call: str | None = None
+        #: Object diameter (pixels) the model estimated in the last run, when it did.
+        self.estimated_object_size: float | None = None
         self.last_event: Any = None
         self.result_layer: Layer | None = None
         self._image.choices = self._image_choices
@@ -205,6 +207,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             self._refuse(exc)
             return None
         description = f"Segment {job.source.layer.name!r}"
+        self.estimated_object_size = None
         self._status.value = "starting…"
         self.last_event = None
         worker = self._launch(run_segment_job, job, description=description,
@@ -254,6 +257,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
 
     def _on_event(self, event: Any) -> None:
         self.last_event = event
+        if getattr(event, "stage", None) == "size" and getattr(event, "value", None) is not None:
+            self.estimated_object_size = float(event.value)
         message = getattr(event, "message", "") or getattr(event, "stage", "")
         self._status.value = wrap_text(str(message))
 
@@ -274,6 +279,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             summary = f"{int(result.max()) if result.size else 0} objects"
         else:
             summary = f"shape {tuple(result.shape)}"
+        if self.estimated_object_size is not None:
+            summary += f", object size {self.estimated_object_size:.0f} px (estimated)"
         self._status.value = wrap_text(f"done: {name!r}, {summary}")
         self.last_console_call = console_call(job)
         log.info("equivalent console call: %s", self.last_console_call)
