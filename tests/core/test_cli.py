@@ -493,3 +493,49 @@ def test_segment_compile_option_is_validated(tmp_path, capsys):
         main(["segment", str(tmp_path / "x.tif"), "--output", str(tmp_path / "out"), "--compile", "maybe"])
     assert exit_info.value.code == 2
     assert "--compile" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- test-time augmentation
+@pytest.fixture
+def tta_calls(monkeypatch) -> list:
+    """The ``tta`` option of every tiled run the CLI starts."""
+    from napari_unet.core import inference
+
+    calls: list = []
+    real = inference._iter_tiled
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("tta"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(inference, "_iter_tiled", spy)
+    return calls
+
+
+def test_segment_tta_option_reaches_the_core_and_is_recorded(tmp_path, capsys, model1, tta_calls):
+    tifffile.imwrite(tmp_path / "a.tif", plane(TWO), imagej=True, metadata={"axes": "YX"})
+    for extra, expected in (((), False), (("--tta",), True)):
+        out = tmp_path / f"out_{expected}"
+        status, lines, err = run_cli(capsys, "segment", tmp_path / "a.tif", "-m", model1, "-o", out,
+                                     "--no-progress", *extra)
+        assert status == 0, err
+        assert tta_calls[-1] is expected
+        assert read_provenance(out / "a_labels.tif")["tta"] is expected
+        # the threshold network is equivariant: the same two objects either way
+        assert np.asarray(read_image(out / "a_labels.tif").data).max() == 2
+
+
+def test_evaluate_tta_option(tmp_path, capsys, model1, tta_calls):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    tifffile.imwrite(tmp_path / "images" / "a.tif", plane(TWO), imagej=True, metadata={"axes": "YX"})
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", mask(TWO).astype(np.uint8), imagej=True,
+                     metadata={"axes": "YX"})
+    argv = ("evaluate", "-m", model1, "--images", tmp_path / "images", "--masks", tmp_path / "masks")
+    status, lines, err = run_cli(capsys, *argv, "--tta")
+    assert status == 0, err
+    assert tta_calls == [True]
+    assert "with test-time augmentation" in lines[0] and "mean IoU       1.000" in lines
+    status, lines, err = run_cli(capsys, *argv)
+    assert status == 0, err
+    assert tta_calls == [True, False] and "augmentation" not in lines[0]

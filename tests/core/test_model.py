@@ -88,3 +88,37 @@ def test_init_is_sensible():
     assert float(net.inc[1].weight.detach().mean()) == 1.0
     assert float(net.outc.bias.detach().abs().sum()) == 0.0
     assert 0.05 < float(net.inc[0].weight.detach().std()) < 1.0
+
+
+# ----------------------------------------------------------------------------- output heads
+@pytest.mark.parametrize("ndim, shape", [(2, (19, 23)), (3, (5, 9, 11))])
+def test_distance_head_adds_one_output_channel_after_the_classes(ndim, shape):
+    net = UNet(1, 3, depth=2, base_features=4, ndim=ndim, heads=["distance"]).eval()
+    out = net(torch.randn(2, 1, *shape))
+    assert out.shape == (2, 4, *shape)
+    assert net.heads == ["distance"] and net.n_classes == 3 and net.n_outputs == 4
+    assert net.head_channel("distance") == 3
+    assert net.config["heads"] == ["distance"]
+    assert net.outc.out_channels == 4
+
+
+def test_plain_network_has_no_heads_and_no_heads_key():
+    net = UNet(1, 3, depth=2, base_features=4)
+    assert net.heads == [] and net.n_outputs == 3
+    assert net.head_channel("distance") is None
+    assert "heads" not in net.config
+    assert "heads" not in UNet(1, 3, depth=2, base_features=4, heads=[]).config
+
+
+@pytest.mark.parametrize("heads", ["distance", ["size"], ["distance", "distance"], [1], [None]])
+def test_invalid_heads_are_a_value_error_naming_them(heads):
+    with pytest.raises(ValueError, match="heads must be"):
+        UNet(1, 3, depth=2, base_features=4, heads=heads)
+
+
+def test_style_is_pooled_bottleneck_features():
+    net = UNet(1, 2, depth=2, base_features=4).eval()
+    with torch.no_grad():
+        style = net.style(torch.randn(3, 1, 37, 41))
+    assert style.shape == (3, 2 * 4 * 2**2)
+    assert torch.isfinite(style).all()

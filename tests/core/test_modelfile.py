@@ -420,3 +420,46 @@ def test_describe_model_summarises_the_model(saved: Path, model_2d: UNet) -> Non
     assert "1-99.8" in text and "0.325 x 0.325" in text
     assert "epochs: 12" in text and "val_iou=0.8125" in text
     assert "tiny test nuclei model" in text and "format 1" in text
+
+
+# ----------------------------------------------------------------------------- output heads
+def test_file_of_a_model_without_heads_has_no_heads_key_and_loads(saved: Path, model_2d: UNet) -> None:
+    raw = saved.read_bytes()
+    (n,) = struct.unpack("<Q", raw[:8])
+    arch = json.loads(json.loads(raw[8 : 8 + n])["__metadata__"]["napari_unet"])["architecture"]
+    assert "heads" not in arch
+    loaded = load_model(saved)
+    assert loaded.heads == [] and loaded.n_outputs == loaded.n_classes == 3
+
+
+def test_distance_model_round_trips_with_identical_outputs(tmp_path: Path, model_2d: UNet) -> None:
+    model = _trained_like(UNet(2, 3, depth=2, base_features=8, heads=["distance"], spec=model_2d.spec), seed=4)
+    path = save_model(model, tmp_path / "distance.safetensors")
+    assert read_model_info(path)["architecture"]["heads"] == ["distance"]
+    loaded = load_model(path)
+    assert loaded.heads == ["distance"] and loaded.head_channel("distance") == 3
+    assert loaded.config == model.config
+    x = torch.randn(1, 2, 37, 41, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        out = model(x)
+        assert out.shape == (1, 4, 37, 41)
+        assert torch.equal(out, loaded(x))
+    assert "distance.safetensors" in describe_model(path)
+
+
+@pytest.mark.parametrize("reader", ALL_READERS)
+def test_unknown_architecture_key_beside_heads_is_still_refused(tmp_path: Path, saved: Path, reader) -> None:
+    config = _config_of(saved)
+    config["architecture"]["heads"] = ["distance"]
+    config["architecture"]["style_head"] = True
+    path = _write_raw(tmp_path / "style.safetensors", config, _state_numpy(saved))
+    with pytest.raises(ModelFileError, match="style.safetensors: invalid architecture: unknown key.*style_head"):
+        reader(path)
+
+
+def test_unknown_head_name_in_a_file_is_a_model_file_error(tmp_path: Path, saved: Path) -> None:
+    config = _config_of(saved)
+    config["architecture"]["heads"] = ["flow"]
+    path = _write_raw(tmp_path / "flow.safetensors", config, _state_numpy(saved))
+    with pytest.raises(ModelFileError, match="flow.safetensors: invalid architecture: heads must be"):
+        load_model(path)

@@ -686,3 +686,116 @@ def test_banded_labels_do_not_depend_on_the_thread_count(monkeypatch, threads: i
     assert sequential.max() > 100
     for _ in range(3):  # thread timing varies between runs; the labels must not
         np.testing.assert_array_equal(labels_from_features(codes, landscape, **kwargs), sequential)
+
+
+# --------------------------------------------------------------------------------------
+# distance head: seeds and watershed ground from the normalised distance to the rim
+# --------------------------------------------------------------------------------------
+DISTANCE = 3  # channel of the distance head after the three classes
+DISTANCE_SETTINGS = {"seed_threshold": 0.5, "min_seed_size": 4, "keep_seedless": True}  # DISTANCE_POSTPROCESS
+
+
+def two_touching_objects() -> np.ndarray:
+    """30x34 instance labels: an 11x11 square (id 1) touching an 11x13 rectangle (id 2)."""
+    labels = np.zeros((30, 34), dtype=np.int32)
+    labels[5:16, 4:15] = 1
+    labels[5:16, 15:28] = 2
+    return labels
+
+
+def rim_and_distance(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Class map (0 background, 1 interior, 2 each object's outermost pixels) and the
+    distance to the rim over the object's largest one, made here without the training code."""
+    rim = np.zeros(labels.shape, bool)
+    for axis in range(labels.ndim):
+        for shift in (1, -1):
+            rim |= (labels != np.roll(labels, shift, axis=axis)) & (labels > 0)
+    cls = np.where(labels > 0, np.where(rim, BOUNDARY, INTERIOR), BACKGROUND)
+    distance = np.zeros(labels.shape, np.float32)
+    for i in range(1, int(labels.max()) + 1):
+        d = ndimage.distance_transform_edt((labels == i) & ~rim)
+        distance[labels == i] = (d / d.max())[labels == i]
+    return cls, distance
+
+
+def with_distance(cls: np.ndarray, distance: np.ndarray) -> np.ndarray:
+    return np.concatenate([probs_from_classes(cls, confidence=0.9), distance[np.newaxis]]).astype(np.float32)
+
+
+@pytest.mark.parametrize("boundary_predicted", [True, False])
+def test_distance_peaks_split_touching_objects_and_objects_keep_their_rims(boundary_predicted: bool) -> None:
+    labels = two_touching_objects()
+    cls, distance = rim_and_distance(labels)
+    if not boundary_predicted:  # the classes see one blob; only the distance head tells them apart
+        cls = np.where(labels > 0, INTERIOR, BACKGROUND)
+    probs = with_distance(cls, distance)
+    got = instance_labels(probs, boundary_class=BOUNDARY, distance_channel=DISTANCE, **DISTANCE_SETTINGS)
+    assert got.max() == 2
+    assert (got > 0).sum() == (labels > 0).sum() == 11 * 11 + 11 * 13  # rims belong to objects
+    # each object is recovered exactly, rim included
+    for i in (1, 2):
+        ids = np.unique(got[labels == i])
+        assert ids.size == 1 and ids[0] > 0
+        np.testing.assert_array_equal(got == ids[0], labels == i)
+    via_dispatcher = labels_from_probabilities(probs, mode="instances", boundary_class=BOUNDARY,
+                                               distance_channel=DISTANCE, **DISTANCE_SETTINGS)
+    np.testing.assert_array_equal(via_dispatcher, got)
+    # without the distance channel the same classes alone merge the blob when no boundary is predicted
+    if not boundary_predicted:
+        assert instance_labels(probs[:3], boundary_class=BOUNDARY).max() == 1
+
+
+def test_distance_features_give_the_same_labels_as_the_probabilities() -> None:
+    labels = two_touching_objects()
+    probs = with_distance(*rim_and_distance(labels))
+    codes, landscape = features(probs, boundary_class=BOUNDARY, distance_channel=DISTANCE, seed_threshold=0.5)
+    other = {k: v for k, v in DISTANCE_SETTINGS.items() if k != "seed_threshold"}
+    from_features = labels_from_features(codes, landscape, n_classes=3, boundary_class=BOUNDARY, **other)
+    expected = instance_labels(probs, boundary_class=BOUNDARY, distance_channel=DISTANCE, **DISTANCE_SETTINGS)
+    np.testing.assert_array_equal(from_features, expected)
+
+
+def test_label_features_distance_codes_and_landscape() -> None:
+    # one row of 6 pixels: background, then interior pixels at rising distance, last one boundary
+    cls = np.array([[BACKGROUND, INTERIOR, INTERIOR, INTERIOR, INTERIOR, BOUNDARY]])
+    distance = np.array([[0.9, 0.25, 0.5, 0.75, 1.0, 0.0]], np.float32)
+    probs = with_distance(cls, distance)
+    codes, landscape = features(probs, boundary_class=BOUNDARY, distance_channel=DISTANCE)
+    assert codes.dtype == np.uint8 and landscape.dtype == np.uint8
+    # classes from the first three channels; seeds: foreground with distance >= 0.5 (default)
+    np.testing.assert_array_equal(codes & 0x7F, cls)
+    np.testing.assert_array_equal(codes & SEED_BIT, [[0, 0, SEED_BIT, SEED_BIT, SEED_BIT, 0]])
+    # ground: 255 * (1 - distance), rounded
+    np.testing.assert_array_equal(landscape, [[26, 191, 128, 64, 0, 255]])
+    strict, _ = features(probs, boundary_class=BOUNDARY, distance_channel=DISTANCE, seed_threshold=0.8)
+    np.testing.assert_array_equal(strict & SEED_BIT, [[0, 0, 0, 0, SEED_BIT, 0]])
+    # without a boundary class only the classes are made, the distance channel is ignored
+    plain, none = features(probs, distance_channel=DISTANCE)
+    assert none is None
+    np.testing.assert_array_equal(plain, cls)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"distance_channel": 0}, r"distance_channel must be a channel index in 1\.\.3.*got 0"),
+        ({"distance_channel": 4}, r"distance_channel must be a channel index in 1\.\.3.*got 4"),
+        ({"distance_channel": True}, "distance_channel must be a channel index.*True"),
+        ({"distance_channel": 3, "boundary_class": None}, "distance_channel needs boundary_class"),
+        ({"distance_channel": 2, "boundary_class": 2}, "boundary_class"),
+    ],
+)
+def test_distance_channel_errors(kwargs, match) -> None:
+    probs = with_distance(*rim_and_distance(two_touching_objects()))
+    args = {"boundary_class": BOUNDARY} | kwargs
+    with pytest.raises(ValueError, match=match):
+        instance_labels(probs, **args)
+
+
+def test_semantic_mode_drops_the_distance_channel() -> None:
+    labels = two_touching_objects()
+    cls, distance = rim_and_distance(labels)
+    probs = with_distance(cls, distance)
+    got = labels_from_probabilities(probs, mode="semantic", boundary_class=BOUNDARY, distance_channel=DISTANCE)
+    np.testing.assert_array_equal(got, semantic_labels(probs[:3]))
+    np.testing.assert_array_equal(got, cls)

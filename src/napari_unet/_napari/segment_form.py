@@ -85,8 +85,14 @@ class SegmentForm(Container):
         self._batch_size = SpinBox(name="batch_size", label="Batch size (0 = auto)", min=0, max=256, value=0)
         self._precision = ComboBox(name="precision", label="Precision", choices=list(PRECISIONS), value="auto",
                                    tooltip="auto: bfloat16/float16 autocast on CUDA, float32 elsewhere.")
+        self._tta = CheckBox(name="tta", text="Test-time augmentation (8× slower)", value=False,
+                             tooltip="Also run every tile flipped and rotated (8 views), turn the outputs "
+                                     "back and average the probabilities: smoother, usually slightly better "
+                                     "labels for about 8 times the time. For final results, not for trying "
+                                     "settings.")
         self._advanced = Container(name="advanced", label=" ",
-                                   widgets=[self._halo, self._batch_size, self._precision], labels=True)
+                                   widgets=[self._halo, self._batch_size, self._precision, self._tta],
+                                   labels=True)
         self._advanced.margins = (0, 0, 0, 0)
         # -- run
         self._run_button = PushButton(name="run_button", text="Run")

@@ -75,6 +75,9 @@ class SegmentJob:
         None means automatic.
     device, precision : str
         As for :func:`~napari_unet.core.inference.iter_predict`.
+    tta : bool
+        Test-time augmentation: average over the 8 flips and quarter turns of every tile
+        (about 8 times slower).
     class_names : list of str
         The model's classes (names the probability channels).
     """
@@ -91,6 +94,7 @@ class SegmentJob:
     batch_size: int | None = None
     device: str = "auto"
     precision: str = "auto"
+    tta: bool = False
     class_names: list[str] = field(default_factory=list)
 
     def core_options(self) -> dict[str, Any]:
@@ -104,6 +108,7 @@ class SegmentJob:
             "batch_size": self.batch_size,
             "device": self.device,
             "precision": self.precision,
+            "tta": self.tta,
             "image_name": self.source.image_name,
             "object_size": self.object_size,
         }
@@ -121,6 +126,7 @@ class SegmentJob:
             "batch_size": self.batch_size,
             "device": self.device,
             "precision": self.precision,
+            "tta": self.tta,
             "extra_channel_layers": [e.name for e in self.source.extra_layers],
         }
 
@@ -214,6 +220,8 @@ def console_call(job: SegmentJob) -> str:
         args.append(f"device={job.device!r}")
     if job.precision != "auto":
         args.append(f"precision={job.precision!r}")
+    if job.tta:
+        args.append("tta=True")
     func, add = ("predict", "add_image") if job.output == "probabilities" else ("segment", "add_labels")
     imports.append(f"from napari_unet import {func}")
     return f"{'; '.join(imports)}; viewer.{add}({func}({', '.join(args)}))"

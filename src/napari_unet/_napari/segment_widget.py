@@ -247,7 +247,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             object_size=object_size,
             tile_size=int(self._tile_size.value) or None, halo=int(self._halo.value) or None,
             batch_size=int(self._batch_size.value) or None, device=self._device.value,
-            precision=self._precision.value, class_names=list(info["spec"].get("class_names") or []),
+            precision=self._precision.value, tta=bool(self._tta.value),
+            class_names=list(info["spec"].get("class_names") or []),
         )
 
     # ------------------------------------------------------------------ worker callbacks

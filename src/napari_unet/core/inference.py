@@ -418,6 +418,7 @@ def iter_predict(
     compile: bool | str = "auto",
     heads: bool = False,
     tta: bool = False,
+    estimate_size: bool = True,
 ) -> Generator[Progress, None, np.ndarray]:
     """Predict class probabilities for ``image`` tile by tile, yielding progress.
 
@@ -503,7 +504,7 @@ def iter_predict(
             channels=list(layout.channels) if layout.channel_axis and not layout.to_gray else None,
             tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
             percentiles=percentiles, image_name=image_name, layout_order=True, normalized=normalized,
-            compile=compile, heads=heads, tta=tta,
+            compile=compile, heads=heads, tta=tta, estimate_size=False,
         )
         probs = zoom_back(probs, model.ndim, layout.spatial_shape)
         return probs if layout_order else layout.to_output_order(probs, lead=1)
