@@ -603,3 +603,29 @@ def test_object_size_with_a_model_that_lacks_one_is_refused(
     assert widget.run() is None
     assert len(viewer.layers) == n_layers
     assert any("does not record the object size" in m for m in errors(notes))
+
+
+def test_tta_checkbox_reaches_the_job_the_provenance_and_the_console_call(
+    make_napari_viewer: Any, qtbot: Any, model_2d: str, notes: list[Any]
+) -> None:
+    from napari_unet._napari.segment_job import console_call
+
+    viewer = make_napari_viewer()
+    viewer.add_image(squares(), name="cells")
+    widget = SegmentWidget(viewer)
+    widget.set_model(model_2d)
+    assert any(w is widget._tta for w in widget._advanced), "an advanced option"
+    assert widget._tta.value is False and "8×" in widget._tta.text
+    job = widget._make_job()
+    assert job.tta is False and job.core_options()["tta"] is False and "tta" not in console_call(job)
+    widget._tta.value = True
+    widget._device.value = "cpu"
+    job = widget._make_job()
+    assert job.tta is True and job.core_options()["tta"] is True and job.options()["tta"] is True
+    run_and_wait(qtbot, widget)
+    assert not errors(notes)
+    labels = viewer.layers["cells labels"]
+    assert labels.metadata["provenance"]["options"]["tta"] is True
+    assert "tta=True" in widget.last_console_call
+    exec(widget.last_console_call, {"viewer": viewer})  # noqa: S102 - the line the widget shows the user
+    np.testing.assert_array_equal(viewer.layers[-1].data, labels.data)
