@@ -28,3 +28,22 @@ def test_large_image_memory_benchmark_reports_the_target():
     assert "image 700x700 uint16" in out
     assert "objects, labels uint16" in out
     assert "target input + output + 2 GiB" in out and "-> met" in out
+
+
+def test_tta_benchmark_prints_both_rows(tmp_path):
+    import numpy as np
+    import tifffile
+
+    for sub in ("images", "masks"):
+        (tmp_path / sub).mkdir()
+    image = np.random.default_rng(0).integers(0, 50, (64, 64)).astype(np.uint8)
+    mask = np.zeros((64, 64), np.uint16)
+    image[10:24, 12:26] += 150
+    mask[10:24, 12:26] = 1
+    tifffile.imwrite(tmp_path / "images" / "a.tif", image)
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", mask)
+    out = _run(str(BENCH / "tta.py"), "--data", str(tmp_path), "--limit", "1", "--device", "cpu")
+    assert "on 1 images from" in out
+    rows = [line.split()[0] for line in out.splitlines()]
+    assert "off" in rows and "on" in rows and "x the time per image" in out
+    assert "nothing to measure" in _run(str(BENCH / "tta.py"), "--data", str(tmp_path / "absent"))

@@ -617,7 +617,7 @@ def test_tta_checkbox_reaches_the_job_the_provenance_and_the_console_call(
     assert any(w is widget._tta for w in widget._advanced), "an advanced option"
     assert widget._tta.value is False and "8×" in widget._tta.text
     job = widget._make_job()
-    assert job.tta is False and job.core_options()["tta"] is False and "tta" not in console_call(job)
+    assert job.tta is False and job.core_options()["tta"] is False and "tta=" not in console_call(job)
     widget._tta.value = True
     widget._device.value = "cpu"
     job = widget._make_job()
