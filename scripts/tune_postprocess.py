@@ -5,7 +5,7 @@
 
 Each validation image is predicted once, exactly as ``napari-unet segment`` does with no options
 (object size estimated when the model can), keeping the probabilities and the model's heads; then
-every combination of seed threshold, smallest seed and "keep seedless regions" is turned into
+every combination of seed threshold, smallest seed, "keep seedless regions" and "fill holes" is turned into
 labels and scored (pooled AP50 and mean AP over IoU 0.5..0.95). The table is printed, best by
 mean AP first; ``--write`` stores the best settings in the model file (``spec.postprocess``).
 
@@ -26,6 +26,7 @@ import numpy as np
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_SEED_SIZES = (1, 4, 8, 16)
 KEEP_SEEDLESS = (True, False)
+FILL_HOLES = (True, False)
 
 
 def main() -> int:
@@ -68,29 +69,30 @@ def main() -> int:
                                    heads=True, layout_order=True))
         cached.append((probs, tifffile.imread(mask_path)))
     rows = []
-    for thr, seed, keep in itertools.product(SEED_THRESHOLDS, MIN_SEED_SIZES, KEEP_SEEDLESS):
+    for thr, seed, keep, fill in itertools.product(SEED_THRESHOLDS, MIN_SEED_SIZES, KEEP_SEEDLESS, FILL_HOLES):
         counts = []
         for probs, truth in cached:
             labels = labels_from_probabilities(
                 probs if distance is not None else probs[: model.n_classes], mode="instances",
                 boundary_class=model.spec.boundary_class, distance_channel=distance,
-                seed_threshold=thr, min_seed_size=seed, keep_seedless=keep,
+                seed_threshold=thr, min_seed_size=seed, keep_seedless=keep, fill_holes=fill,
             )
             counts.append(ap_counts(truth, labels))
         ap = summarize_ap(counts, pooled=True)
-        rows.append((ap["mAP"], ap["AP50"], thr, seed, keep))
+        rows.append((ap["mAP"], ap["AP50"], thr, seed, keep, fill))
     rows.sort(reverse=True)
     print(f"{len(cached)} images; current settings {model.spec.postprocess}")
-    print(f"{'seed thr':>8} | {'min seed':>8} | {'seedless':>8} | {'AP50':>6} | {'mean AP':>7}")
-    for m_ap, ap50, thr, seed, keep in rows[:12]:
-        print(f"{thr:8.2f} | {seed:8d} | {str(keep):>8} | {ap50:6.3f} | {m_ap:7.3f}")
+    print(f"{'seed thr':>8} | {'min seed':>8} | {'seedless':>8} | {'holes':>5} | {'AP50':>6} | {'mean AP':>7}")
+    for m_ap, ap50, thr, seed, keep, fill in rows[:12]:
+        print(f"{thr:8.2f} | {seed:8d} | {str(keep):>8} | {'fill' if fill else 'keep':>5} | {ap50:6.3f} | {m_ap:7.3f}")
     best = rows[0]
-    settings = {"seed_threshold": best[2], "min_seed_size": best[3], "keep_seedless": best[4]}
+    settings = {"seed_threshold": best[2], "min_seed_size": best[3], "keep_seedless": best[4], "fill_holes": best[5]}
     if args.write:
         training = dict(read_model_info(args.model)["spec"].get("training") or {})
         training["postprocess_tuning"] = {
             "images": len(cached), "AP50": best[1], "mAP": best[0], "grid": {
-                "seed_threshold": SEED_THRESHOLDS, "min_seed_size": MIN_SEED_SIZES, "keep_seedless": KEEP_SEEDLESS}}
+                "seed_threshold": SEED_THRESHOLDS, "min_seed_size": MIN_SEED_SIZES, "keep_seedless": KEEP_SEEDLESS,
+            "fill_holes": FILL_HOLES}}
         save_model(model, args.model, postprocess=settings, training=training)
         print(f"wrote {settings} to {args.model}")
     else:

@@ -184,6 +184,7 @@ def _instance_block(
     min_seed_size: int,
     keep_seedless: bool,
     band_pixels: int,
+    fill_holes: bool = False,
 ) -> int:
     """Label one spatial block from its features into ``output``; return its object count.
 
@@ -244,7 +245,58 @@ def _instance_block(
             _, extra = next(orphan_values)  # reads this band's mask before it is overwritten
             values += extra  # orphans are where the basins are 0
         labels[start:stop] = values
+    if fill_holes and count:
+        if len(bands) == 1:
+            fill_enclosed_holes(labels)
+        else:
+            logger.debug("holes not filled in a block of %d bands", len(bands))
     return count
+
+
+def fill_enclosed_holes(labels: np.ndarray) -> int:
+    """Give every background region enclosed by one object that object's label (in place).
+
+    A background region (fully connected: diagonal neighbours count, the complement of the
+    objects' face connectivity) is a hole when it does not touch the block's border and every
+    object pixel beside it belongs to the same object. Regions between several objects stay
+    background. Returns the number of holes filled.
+    """
+    background = labels == 0
+    if not background.any():
+        return 0
+    full = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
+    regions, n = ndimage.label(background, structure=full)
+    if n == 0:
+        return 0
+    on_border = np.zeros(n + 1, bool)
+    for axis in range(labels.ndim):
+        for index in (0, -1):
+            on_border[np.take(regions, index, axis=axis)] = True
+    # for each region: the object labels beside it (face neighbours)
+    owner = np.zeros(n + 1, np.int64)  # 0: none seen yet, -1: several objects
+    for axis in range(labels.ndim):
+        for shift in (1, -1):
+            a = [slice(None)] * labels.ndim
+            b = [slice(None)] * labels.ndim
+            a[axis] = slice(1, None) if shift == 1 else slice(None, -1)
+            b[axis] = slice(None, -1) if shift == 1 else slice(1, None)
+            reg, lab = regions[tuple(a)], labels[tuple(b)]
+            touch = (reg > 0) & (lab > 0)
+            r, v = reg[touch], lab[touch].astype(np.int64)
+            if r.size == 0:
+                continue
+            pairs = np.unique(np.stack([r, v]), axis=1)
+            for region, value in pairs.T:
+                seen = owner[region]
+                owner[region] = value if seen in (0, value) else -1
+    fill = (~on_border) & (owner > 0)
+    fill[0] = False
+    if not fill.any():
+        return 0
+    lut = np.where(fill, owner, 0).astype(labels.dtype)
+    holes = fill[regions]
+    labels[holes] = lut[regions[holes]]
+    return int(fill.sum())
 
 
 def instance_stack(
@@ -257,6 +309,7 @@ def instance_stack(
     min_seed_size: int,
     keep_seedless: bool,
     band_pixels: int,
+    fill_holes: bool = False,
 ) -> np.ndarray:
     """Instance labels of a stack; ``blocks`` yields ``(index, codes, landscape)`` per spatial block."""
     output = _InstanceOutput(shape)
@@ -267,7 +320,7 @@ def instance_stack(
         count = _instance_block(
             codes, landscape, output, index, boundary_class=boundary_class, structure=structure,
             min_size=min_size, min_seed_size=min_seed_size, keep_seedless=keep_seedless,
-            band_pixels=band_pixels,
+            band_pixels=band_pixels, fill_holes=fill_holes,
         )
         output.total += count
         logger.debug("instance labels: block %s -> %d object(s)", index, count)

@@ -275,6 +275,7 @@ def instance_labels(
     min_seed_size: int = 0,
     keep_seedless: bool = True,
     distance_channel: int | None = None,
+    fill_holes: bool = False,
 ) -> np.ndarray:
     """Instance labels: one unique integer per object across the whole output.
 
@@ -325,6 +326,9 @@ def instance_labels(
         With ``boundary_class``: index on axis 0 of a distance head (the normalised distance
         to the object's rim; the classes are the channels before it). Seeds are where it is at
         least ``seed_threshold`` (0.5 when None) and the watershed floods ``1 - distance``.
+    fill_holes : bool, optional
+        With ``boundary_class``: background regions enclosed by a single object join it
+        (blocks of up to 8 Mpx; larger blocks, worked in bands, keep their holes).
 
     Returns
     -------
@@ -367,7 +371,7 @@ def instance_labels(
     return instance_stack(
         tuple(probabilities.shape[1:]), blocks, boundary_class=boundary_class, spatial_ndim=int(spatial_ndim),
         min_size=int(min_size), min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless),
-        band_pixels=DEFAULT_BAND_PIXELS,
+        band_pixels=DEFAULT_BAND_PIXELS, fill_holes=bool(fill_holes),
     )
 
 
@@ -383,6 +387,7 @@ def labels_from_probabilities(
     min_seed_size: int = 0,
     keep_seedless: bool = True,
     distance_channel: int | None = None,
+    fill_holes: bool = False,
 ) -> np.ndarray:
     """Labels from class probabilities, semantic or instance.
 
@@ -402,7 +407,7 @@ def labels_from_probabilities(
         Minimum object / region size in pixels.
     threshold : float, optional
         Foreground threshold, used only when ``n_classes == 1``.
-    seed_threshold, min_seed_size, keep_seedless, distance_channel : optional
+    seed_threshold, min_seed_size, keep_seedless, distance_channel, fill_holes : optional
         Instance mode with a boundary class: see :func:`instance_labels`. In semantic mode the
         channels from ``distance_channel`` on are dropped.
 
@@ -435,6 +440,7 @@ def labels_from_probabilities(
             min_seed_size=min_seed_size,
             keep_seedless=keep_seedless,
             distance_channel=distance_channel,
+            fill_holes=fill_holes,
         )
     raise ValueError(
         f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}"
@@ -453,6 +459,7 @@ def labels_from_features(
     min_seed_size: int = 0,
     keep_seedless: bool = True,
     band_pixels: int | None = None,
+    fill_holes: bool = False,
 ) -> np.ndarray:
     """Labels from the ``uint8`` label features of :mod:`~napari_unet.core.features`.
 
@@ -485,7 +492,7 @@ def labels_from_features(
         Number of trailing spatial axes: 2 (``YX``) or 3 (``ZYX``).
     min_size : int, optional
         Minimum object / region size in pixels.
-    min_seed_size, keep_seedless : optional
+    min_seed_size, keep_seedless, fill_holes : optional
         Instance mode with a boundary class: see :func:`instance_labels`.
     band_pixels : int or None, optional
         Spatial blocks with more pixels than this are processed in bands of about this many
@@ -564,4 +571,5 @@ def labels_from_features(
     return instance_stack(
         shape, blocks, boundary_class=boundary_class, spatial_ndim=spatial_ndim, min_size=min_size,
         min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless), band_pixels=band_pixels,
+        fill_holes=bool(fill_holes) and boundary_class is not None,
     )

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 TARGETS = ("semantic", "instances")
-POSTPROCESS_KEYS = ("seed_threshold", "min_seed_size", "keep_seedless")
+POSTPROCESS_KEYS = ("seed_threshold", "min_seed_size", "keep_seedless", "fill_holes")
 
 
 @dataclass

@@ -15,7 +15,7 @@ BOUNDARY_CLASS = 2
 INSTANCE_POSTPROCESS = {"seed_threshold": 0.8, "min_seed_size": 10, "keep_seedless": False}
 # Instance models with a distance head: seeds where the normalised distance to the rim is >= 0.5 (the
 # inner half of each object), extent = every pixel whose most probable class is not background.
-DISTANCE_POSTPROCESS = {"seed_threshold": 0.5, "min_seed_size": 4, "keep_seedless": True}
+DISTANCE_POSTPROCESS = {"seed_threshold": 0.5, "min_seed_size": 4, "keep_seedless": True, "fill_holes": True}
 
 
 def instance_targets(labels: np.ndarray) -> np.ndarray:
