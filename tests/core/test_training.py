@@ -709,3 +709,220 @@ def test_real_dsb2018_images(data_dir: Path, tmp_path: Path) -> None:
     result = evaluate(model, pairs, device="cpu")
     assert result["n_images"] == 4
     assert 0 <= result["AP50"] <= 1 and 0 <= result["per_image"]["AP50"] <= 1
+
+
+# ---------------------------------------------------------------------------- distance head targets
+def test_distance_targets_exact_values_on_touching_rectangles() -> None:
+    from napari_unet.core.training.targets import distance_targets
+
+    labels = np.zeros((9, 14), np.int32)
+    labels[1:6, 1:6] = 3  # 5x5: rim, then a 3x3 core whose centre is 2 px from the rim
+    labels[1:8, 6:13] = 7  # 7x7, touching the first: rim, then 5x5 core, centre 3 px from the rim
+    expected = np.zeros((9, 14), np.float32)
+    expected[2:5, 2:5] = 0.5
+    expected[3, 3] = 1.0
+    expected[2:7, 7:12] = 1 / 3
+    expected[3:6, 8:11] = 2 / 3
+    expected[4, 9] = 1.0
+    got = distance_targets(labels)
+    assert got.dtype == np.float32 and got.shape == labels.shape
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    # 0 on every rim (the boundary class) and outside: the touching objects are kept apart
+    from napari_unet.core.training.targets import instance_targets
+
+    assert (got[instance_targets(labels) != 1] == 0).all()
+    assert got[:, 5].max() == 0 and got[:, 6].max() == 0  # the two rims where they touch
+
+
+def test_distance_targets_3d_and_degenerate_inputs() -> None:
+    from napari_unet.core.training.targets import distance_targets
+
+    labels = np.zeros((7, 7, 7), np.uint16)
+    labels[1:6, 1:6, 1:6] = 1
+    got = distance_targets(labels)
+    expected = np.zeros((7, 7, 7), np.float32)
+    expected[2:5, 2:5, 2:5] = 0.5
+    expected[3, 3, 3] = 1.0
+    assert got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert not distance_targets(np.zeros((5, 6), np.int32)).any()
+    tiny = np.zeros((5, 6), np.int32)
+    tiny[2, 2:4] = 1  # all rim: no interior, distance 0 everywhere
+    assert not distance_targets(tiny).any()
+
+
+# ---------------------------------------------------------------------------- zoomed patches with distances
+def separated_discs(size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Discs of radius 5..7 on a 20-px grid: at least 6 px of background between any two."""
+    rng = np.random.default_rng(seed)
+    img = rng.normal(0.1, 0.05, (size, size)).astype(np.float32)
+    lab = np.zeros((size, size), np.int32)
+    for k, (cy, cx) in enumerate([(y, x) for y in range(10, size - 9, 20) for x in range(10, size - 9, 20)]):
+        rr, cc = disk((cy, cx), int(rng.integers(5, 8)), shape=lab.shape)
+        lab[rr, cc] = k + 1
+        img[rr, cc] += 1.0
+    return img, lab
+
+
+def test_patch_sampler_with_distances_and_scale_jitter() -> None:
+    from skimage.measure import label as connected
+
+    from napari_unet.core.training.targets import instance_targets
+
+    samples = prepare([separated_discs(seed=s) for s in range(3)]).samples
+    sampler = PatchSampler(samples, 32, distance=True, scale_jitter=1.4)
+    assert sampler.margin == math.ceil(32 * 1.4)
+    for _ in range(4):
+        x, y, d = sampler.batch(6, np.random.default_rng(3))
+        assert x.shape == (6, 1, 32, 32) and x.dtype == np.float32
+        assert y.shape == (6, 32, 32) and y.dtype == np.uint8
+        assert d.shape == (6, 32, 32) and d.dtype == np.float32
+        assert (d[y == 0] == 0).all() and d.min() >= 0 and d.max() <= 1
+        assert (d[y == 1] > 0).mean() > 0.9  # interiors carry distances
+        for patch in y:
+            # objects that do not touch: the targets are exactly those of their (zoomed) labels,
+            # boundaries one pixel wide whatever the zoom
+            np.testing.assert_array_equal(patch, instance_targets(connected(patch > 0, connectivity=1)))
+    # zoomed patches really happen: object areas vary beyond what cropping alone explains
+    x, y, d = sampler.batch(40, np.random.default_rng(4))
+    plain = PatchSampler(samples, 32, distance=True).batch(40, np.random.default_rng(4))
+    assert len(plain) == 3 and not np.array_equal(y, plain[1])
+    # the same generator state gives the same patches
+    again = PatchSampler(samples, 32, distance=True, scale_jitter=1.4).batch(40, np.random.default_rng(4))
+    for a, b in zip((x, y, d), again):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_patch_sampler_distance_needs_instance_samples_and_jitter_at_least_one() -> None:
+    semantic = prepare(disc_pairs(n=1, size=32, classes=2), mode="semantic").samples
+    with pytest.raises(ValueError, match="distance targets need instance samples"):
+        PatchSampler(semantic, 32, distance=True)
+    with pytest.raises(ValueError, match="scale_jitter must be >= 1, got 0.5"):
+        PatchSampler(prepare(disc_pairs(n=1, size=32)).samples, 32, scale_jitter=0.5)
+    # without distance the sampler still returns two arrays
+    assert len(PatchSampler(semantic, 16).batch(2, np.random.default_rng(0))) == 2
+
+
+# ---------------------------------------------------------------------------- rescaling to one object size
+def test_prepare_rescales_instances_to_the_requested_object_size() -> None:
+    from napari_unet.core.training.targets import distance_targets, instance_targets, object_diameter
+
+    pairs = disc_pairs(n=3, size=64)
+    own = [object_diameter(lab) for _, lab in pairs]
+    data = prepare(pairs, object_size=20.0)
+    assert data.object_size == 20.0
+    for s, d, (img, _) in zip(data.samples, own, pairs):
+        assert s.zoom == pytest.approx(20.0 / d)
+        assert s.image.shape[1:] == s.target.shape == s.labels.shape == s.distance.shape
+        assert s.target.shape == tuple(round(n * s.zoom) for n in img.shape)
+        assert abs(object_diameter(s.labels) - 20.0) <= 2.0  # within 10 %
+        np.testing.assert_array_equal(s.target, instance_targets(s.labels))  # targets of the zoomed labels
+        np.testing.assert_array_equal(s.distance, distance_targets(s.labels))
+    auto = prepare(pairs, object_size="auto")
+    median = float(np.median(own))
+    assert auto.object_size == pytest.approx(median)
+    for s, d in zip(auto.samples, own):
+        expected_zoom = median / d
+        assert s.zoom == (1.0 if abs(expected_zoom - 1) < 0.02 else pytest.approx(expected_zoom))
+        assert abs(object_diameter(s.labels) - median) <= 0.1 * median
+    unchanged = prepare(pairs)
+    assert all(s.zoom == 1.0 and s.target.shape == (64, 64) for s in unchanged.samples)
+    assert unchanged.samples[0].distance is not None
+
+
+@pytest.mark.parametrize("bad", [0, -3.0, float("nan"), float("inf"), "big", True])
+def test_prepare_bad_object_size(bad: Any) -> None:
+    with pytest.raises(ValueError, match="object_size must be a positive number of pixels"):
+        prepare(disc_pairs(n=1, size=32), object_size=bad)
+
+
+def test_prepare_negative_labels_are_refused() -> None:
+    img, lab = disc_pairs(n=1, size=32)[0]
+    lab = lab.copy()
+    lab[0, 0] = -1
+    with pytest.raises(ValueError, match="labels of image 0 hold negative values"):
+        prepare([(img, lab)])
+    with pytest.raises(ValueError, match="negative values"):
+        prepare([(img, lab)], mode="semantic")
+
+
+# ---------------------------------------------------------------------------- distance head, rescaling, bf16 in iter_train
+QUICK: dict[str, Any] = dict(TINY, epochs=1, steps_per_epoch=2, val_fraction=0)
+
+
+def test_new_instance_models_get_a_distance_head_and_its_postprocess() -> None:
+    from napari_unet.core.training.targets import DISTANCE_POSTPROCESS
+
+    events, model = run(iter_train(disc_pairs(n=2), object_size=None, **QUICK))
+    assert model.heads == ["distance"] and model.head_channel("distance") == 3 and model.n_outputs == 4
+    assert model.spec.postprocess == DISTANCE_POSTPROCESS
+    rec = model.spec.training
+    assert rec["heads"] == ["distance"] and rec["rescaled"] is False and rec["scale_jitter"] == 1.0
+    assert rec["noise"] is True and "precision" in rec
+    assert all(math.isfinite(e.loss) for e in kinds(events, "step"))
+
+
+def test_rescaled_training_records_the_object_size() -> None:
+    _, model = run(iter_train(disc_pairs(n=2), object_size=20.0, scale_jitter=1.3, **QUICK))
+    assert model.spec.object_size == 20.0
+    rec = model.spec.training
+    assert rec["rescaled"] is True and rec["scale_jitter"] == 1.3
+
+
+def test_no_distance_head_keeps_the_classes_only_recipe() -> None:
+    from napari_unet.core.training.targets import INSTANCE_POSTPROCESS
+
+    _, model = run(iter_train(disc_pairs(n=2), distance_head=False, object_size=None, noise=False, **QUICK))
+    assert model.heads == [] and model.n_outputs == 3
+    assert model.spec.postprocess == INSTANCE_POSTPROCESS
+    assert model.spec.training["heads"] == [] and model.spec.training["noise"] is False
+    # semantic models never get a head
+    _, semantic = run(iter_train(disc_pairs(n=2, classes=2), mode="semantic", **QUICK))
+    assert semantic.heads == [] and semantic.spec.training["rescaled"] is False
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"object_size": -3}, "object_size must be a positive number of pixels, 'auto' or None, got -3"),
+        ({"object_size": "big"}, "object_size must be .* got 'big'"),
+        ({"object_size": float("nan")}, "object_size must be"),
+        ({"scale_jitter": 0.5}, r"scale_jitter must be a number in 1\.\.4, got 0.5"),
+        ({"scale_jitter": 10}, r"scale_jitter must be a number in 1\.\.4, got 10"),
+        ({"scale_jitter": "1.2"}, "scale_jitter must be a number"),
+    ],
+)
+def test_object_size_and_scale_jitter_errors(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        train(disc_pairs(n=2), **dict(QUICK, **kwargs))
+
+
+def test_training_precision_auto_is_float32_on_cpus_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_unet.core import inference
+
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert inference.training_precision("auto", cpu) is None
+    assert inference.training_precision("float32", cpu) is None
+    assert inference.training_precision("bfloat16", cpu) is torch.bfloat16
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert inference.training_precision("auto", cpu) is torch.bfloat16
+    assert inference.training_precision("float32", cpu) is None  # an explicit choice wins
+    with pytest.raises(ValueError, match="precision must be one of"):
+        inference.training_precision("half", cpu)
+
+
+def _has_native_bf16() -> bool:
+    from napari_unet.core.inference import cpu_has_native_bf16
+
+    return cpu_has_native_bf16()
+
+
+@pytest.mark.skipif(not _has_native_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16 / AMX)")
+def test_auto_precision_trains_in_bfloat16_on_a_cpu_with_native_bf16() -> None:
+    events, model = run(iter_train(disc_pairs(n=2), precision="auto", object_size=None, **QUICK))
+    assert model.spec.training["precision"] == "torch.bfloat16"
+    assert all(math.isfinite(e.loss) for e in kinds(events, "step"))
+    assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay float32
+    _, exact = run(iter_train(disc_pairs(n=2), precision="float32", object_size=None, **QUICK))
+    assert exact.spec.training["precision"] == "float32"
