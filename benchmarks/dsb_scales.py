@@ -35,6 +35,13 @@ def magnify(image: np.ndarray, masks: np.ndarray, factor: float) -> tuple[np.nda
     return img.astype(np.float32), lab
 
 
+def image_names(data: Path) -> list[str]:
+    """The validation names of the fixed split found in ``data``, else every image with a mask."""
+    split = json.loads((REPO / "scripts" / "dsb2018_split.json").read_text())["validation"]
+    names = [n for n in split if (data / "images" / f"{n}.tif").exists()]
+    return names or sorted(p.stem for p in (data / "images").glob("*.tif") if (data / "masks" / p.name).exists())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nuclei")
@@ -59,7 +66,7 @@ def main() -> int:
 
     path = bundled_models().get(args.model, args.model)
     model = load_model(path)
-    names = json.loads((REPO / "scripts" / "dsb2018_split.json").read_text())["validation"][: args.limit]
+    names = image_names(args.data)[: args.limit]
     print(f"model {args.model}: {model.spec.description!r}; {len(names)} validation images; tta={args.tta}")
     print(f"{'magnification':>13} | {'AP50':>6} | {'mean AP':>7} | {'size err':>8} | {'s/image':>7}")
     for mag in [float(m) for m in args.mags.split(",")]:

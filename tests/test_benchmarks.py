@@ -47,3 +47,33 @@ def test_tta_benchmark_prints_both_rows(tmp_path):
     rows = [line.split()[0] for line in out.splitlines()]
     assert "off" in rows and "on" in rows and "x the time per image" in out
     assert "nothing to measure" in _run(str(BENCH / "tta.py"), "--data", str(tmp_path / "absent"))
+
+
+def _one_image_folder(path: Path) -> Path:
+    import numpy as np
+    import tifffile
+
+    for sub in ("images", "masks"):
+        (path / sub).mkdir(parents=True)
+    image = np.random.default_rng(1).integers(0, 40, (96, 96)).astype(np.uint8)
+    mask = np.zeros((96, 96), np.uint16)
+    for k, (y, x) in enumerate([(20, 20), (20, 60), (60, 40)], start=1):
+        image[y: y + 14, x: x + 14] += 160
+        mask[y: y + 14, x: x + 14] = k
+    tifffile.imwrite(path / "images" / "a.tif", image)
+    tifffile.imwrite(path / "masks" / "a.tif", mask)
+    return path
+
+
+def test_scales_benchmark_prints_one_row_per_magnification(tmp_path):
+    out = _run(str(BENCH / "dsb_scales.py"), "--data", str(_one_image_folder(tmp_path)), "--mags", "1,2")
+    rows = [line.split("|")[0].strip() for line in out.splitlines() if "|" in line]
+    assert rows[1:] == ["1x", "2x"]
+    assert "nothing to measure" in _run(str(BENCH / "dsb_scales.py"), "--data", str(tmp_path / "absent"))
+
+
+def test_cpu_precision_benchmark_compares_both_precisions(tmp_path):
+    out = _run(str(BENCH / "cpu_precision.py"), "--data", str(_one_image_folder(tmp_path)), "--size", "128")
+    assert "native bf16 on this CPU:" in out
+    assert "bfloat16 labels scored against float32 labels" in out
+    assert "128x128 float32" in out and "128x128 bfloat16" in out

@@ -539,3 +539,112 @@ def test_evaluate_tta_option(tmp_path, capsys, model1, tta_calls):
     status, lines, err = run_cli(capsys, *argv)
     assert status == 0, err
     assert tta_calls == [True, False] and "augmentation" not in lines[0]
+
+
+# ---------------------------------------------------------------------------- train: object size, distance head
+@pytest.fixture
+def disc_folders(tmp_path) -> tuple[Path, Path]:
+    """Three 48x48 images of bright discs (diameters 9..15) and their instance masks."""
+    from skimage.draw import disk
+
+    images, masks = tmp_path / "train_images", tmp_path / "train_masks"
+    images.mkdir()
+    masks.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        img = rng.integers(0, 100, (48, 48)).astype(np.uint16)
+        lab = np.zeros((48, 48), np.uint16)
+        for i, centre in enumerate([(12, 12), (12, 35), (35, 12), (35, 35)]):
+            rr, cc = disk(centre, int(rng.integers(5, 8)), shape=lab.shape)
+            lab[rr, cc] = i + 1
+            img[rr, cc] += 900
+        tifffile.imwrite(images / f"im{k}.tif", img, imagej=True, metadata={"axes": "YX"})
+        tifffile.imwrite(masks / f"im{k}.tif", lab, imagej=True, metadata={"axes": "YX"})
+    return images, masks
+
+
+TINY_TRAIN = ("--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32", "--batch-size", "2",
+              "--depth", "2", "--features", "4", "--val-fraction", "0", "--device", "cpu", "--no-progress")
+
+
+@pytest.fixture
+def train_calls(monkeypatch) -> list:
+    """The keyword arguments of every ``iter_train`` the CLI starts (nothing is trained)."""
+    from napari_unet.core.training import loop
+
+    calls: list = []
+
+    def spy(pairs, **kwargs):
+        calls.append(kwargs)
+        return None
+        yield  # a generator that finishes at once
+
+    monkeypatch.setattr(loop, "iter_train", spy)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "extra, expected",
+    [(("--object-size", "none"), None), (("--object-size", "None"), None), (("--object-size", "12"), 12.0),
+     (("--object-size", "12.5"), 12.5), (("--object-size", "AUTO"), "auto"), ((), "auto")],
+)
+def test_train_object_size_option_reaches_the_core(tmp_path, capsys, disc_folders, train_calls, extra, expected):
+    images, masks = disc_folders
+    out = tmp_path / "m.safetensors"
+    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", out, *TINY_TRAIN, *extra)
+    assert status == 0, err
+    (kwargs,) = train_calls
+    assert kwargs["object_size"] == expected and type(kwargs["object_size"]) is type(expected)
+    # the defaults of the new recipe
+    assert kwargs["scale_jitter"] == 1.25 and kwargs["distance_head"] is True and kwargs["noise"] is True
+
+
+def test_train_writes_a_distance_model_without_zoom(tmp_path, capsys, disc_folders):
+    from napari_unet.core.modelfile import load_model
+
+    images, masks = disc_folders
+    out = tmp_path / "m.safetensors"
+    status, lines, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", out, *TINY_TRAIN,
+                                 "--object-size", "none")
+    assert status == 0, err
+    assert lines[-1] == f"model written to {out}"
+    model = load_model(out)
+    assert model.heads == ["distance"]
+    assert model.spec.training["rescaled"] is False and model.spec.training["scale_jitter"] == 1.0
+    assert 9 <= model.spec.object_size <= 16  # the median disc diameter, recorded all the same
+
+
+def test_train_no_distance_head_and_data_description(tmp_path, capsys, disc_folders):
+    from napari_unet.core.modelfile import load_model, read_model_info
+
+    images, masks = disc_folders
+    out = tmp_path / "plain.safetensors"
+    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", out, *TINY_TRAIN,
+                             "--no-distance-head", "--no-noise", "--object-size", "none",
+                             "--data-description", "three disc images")
+    assert status == 0, err
+    assert "heads" not in read_model_info(out)["architecture"]
+    record = load_model(out).spec.training
+    assert record["heads"] == [] and record["noise"] is False and record["data"] == "three disc images"
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "abc", "inf", "nan", ""])
+def test_train_bad_object_size_is_a_usage_error(tmp_path, capsys, value):
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--images", str(tmp_path), "--masks", str(tmp_path), "-o", str(tmp_path / "m.safetensors"),
+              "--object-size", value])
+    assert exc.value.code == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert len(errors) == 1, errors
+    assert "--object-size" in errors[0] and repr(value) in errors[0]
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("value", ["0.5", "9", "nan"])
+def test_train_bad_scale_jitter_is_one_error_line(tmp_path, capsys, disc_folders, value):
+    images, masks = disc_folders
+    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors",
+                             *TINY_TRAIN, "--scale-jitter", value)
+    assert status != 0
+    assert_one_error(err, "scale_jitter must be a number in 1..4")
+    assert not (tmp_path / "m.safetensors").exists()

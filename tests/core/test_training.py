@@ -764,10 +764,20 @@ def separated_discs(size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarr
     return img, lab
 
 
-def test_patch_sampler_with_distances_and_scale_jitter() -> None:
+def test_patch_sampler_with_distances_and_scale_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     from skimage.measure import label as connected
 
+    from napari_unet.core.training import data as data_module
     from napari_unet.core.training.targets import instance_targets
+
+    regions: list[int] = []
+    zoom_patch = data_module._zoom_patch
+
+    def spy(image: np.ndarray, labels: np.ndarray, *args: Any) -> Any:
+        regions.append(labels.shape[0])
+        return zoom_patch(image, labels, *args)
+
+    monkeypatch.setattr(data_module, "_zoom_patch", spy)
 
     samples = prepare([separated_discs(seed=s) for s in range(3)]).samples
     sampler = PatchSampler(samples, 32, distance=True, scale_jitter=1.4)
@@ -783,10 +793,12 @@ def test_patch_sampler_with_distances_and_scale_jitter() -> None:
             # objects that do not touch: the targets are exactly those of their (zoomed) labels,
             # boundaries one pixel wide whatever the zoom
             np.testing.assert_array_equal(patch, instance_targets(connected(patch > 0, connectivity=1)))
-    # zoomed patches really happen: object areas vary beyond what cropping alone explains
+    # patches are cut from regions of 32/1.4..32*1.4 pixels and zoomed to 32
+    assert min(regions) < 32 < max(regions) and 23 <= min(regions) and max(regions) <= sampler.margin
     x, y, d = sampler.batch(40, np.random.default_rng(4))
+    regions.clear()
     plain = PatchSampler(samples, 32, distance=True).batch(40, np.random.default_rng(4))
-    assert len(plain) == 3 and not np.array_equal(y, plain[1])
+    assert len(plain) == 3 and not regions  # no jitter, no zoom
     # the same generator state gives the same patches
     again = PatchSampler(samples, 32, distance=True, scale_jitter=1.4).batch(40, np.random.default_rng(4))
     for a, b in zip((x, y, d), again):
@@ -850,35 +862,51 @@ def test_prepare_negative_labels_are_refused() -> None:
 QUICK: dict[str, Any] = dict(TINY, epochs=1, steps_per_epoch=2, val_fraction=0)
 
 
-def test_new_instance_models_get_a_distance_head_and_its_postprocess() -> None:
+def test_new_instance_models_get_a_distance_head_and_its_postprocess(tmp_path: Path) -> None:
     from napari_unet.core.training.targets import DISTANCE_POSTPROCESS
 
-    events, model = run(iter_train(disc_pairs(n=2), object_size=None, **QUICK))
+    output = tmp_path / "d.safetensors"
+    events, model = run(iter_train(disc_pairs(n=2), object_size=None, output=output, **QUICK))
     assert model.heads == ["distance"] and model.head_channel("distance") == 3 and model.n_outputs == 4
     assert model.spec.postprocess == DISTANCE_POSTPROCESS
-    rec = model.spec.training
+    saved = load_model(output)
+    assert saved.heads == ["distance"] and saved.spec.postprocess == DISTANCE_POSTPROCESS
+    rec = saved.spec.training
     assert rec["heads"] == ["distance"] and rec["rescaled"] is False and rec["scale_jitter"] == 1.0
     assert rec["noise"] is True and "precision" in rec
     assert all(math.isfinite(e.loss) for e in kinds(events, "step"))
 
 
-def test_rescaled_training_records_the_object_size() -> None:
-    _, model = run(iter_train(disc_pairs(n=2), object_size=20.0, scale_jitter=1.3, **QUICK))
+def test_rescaled_training_records_the_object_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from napari_unet.core.training import loop
+
+    fit = loop.fit_size_model_on  # the object-size estimate fitted after training: few crops, to stay quick
+    monkeypatch.setattr(loop, "fit_size_model_on", lambda net, samples, seed=0: fit(net, samples, seed=seed, crops=64))
+    output = tmp_path / "r.safetensors"
+    _, model = run(iter_train(disc_pairs(n=2), object_size=20.0, scale_jitter=1.3, output=output, **QUICK))
     assert model.spec.object_size == 20.0
-    rec = model.spec.training
+    saved = load_model(output).spec
+    assert saved.object_size == 20.0
+    rec = saved.training
     assert rec["rescaled"] is True and rec["scale_jitter"] == 1.3
 
 
-def test_no_distance_head_keeps_the_classes_only_recipe() -> None:
+def test_no_distance_head_keeps_the_classes_only_recipe(tmp_path: Path) -> None:
+    from napari_unet.core.modelfile import read_model_info
     from napari_unet.core.training.targets import INSTANCE_POSTPROCESS
 
-    _, model = run(iter_train(disc_pairs(n=2), distance_head=False, object_size=None, noise=False, **QUICK))
+    output = tmp_path / "plain.safetensors"
+    _, model = run(iter_train(disc_pairs(n=2), distance_head=False, object_size=None, noise=False, output=output,
+                              **QUICK))
     assert model.heads == [] and model.n_outputs == 3
     assert model.spec.postprocess == INSTANCE_POSTPROCESS
-    assert model.spec.training["heads"] == [] and model.spec.training["noise"] is False
-    # semantic models never get a head
-    _, semantic = run(iter_train(disc_pairs(n=2, classes=2), mode="semantic", **QUICK))
-    assert semantic.heads == [] and semantic.spec.training["rescaled"] is False
+    assert "heads" not in read_model_info(output)["architecture"]
+    rec = load_model(output).spec.training
+    assert rec["heads"] == [] and rec["noise"] is False
+    # semantic models never get a head, nor are their images zoomed
+    output = tmp_path / "semantic.safetensors"
+    _, semantic = run(iter_train(disc_pairs(n=2, classes=2), mode="semantic", output=output, **QUICK))
+    assert semantic.heads == [] and load_model(output).spec.training["rescaled"] is False
 
 
 @pytest.mark.parametrize(
@@ -919,10 +947,12 @@ def _has_native_bf16() -> bool:
 
 
 @pytest.mark.skipif(not _has_native_bf16(), reason="this CPU has no native bfloat16 (AVX-512 BF16 / AMX)")
-def test_auto_precision_trains_in_bfloat16_on_a_cpu_with_native_bf16() -> None:
-    events, model = run(iter_train(disc_pairs(n=2), precision="auto", object_size=None, **QUICK))
-    assert model.spec.training["precision"] == "torch.bfloat16"
+def test_auto_precision_trains_in_bfloat16_on_a_cpu_with_native_bf16(tmp_path: Path) -> None:
+    output = tmp_path / "bf16.safetensors"
+    events, model = run(iter_train(disc_pairs(n=2), precision="auto", object_size=None, output=output, **QUICK))
+    assert load_model(output).spec.training["precision"] == "torch.bfloat16"
     assert all(math.isfinite(e.loss) for e in kinds(events, "step"))
     assert next(model.parameters()).dtype == torch.float32  # autocast: the weights stay float32
-    _, exact = run(iter_train(disc_pairs(n=2), precision="float32", object_size=None, **QUICK))
-    assert exact.spec.training["precision"] == "float32"
+    output = tmp_path / "fp32.safetensors"
+    run(iter_train(disc_pairs(n=2), precision="float32", object_size=None, output=output, **QUICK))
+    assert load_model(output).spec.training["precision"] == "float32"
