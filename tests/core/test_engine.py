@@ -269,3 +269,45 @@ def test_batches_are_equal_sized():
         fastnet.LeanUNet = original
         fastnet._cache.clear()
     assert calls == [5, 4]
+
+
+def _distance_net() -> UNet:
+    torch.manual_seed(2)
+    net = UNet(1, 3, depth=2, base_features=8, heads=["distance"]).to(torch.float64).eval()
+    with torch.no_grad():  # all three classes and a spread of distances
+        net.outc.bias[:] = torch.tensor([-1.6, 0.0, 1.2, 0.0], dtype=torch.float64)
+    return net
+
+
+def test_distance_head_probabilities_through_the_tiled_engine():
+    net = _distance_net()
+    image = np.random.default_rng(5).random((70, 90))
+    options = dict(axes="YX", device="cpu", tile_size=32, halo=8, batch_size=3)
+    classes = predict(image, net, **options)
+    both = predict(image, net, heads=True, **options)
+    assert classes.shape == (3, 70, 90) and both.shape == (4, 70, 90)
+    np.testing.assert_allclose(both[:3], classes, atol=1e-12)
+    np.testing.assert_allclose(classes.sum(0), 1.0, atol=1e-9)  # softmax over the classes only
+    assert 0 < both[3].min() and both[3].max() < 1
+    # one tile of an already normalised image: softmax of the class logits, sigmoid of the head's
+    whole = predict(image, net, heads=True, normalized=True, axes="YX", device="cpu", tile_size=96)
+    with torch.no_grad():
+        logits = net(torch.from_numpy(image)[None, None])[0]
+    np.testing.assert_allclose(whole[3], torch.sigmoid(logits[3]).numpy(), atol=1e-9)
+    np.testing.assert_allclose(whole[:3], torch.softmax(logits[:3], 0).numpy(), atol=1e-9)
+
+
+def test_distance_features_equal_features_of_the_probabilities():
+    net = _distance_net()
+    image = np.random.default_rng(6).random((2, 70, 90))
+    options = dict(axes="ZYX", device="cpu", tile_size=32, halo=8, batch_size=5)
+    probs = predict(image, net, heads=True, **options)
+    codes, landscape = drain(iter_features(image, net, boundary_class=2, distance_channel=3, seed_threshold=0.5,
+                                           **options))
+    assert codes.shape == landscape.shape == (2, 70, 90)
+    for z in range(2):
+        want_codes, want_land = features_from_probabilities(probs[:, z], boundary_class=2, distance_channel=3,
+                                                            seed_threshold=0.5)
+        assert np.mean(codes[z] == want_codes) > 0.999
+        assert np.abs(landscape[z].astype(int) - want_land).max() <= 1
+    assert (codes & SEED_BIT).any() and not (codes & SEED_BIT).all()

@@ -94,6 +94,19 @@ def one_torch_thread() -> Any:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def quick_size_fit() -> Any:
+    """Rescaled runs end by fitting the object-size estimate on 1200 crops (~10 s for each run
+    here); 64 crops exercise the same code in well under a second."""
+    from napari_unet.core.training import loop
+
+    fit = loop.fit_size_model_on
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "fit_size_model_on", lambda net, samples, seed=0, crops=64: fit(net, samples, seed=seed,
+                                                                                          crops=crops))
+        yield
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     """4 epochs x 10 steps of instance training with checkpoints and a preview every epoch."""
@@ -491,6 +504,12 @@ def test_model_file_spec_and_training_record(trained: SimpleNamespace) -> None:
     assert [h["step"] for h in history] == [10 * h["epoch"] for h in history]
     assert all({"loss", "val_loss", "AP50", "mAP"} <= set(h) for h in history)
     assert "best_AP50" in rec
+    # the defaults of a new instance model: a distance head, images zoomed to their median object size
+    from napari_unet.core.training.targets import DISTANCE_POSTPROCESS
+
+    assert rec["heads"] == ["distance"] and spec.postprocess == DISTANCE_POSTPROCESS
+    assert rec["rescaled"] is True and rec["scale_jitter"] == 1.25 and rec["noise"] is True
+    assert rec["precision"] in ("float32", "torch.bfloat16")
 
 
 def test_preview_events(trained: SimpleNamespace) -> None:
@@ -877,11 +896,7 @@ def test_new_instance_models_get_a_distance_head_and_its_postprocess(tmp_path: P
     assert all(math.isfinite(e.loss) for e in kinds(events, "step"))
 
 
-def test_rescaled_training_records_the_object_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_unet.core.training import loop
-
-    fit = loop.fit_size_model_on  # the object-size estimate fitted after training: few crops, to stay quick
-    monkeypatch.setattr(loop, "fit_size_model_on", lambda net, samples, seed=0: fit(net, samples, seed=seed, crops=64))
+def test_rescaled_training_records_the_object_size(tmp_path: Path) -> None:
     output = tmp_path / "r.safetensors"
     _, model = run(iter_train(disc_pairs(n=2), object_size=20.0, scale_jitter=1.3, output=output, **QUICK))
     assert model.spec.object_size == 20.0
