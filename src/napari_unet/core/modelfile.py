@@ -306,7 +306,8 @@ def describe_model(path: str | os.PathLike) -> str:
         f"{_parameter_count(header.tensors):,} parameters"
     )
     lines.append(f"input: {len(spec.channel_names)} channel(s): {', '.join(spec.channel_names)}; axes {spec.axes}")
-    lines.append(f"output: {len(spec.class_names)} class(es): {', '.join(spec.class_names)}")
+    lines.append(f"output: {len(spec.class_names)} class(es): {', '.join(spec.class_names)}"
+                 + (f"; heads: {', '.join(arch['heads'])}" if arch.get("heads") else ""))
     target = spec.target
     if spec.boundary_class is not None:
         target += f" (boundary class {spec.boundary_class}: {spec.class_names[spec.boundary_class]})"
@@ -322,7 +323,13 @@ def describe_model(path: str | os.PathLike) -> str:
         "pixel size: " + (" x ".join(f"{p:g}" for p in spec.pixel_size) if spec.pixel_size else "unknown")
     )
     if spec.object_size:
-        lines.append(f"object size: {spec.object_size:g} px")
+        found = ""
+        if spec.size_model:
+            lo, hi = (spec.size_model.get("range") or [0, 0])[:2]
+            found = f" (found in each image by the model: regression fitted on {lo:.0f}-{hi:.0f} px)"
+        lines.append(f"object size: {spec.object_size:g} px{found}")
+    if spec.postprocess:
+        lines.append("post-processing: " + ", ".join(f"{k} {v}" for k, v in spec.postprocess.items()))
     if spec.training:
         lines.append("training:")
         lines.extend(f"  {key}: {_short(value)}" for key, value in spec.training.items())
