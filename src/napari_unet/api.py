@@ -241,7 +241,8 @@ def predict(
     device : str
         ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
     precision : str
-        ``"auto"`` (bf16/fp16 autocast on CUDA), ``"float32"``, ``"bfloat16"``, ``"float16"``.
+        ``"auto"`` (bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16), ``"float32"``,
+        ``"bfloat16"``, ``"float16"``.
     object_size : float, optional
         Typical object diameter in this image, in pixels: the image is zoomed so its objects
         match the size the model was trained on (like cellpose's diameter). Not given: the

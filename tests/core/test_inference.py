@@ -69,7 +69,7 @@ def test_default_tiling_float32_matches_untiled_closely():
     torch.manual_seed(0)
     net = UNet(1, 2, depth=3, base_features=8).eval()
     image = np.random.default_rng(3).random((300, 333)).astype(np.float32)
-    probs = predict(image, net, axes="YX", tile_size=160)
+    probs = predict(image, net, axes="YX", tile_size=160, precision="float32")
     lo, hi = percentile_range(image[None], *net.spec.percentiles)
     with torch.no_grad():
         ref = torch.softmax(net(torch.from_numpy(apply_range(image[None], lo, hi))[None]), 1)[0].numpy()
@@ -159,12 +159,29 @@ def test_devices_and_precisions():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             resolve_device("cuda")
-    assert resolve_precision("auto", torch.device("cpu")) is None
+    assert resolve_precision("float32", torch.device("cpu")) is None
     with pytest.raises(ValueError, match="precision must be one of"):
         resolve_precision("half", torch.device("cpu"))
     net = _double_net(features=4)
     with pytest.raises(ValueError, match="batch_size"):
         predict(np.random.rand(17, 19), net, axes="YX", batch_size=0)
+
+
+def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch):
+    from napari_unet.core import inference
+
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
+    assert resolve_precision("auto", torch.device("cpu")) is None
+    monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
+    assert resolve_precision("auto", torch.device("cpu")) is torch.bfloat16
+    torch.manual_seed(0)
+    net = UNet(1, 2, depth=2, base_features=8).eval()
+    image = np.random.default_rng(8).random((64, 64)).astype(np.float32)
+    auto = predict(image, net, axes="YX", device="cpu")
+    np.testing.assert_array_equal(auto, predict(image, net, axes="YX", precision="bfloat16", device="cpu"))
+    exact = net.double()  # float64 models stay exact under "auto"
+    np.testing.assert_array_equal(predict(image, exact, axes="YX", device="cpu"),
+                                  predict(image, exact, axes="YX", precision="float32", device="cpu"))
 
 
 def test_bfloat16_on_cpu_is_close_to_float32():

@@ -84,7 +84,8 @@ class SegmentForm(Container):
                              tooltip="Context pixels added on each side of a tile.")
         self._batch_size = SpinBox(name="batch_size", label="Batch size (0 = auto)", min=0, max=256, value=0)
         self._precision = ComboBox(name="precision", label="Precision", choices=list(PRECISIONS), value="auto",
-                                   tooltip="auto: bfloat16/float16 autocast on CUDA, float32 elsewhere.")
+                                   tooltip="auto: bfloat16/float16 autocast on CUDA, bfloat16 on CPUs with native bf16 "
+                                           "(AVX-512 BF16, AMX), float32 elsewhere.")
         self._tta = CheckBox(name="tta", text="Test-time augmentation (8× slower)", value=False,
                              tooltip="Also run every tile flipped and rotated (8 views), turn the outputs "
                                      "back and average the probabilities: smoother, usually slightly better "
