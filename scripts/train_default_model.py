@@ -38,7 +38,8 @@ SETTINGS = {
     "--object-size": "18",
     "--scale-jitter": "1.35",
 }
-DESCRIPTION = "Fluorescence nuclei, 2D instance U-Net with a distance head"
+DESCRIPTION = ("Fluorescence nuclei: 2D instance U-Net with a distance head, trained on DSB2018 stage1_train "
+               "(BBBC038v1, CC0); finds the nucleus size in each image")
 DATA = ("DSB2018 stage1_train (BBBC038v1, CC0 1.0; Caicedo et al., Nature Methods 16:1247, 2019): "
         "442 grayscale fluorescence images, split scripts/dsb2018_split.json")
 
@@ -73,7 +74,7 @@ def finalize(path: Path) -> None:
     radius = max(effective_radius(model, crop) for crop in crops)
     halo = min(round_up(radius, 8), round_up(model.receptive_radius(), 8))
     training = read_model_info(path)["spec"].get("training") or {}
-    save_model(model, path, channel_names=["nuclei"], halo=int(halo), training=training)
+    save_model(model, path, channel_names=["nuclei"], halo=int(halo), training=training, description=DESCRIPTION)
     print(f"finalised {path}: channel 'nuclei', halo {halo} px (effective radius {radius} px)", flush=True)
 
 
