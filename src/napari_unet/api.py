@@ -173,7 +173,7 @@ def estimate_object_size(
 
     This is what ``segment`` and ``predict`` do when ``object_size`` is not given: the image is
     then zoomed so its objects have the size the model was trained on. Read from the central
-    part of the first plane.
+    part of the middle plane (or frame).
 
     Parameters
     ----------

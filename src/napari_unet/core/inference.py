@@ -373,14 +373,15 @@ def iter_object_size(
     image: Any, model: UNet, layout: Layout, *, percentiles: Any = None, normalized: bool = False,
 ) -> Generator[Progress, None, float]:
     """Estimate the typical object diameter (pixels) of ``image`` with the model's size
-    regression (:mod:`~napari_unet.core.sizing`), from the central part of its first plane."""
+    regression (:mod:`~napari_unet.core.sizing`), from the central part of its middle plane
+    (or frame)."""
     from .sizing import estimate_object_size
 
     yield Progress(0, 1, "size", "estimating the object size")
     view = layout.arrange(image)
-    first = view[(0,) * len(layout.loop_shape)]
+    middle = view[tuple(n // 2 for n in layout.loop_shape)]  # the middle plane/frame: z-stacks start out of focus
     centre = tuple(slice(max(0, s // 2 - SIZE_REGION // 2), s // 2 + SIZE_REGION // 2) for s in layout.spatial_shape)
-    block = layout.select(np.asarray(first[(slice(None), *centre)]))
+    block = layout.select(np.asarray(middle[(slice(None), *centre)]))
     if normalized:
         plane = np.asarray(block, np.float32)
     else:
