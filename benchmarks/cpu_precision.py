@@ -13,28 +13,19 @@ bundled sample (tiled to that size) with each precision. Says whether this CPU h
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
-
-
-def image_names(data: Path) -> list[str]:
-    """The validation names of the fixed split found in ``data``, else every image with a mask."""
-    split = json.loads((REPO / "scripts" / "dsb2018_split.json").read_text())["validation"]
-    names = [n for n in split if (data / "images" / f"{n}.tif").exists()]
-    return names or sorted(p.stem for p in (data / "images").glob("*.tif") if (data / "masks" / p.name).exists())
+from dsb_data import DEFAULT_DATA, image_pairs
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nuclei")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "dsb2018_fluo")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--size", type=int, default=1024)
     args = parser.parse_args()
@@ -52,12 +43,12 @@ def main() -> int:
     print(f"native bf16 on this CPU: {cpu_has_native_bf16()}")
     precisions = ("float32", "bfloat16")
     if (args.data / "images").is_dir():
-        names = image_names(args.data)[: args.limit]
+        pairs, what = image_pairs(args.data, args.limit)
         counts = {p: [] for p in precisions}
         agree, seconds = [], {p: 0.0 for p in precisions}
-        for name in names:
-            image = tifffile.imread(args.data / "images" / f"{name}.tif")
-            masks = tifffile.imread(args.data / "masks" / f"{name}.tif")
+        for image_path, mask_path in pairs:
+            image = tifffile.imread(image_path)
+            masks = tifffile.imread(mask_path)
             labels = {}
             for p in precisions:
                 start = time.perf_counter()
@@ -65,11 +56,11 @@ def main() -> int:
                 seconds[p] += time.perf_counter() - start
                 counts[p].append(ap_counts(masks, labels[p]))
             agree.append(ap_counts(labels["float32"], labels["bfloat16"]))
-        print(f"{len(names)} validation images")
+        print(f"{len(pairs)} {what}")
         print(f"{'precision':>9} | {'AP50':>6} | {'mean AP':>7} | {'s/image':>7}")
         for p in precisions:
             ap = summarize_ap(counts[p], pooled=True)
-            print(f"{p:>9} | {ap['AP50']:6.3f} | {ap['mAP']:7.3f} | {seconds[p] / len(names):7.2f}")
+            print(f"{p:>9} | {ap['AP50']:6.3f} | {ap['mAP']:7.3f} | {seconds[p] / len(pairs):7.2f}")
         ap = summarize_ap(agree, pooled=True)
         print(f"bfloat16 labels scored against float32 labels: AP50 {ap['AP50']:.3f}, mean AP {ap['mAP']:.3f}")
     else:

@@ -13,15 +13,13 @@ estimated object size against the masks' median diameter, and seconds per image.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parent
+from dsb_data import DEFAULT_DATA, image_pairs
 
 
 def magnify(image: np.ndarray, masks: np.ndarray, factor: float) -> tuple[np.ndarray, np.ndarray]:
@@ -35,17 +33,10 @@ def magnify(image: np.ndarray, masks: np.ndarray, factor: float) -> tuple[np.nda
     return img.astype(np.float32), lab
 
 
-def image_names(data: Path) -> list[str]:
-    """The validation names of the fixed split found in ``data``, else every image with a mask."""
-    split = json.loads((REPO / "scripts" / "dsb2018_split.json").read_text())["validation"]
-    names = [n for n in split if (data / "images" / f"{n}.tif").exists()]
-    return names or sorted(p.stem for p in (data / "images").glob("*.tif") if (data / "masks" / p.name).exists())
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="nuclei")
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "dsb2018_fluo")
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--mags", default="1,2,3")
     parser.add_argument("--limit", type=int, default=None)
     parser.add_argument("--tta", action="store_true")
@@ -66,14 +57,14 @@ def main() -> int:
 
     path = bundled_models().get(args.model, args.model)
     model = load_model(path)
-    names = image_names(args.data)[: args.limit]
-    print(f"model {args.model}: {model.spec.description!r}; {len(names)} validation images; tta={args.tta}")
+    pairs, what = image_pairs(args.data, args.limit)
+    print(f"model {args.model}: {model.spec.description!r}; {len(pairs)} {what}; tta={args.tta}")
     print(f"{'magnification':>13} | {'AP50':>6} | {'mean AP':>7} | {'size err':>8} | {'s/image':>7}")
     for mag in [float(m) for m in args.mags.split(",")]:
         counts, errors, seconds = [], [], 0.0
-        for name in names:
-            image = tifffile.imread(args.data / "images" / f"{name}.tif")
-            masks = tifffile.imread(args.data / "masks" / f"{name}.tif")
+        for image_path, mask_path in pairs:
+            image = tifffile.imread(image_path)
+            masks = tifffile.imread(mask_path)
             image, masks = magnify(image, masks, mag)
             found: dict[str, float] = {}
 
@@ -91,7 +82,7 @@ def main() -> int:
                 errors.append(abs(np.log(found["size"] / truth)))
         ap = summarize_ap(counts, pooled=True)
         err = f"{np.median(errors):8.3f}" if errors else f"{'-':>8}"
-        print(f"{mag:>12g}x | {ap['AP50']:6.3f} | {ap['mAP']:7.3f} | {err} | {seconds / len(names):7.2f}", flush=True)
+        print(f"{mag:>12g}x | {ap['AP50']:6.3f} | {ap['mAP']:7.3f} | {err} | {seconds / len(pairs):7.2f}", flush=True)
     return 0
 
 

@@ -21,8 +21,6 @@ import itertools
 import sys
 from pathlib import Path
 
-import numpy as np
-
 SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_SEED_SIZES = (1, 4, 8, 16)
 KEEP_SEEDLESS = (True, False)

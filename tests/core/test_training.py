@@ -945,14 +945,14 @@ def test_training_precision_auto_is_float32_on_cpus_without_native_bf16(monkeypa
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
-    assert inference.training_precision("auto", cpu) is None
-    assert inference.training_precision("float32", cpu) is None
-    assert inference.training_precision("bfloat16", cpu) is torch.bfloat16
+    assert inference.resolve_precision("auto", cpu) is None
+    assert inference.resolve_precision("float32", cpu) is None
+    assert inference.resolve_precision("bfloat16", cpu) is torch.bfloat16
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: True)
-    assert inference.training_precision("auto", cpu) is torch.bfloat16
-    assert inference.training_precision("float32", cpu) is None  # an explicit choice wins
+    assert inference.resolve_precision("auto", cpu) is torch.bfloat16
+    assert inference.resolve_precision("float32", cpu) is None  # an explicit choice wins
     with pytest.raises(ValueError, match="precision must be one of"):
-        inference.training_precision("half", cpu)
+        inference.resolve_precision("half", cpu)
 
 
 def _has_native_bf16() -> bool:

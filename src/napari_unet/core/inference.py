@@ -138,13 +138,6 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def training_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for training: :func:`resolve_precision`; ``"auto"`` trains in bfloat16 on
-    CUDA and on CPUs that compute it natively (about 3x faster per step than float32 with
-    channels-last on a 2-core AVX-512 BF16 CPU; see docs/model-card.md)."""
-    return resolve_precision(precision, device)
-
-
 def _free_memory(device: torch.device) -> int:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..inference import drain, iter_predict, resolve_device, resolve_precision, training_precision
+from ..inference import drain, iter_predict, resolve_device, resolve_precision
 from ..io import atomic_write
 from ..model import UNet
 from ..postprocess import labels_from_probabilities
@@ -175,7 +175,7 @@ def iter_train(
     """
     t_start = time.perf_counter()
     dev = resolve_device(device)
-    autocast = training_precision(precision, dev)
+    autocast = resolve_precision(precision, dev)
     if resume and output is None:
         raise ValueError("resume=True needs output= (the model file of the run to resume)")
     if output is not None:
