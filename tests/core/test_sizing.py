@@ -39,12 +39,15 @@ def disks(diameter: float, shape=(300, 300), spacing: float = 1.6) -> np.ndarray
 
 
 def measured_reading(lo: float, hi: float):
-    """A stand-in for the regression: the median disk diameter of the plane, clipped to [lo, hi]."""
+    """A stand-in for the regression: the median disk diameter in the crops, clipped to [lo, hi]."""
 
-    def read(model, plane, n_crops=sizing.MAX_CROPS):
-        labels, n = ndimage.label(plane[0] > 0.5)
-        areas = np.bincount(labels.ravel())[1:]
-        whole = areas[areas > 0.5 * areas.max()] if n else np.array([1.0])
+    def read(model, crops):
+        areas = []
+        for crop in crops:
+            labels, n = ndimage.label(crop[0] > 0.5)
+            areas.extend(np.bincount(labels.ravel())[1:].tolist())
+        areas = np.asarray(areas, float)
+        whole = areas[areas > 0.5 * areas.max()] if areas.size else np.array([1.0])
         return float(np.clip(2 * np.sqrt(np.median(whole) / np.pi), lo, hi))
 
     return read
@@ -65,28 +68,44 @@ class _Stub:
         self.spec = instance_spec(object_size=size)
 
 
-# ---------------------------------------------------------------------------- iteration
+# ---------------------------------------------------------------------------- readings at several zooms
 @pytest.mark.parametrize("true", [6.0, 18.0, 40.0, 150.0, 250.0])
-def test_estimate_converges_from_a_saturating_reading(monkeypatch, true):
-    """Readings clipped to 6..60 px (the range a regression knows) still find 150-250 px objects
-    by zooming and reading again; objects near the model's size are read once."""
-    monkeypatch.setattr(sizing, "predict_size", measured_reading(6.0, 60.0))
-    calls = []
-    original = sizing._zoom2d
-    monkeypatch.setattr(sizing, "_zoom2d", lambda plane, f: calls.append(f) or original(plane, f))
+def test_estimate_finds_sizes_beyond_what_one_reading_knows(monkeypatch, true):
+    """Readings clipped to 6..60 px (the range a regression knows) still find 150-250 px objects:
+    the zoomed-out readings agree with each other, the saturated ones do not."""
+    monkeypatch.setattr(sizing, "read_crops", measured_reading(6.0, 60.0))
     shape = (int(true * 5),) * 2 if true > 40 else (300, 300)
-    found = sizing.estimate_object_size(_Stub(18.0), disks(true, shape=shape), iterations=4)
+    found = sizing.estimate_object_size(_Stub(18.0), disks(true, shape=shape))
     assert abs(math.log(found / true)) < math.log(1.2), (true, found)
-    if true == 18.0:
-        assert calls == [1.0]  # converged at the first reading
-    if true >= 150:
-        assert len(calls) >= 2  # needed a second look
 
 
-def test_estimate_stops_when_the_zoomed_image_would_vanish(monkeypatch):
-    monkeypatch.setattr(sizing, "predict_size", lambda model, plane, n_crops=6: 500.0)
-    found = sizing.estimate_object_size(_Stub(18.0), np.zeros((1, 40, 40), np.float32), iterations=5)
-    assert found == 500.0
+def test_one_fooled_reading_is_outvoted(monkeypatch):
+    """At zoom 1 the texture of a large nucleus reads as 11 px; every other zoom reads right."""
+    measure = measured_reading(3.0, 300.0)
+    zooms = []
+
+    def read(model, crops):
+        zooms.append(len(zooms))
+        return 11.0 if len(zooms) == 2 else measure(model, crops)  # the second reading is zoom 1
+
+    monkeypatch.setattr(sizing, "read_crops", read)
+    assert sizing._reading_zooms((600, 600))[:2] == [2.0, 1.0]
+    found = sizing.estimate_object_size(_Stub(18.0), disks(80.0, shape=(600, 600)))
+    assert abs(math.log(found / 80.0)) < math.log(1.2), found
+    assert len(zooms) == len(sizing._reading_zooms((600, 600))) == 5  # 2, 1, 1/2, 1/4, 1/8
+
+
+def test_reading_zooms_keep_the_image_large_enough():
+    assert sizing._reading_zooms((256, 300)) == [2.0, 1.0, 0.5, 0.25]
+    assert sizing._reading_zooms((40, 40)) == [2.0]  # 40 px only gets a zoomed-in look
+    assert sizing._reading_zooms((10, 10)) == [2.0]  # never nothing
+    assert sizing._reading_zooms((100000, 100000))[-1] == 1 / 64
+
+
+def test_a_tiny_image_still_gets_an_estimate(monkeypatch):
+    monkeypatch.setattr(sizing, "read_crops", lambda model, crops: 500.0)
+    found = sizing.estimate_object_size(_Stub(18.0), np.zeros((1, 40, 40), np.float32))
+    assert found == pytest.approx(250.0)  # read at zoom 2 only
 
 
 # ---------------------------------------------------------------------------- fitting and storing
@@ -141,7 +160,7 @@ def stages(gen):
 
 @pytest.fixture
 def measured(monkeypatch):
-    monkeypatch.setattr(sizing, "predict_size", measured_reading(3.0, 1000.0))
+    monkeypatch.setattr(sizing, "read_crops", measured_reading(3.0, 1000.0))
 
 
 def test_segment_zooms_by_the_estimate_and_reports_it(measured):

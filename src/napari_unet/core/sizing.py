@@ -7,10 +7,12 @@ maps (:meth:`~napari_unet.core.model.UNet.style`), through a ridge regression of
 diameter fitted after training on crops of the training images zoomed over a wide range
 (:func:`fit_size_model`), stored in the model file as ``spec.size_model`` (plain JSON numbers).
 
-:func:`estimate_object_size` applies it on a few crops of the image and, because the regression
-is most accurate near the size the network knows, repeats the estimate once or twice on the
-image zoomed by the first guess: 150-px nuclei first read as "large" (say 60 px), the image
-shrunk by 18/60 reads 45 px, i.e. 150 px in the original, and so on. No torch import at module
+:func:`estimate_object_size` reads it on the image zoomed by 2, 1, 1/2, 1/4, ... and keeps the
+largest group of readings that agree (in the image's own pixels): the regression is accurate
+near the size the network knows and saturates far from it, and an image's texture can fool it
+at one zoom (a large textured nucleus read as many small ones) but rarely at several. On the
+DSB2018 training and validation images magnified 1-4x, 1-4 % of estimates are off by more than
+1.5x, against 4-49 % for a single reading. No torch import at module
 level.
 """
 
@@ -30,8 +32,12 @@ CROP = 256
 MAX_CROPS = 6
 #: Diameters the regression is fitted over, relative to the model's object size.
 FIT_RANGE = (1 / 3, 5.0)
-#: The estimate counts as converged within this ratio of the model's object size.
+#: Within this ratio of the model's object size, an image is not zoomed.
 CONVERGED = 1.15
+#: Readings at different zooms agree when within this ratio of each other.
+AGREE = 1.4
+#: Smallest side (pixels) of a zoomed image a reading is taken on.
+MIN_SIDE = 48
 #: Diameters (pixels) an estimate is clipped to.
 SIZE_LIMITS = (3.0, 1000.0)
 
@@ -104,15 +110,46 @@ def check_size_model(size_model: Any, n_features: int | None = None) -> None:
         raise ValueError("size_model scales must be positive")
 
 
-def predict_size(model: Any, plane: np.ndarray, *, n_crops: int = MAX_CROPS) -> float:
-    """One regression reading: the object diameter (pixels) in a normalised (C, Y, X) plane."""
-    feats = styles(model, _crops(plane, n_crops))
-    logs = _predict_log(model.spec.size_model, feats)
+def read_crops(model: Any, crops: np.ndarray) -> float:
+    """One regression reading: the object diameter (pixels) in normalised crops (N, C, Y, X)."""
+    logs = _predict_log(model.spec.size_model, styles(model, crops))
     return float(np.exp(np.median(logs)))
 
 
-def estimate_object_size(model: Any, plane: np.ndarray, *, iterations: int = 3) -> float:
+def predict_size(model: Any, plane: np.ndarray, *, n_crops: int = MAX_CROPS) -> float:
+    """One regression reading: the object diameter (pixels) in a normalised (C, Y, X) plane."""
+    return read_crops(model, _crops(plane, n_crops))
+
+
+def _reading_zooms(plane_shape: Sequence[int]) -> list[float]:
+    """Zooms the size is read at: 2, 1, 1/2, 1/4, ... while the zoomed image keeps :data:`MIN_SIDE` px."""
+    side = min(plane_shape)
+    zooms = [z for z in (2.0, 1.0) if side * z >= MIN_SIDE] or [2.0]
+    zoom = 0.5
+    while side * zoom >= MIN_SIDE and zoom >= 1 / 64:
+        zooms.append(zoom)
+        zoom /= 2
+    return zooms
+
+
+def _read_at(model: Any, plane: np.ndarray, zoom: float) -> float:
+    """One reading on ``plane`` zoomed by ``zoom``, in the zoomed image's pixels."""
+    if zoom > 1:  # crop first, then zoom only the crops
+        crops = _crops(plane, MAX_CROPS, int(math.ceil(CROP / zoom)))
+        zoomed = np.stack([_crops(_zoom2d(c, CROP / c.shape[-1]), 1)[0] for c in crops])
+        return read_crops(model, zoomed)
+    return read_crops(model, _crops(_zoom2d(plane, zoom), MAX_CROPS))
+
+
+def estimate_object_size(model: Any, plane: np.ndarray) -> float:
     """Typical object diameter (pixels) in a normalised 2D image, from the model's size regression.
+
+    The regression is read on the image zoomed by 2, 1, 1/2, 1/4, ... (each reading converted
+    to the image's own pixels). At most zooms the readings agree; where the image's texture
+    fools the network at one zoom (a large textured nucleus read as many small ones) that
+    reading stands alone. The estimate is the geometric mean of the largest group of readings
+    that agree within :data:`AGREE` of one of them, ties going to the group whose reading was
+    taken closest to the model's own object size (where the regression is most accurate).
 
     Parameters
     ----------
@@ -120,9 +157,6 @@ def estimate_object_size(model: Any, plane: np.ndarray, *, iterations: int = 3) 
         A model whose ``spec.size_model`` and ``spec.object_size`` are set.
     plane : numpy.ndarray
         Shape (C, Y, X), normalised like the network's input.
-    iterations : int
-        Readings at most: after each, the image is zoomed by the estimate so far and read
-        again, until a reading lands within :data:`CONVERGED` of the model's own size.
 
     Returns
     -------
@@ -130,19 +164,20 @@ def estimate_object_size(model: Any, plane: np.ndarray, *, iterations: int = 3) 
         The estimated diameter in the image's own pixels.
     """
     target = float(model.spec.object_size)
-    zoom = 1.0
-    estimate = target
-    for i in range(max(1, iterations)):
-        zoomed = _zoom2d(plane, zoom)
-        reading = predict_size(model, zoomed)
-        estimate = float(np.clip(reading / zoom, *SIZE_LIMITS))
-        log.debug("size reading %d at zoom %.3g: %.1f px -> %.1f px in the image", i + 1, zoom, reading, estimate)
-        if abs(math.log(reading / target)) < math.log(CONVERGED):
-            break
-        zoom = target / estimate
-        if min(plane.shape[1:]) * zoom < 16:  # nothing left to look at
-            break
-    return estimate
+    readings = []
+    for zoom in _reading_zooms(plane.shape[1:]):
+        reading = _read_at(model, plane, zoom)
+        readings.append((reading, reading / zoom))
+        log.debug("size reading at zoom %.3g: %.1f px -> %.1f px in the image", zoom, reading, reading / zoom)
+    best: tuple[tuple[int, float], list[float]] | None = None
+    for reading, estimate in readings:
+        group = [e for _, e in readings if abs(math.log(e / estimate)) < math.log(AGREE)]
+        score = (len(group), -abs(math.log(reading / target)))
+        if best is None or score > best[0]:
+            best = (score, group)
+    assert best is not None
+    size = float(np.exp(np.mean(np.log(best[1]))))
+    return float(np.clip(size, *SIZE_LIMITS))
 
 
 def fit_size_model(
