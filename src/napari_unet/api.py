@@ -24,8 +24,13 @@ log = logging.getLogger(__name__)
 
 
 
-def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
-    """Load a napari-unet model file (safetensors weights + JSON config; never executes code)."""
+def load_model(path: str | os.PathLike, *, device: str | int | None = None) -> UNet:
+    """Load a napari-unet model file (safetensors weights + JSON config; never executes code).
+
+    The file is checked before any network is built (architecture limits, tensor shapes,
+    NaN/infinite weights: :class:`~napari_unet.core.modelfile.ModelFileError`), and ``device``
+    like ``segment``'s (ValueError naming ``device``).
+    """
     from .core.modelfile import load_model as _load
 
     return _load(path, device=device)
@@ -118,9 +123,10 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
     Raises
     ------
     ValueError
-        ``axes`` that do not fit the data.
+        An axis of length 0, or ``axes`` that do not fit the data.
     """
     from .core.axes import choose_axes
+    from .core.imagecheck import check_not_empty
     from .core.io import ImageFile
 
     if isinstance(image, ImageFile):
@@ -132,6 +138,7 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
         data = image.data[0] if getattr(image, "multiscale", False) else image.data
         name, names, recorded = f"layer {image.name!r}", _names(meta.get("channel_names")), meta.get("axes")
         rgb = bool(getattr(image, "rgb", False))
+    check_not_empty(np.shape(data), name)  # before the axes: an empty image is not an axes problem
     choice = choose_axes(np.shape(data), axes, recorded=recorded, rgb=rgb, guess=guess)
     return ImageSource(data, choice.axes, name, names, choice.origin, choice.note)
 
@@ -195,7 +202,9 @@ def estimate_object_size(
         ``object_size``).
     """
     from .core.inference import can_estimate_size, drain, iter_object_size, plan_for
+    from .core.options import check_inference_options
 
+    check_inference_options(axes=axes, channels=channels)
     src = _console_source(image, axes)
     net = resolve_model(model)
     if not can_estimate_size(net):
@@ -238,8 +247,8 @@ def predict(
         Channels to feed the model, by index or name.
     tile_size, halo, batch_size : int, optional
         Tiling; automatic by default.
-    device : str
-        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    device : str or int
+        ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` (or ``1``, torch's spelling), ``"mps"``.
     precision : str
         ``"auto"`` (bf16/fp16 autocast on CUDA, bf16 on CPUs with native bf16), ``"float32"``,
         ``"bfloat16"``, ``"float16"``.
@@ -265,9 +274,13 @@ def predict(
     numpy.ndarray
         float32, shape ``(n_classes, *image shape without its channel axis)``.
     """
-    from .core.inference import check_tta, iter_predict
+    from .core.inference import iter_predict
+    from .core.options import check_inference_options
 
-    tta = check_tta(tta)
+    # every option checked before the model loads: one ValueError naming the parameter
+    check_inference_options(axes=axes, channels=channels, tile_size=tile_size, halo=halo, batch_size=batch_size,
+                            device=device, precision=precision, object_size=object_size, progress=progress,
+                            compile=compile, tta=tta)
     src = _console_source(image, axes)
     net = resolve_model(model)
     gen = iter_predict(
@@ -311,10 +324,12 @@ def segment(
         ``mode="semantic"``; the image's shape without its channel axis, in the image's axis
         order — ready for ``viewer.add_labels``.
     """
-    from .core.inference import check_tta
+    from .core.options import check_inference_options
     from .core.segment import iter_segment
 
-    tta = check_tta(tta)
+    check_inference_options(axes=axes, channels=channels, mode=mode, min_size=min_size, tile_size=tile_size,
+                            halo=halo, batch_size=batch_size, device=device, precision=precision,
+                            object_size=object_size, progress=progress, compile=compile, tta=tta)
     src = _console_source(image, axes)
     net = resolve_model(model)
     gen = iter_segment(

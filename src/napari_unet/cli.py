@@ -9,7 +9,9 @@
     napari-unet evaluate --model FILE --images DIR --masks DIR [--tta]
 
 Errors print one line on stderr (``napari-unet: error: ...``) and exit with status 1
-(2 for bad command-line usage); no partial output file is left behind.
+(2 for bad command-line usage, 130 when interrupted with Ctrl+C); no partial output file is
+left behind. Unexpected errors (a bug, a torch error) are one line too, naming their type;
+``napari-unet --debug ...`` or ``NAPARI_UNET_DEBUG=1`` prints their traceback as well.
 """
 
 from __future__ import annotations
@@ -23,15 +25,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._cli_errors import DEBUG_ENV, CLIError, report
+from ._cli_warnings import warnings_as_lines
 from ._version import __version__
 from .core.axes import parse_channels
 from .core.io import file_stem as output_stem
 
 log = logging.getLogger("napari_unet")
-
-
-class CLIError(Exception):
-    """An expected failure: printed as one line, exit status 1."""
 
 
 def _parse_channels(text: str | None) -> list[int | str] | None:
@@ -57,23 +57,14 @@ def _int_at_least(minimum: int) -> Any:
     return parse
 
 
-# Core messages name Python keyword arguments; on the command line the options are meant.
-_CLI_WORDING = (("channels=[...]", "--channels"), ("pick one with channels=", "pick one with --channels"))
-
-
-def _cli_message(err: BaseException) -> str:
-    text = _one_line(err)
-    for api_text, cli_text in _CLI_WORDING:
-        text = text.replace(api_text, cli_text)
-    return text
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="napari-unet", description="Segment microscopy images with a U-Net."
     )
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
+    parser.add_argument("--debug", action="store_true",
+                        help=f"print the traceback of an error (same as {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     seg = sub.add_parser("segment", help="segment image files, writing <stem>_labels.tif")
@@ -222,6 +213,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         object_size=args.object_size, scale_jitter=args.scale_jitter,
         distance_head=not args.no_distance_head, noise=not args.no_noise,
     ), show)
+    if not args.output.is_file():  # never report a file that is not there
+        raise CLIError(f"training finished but no model file was written to {args.output}")
     print(f"model written to {args.output}")
     return 0
 
@@ -305,6 +298,7 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+@warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
     from .core.inference import drain, plan_for, resolve_device
     from .core.io import read_image, write_labels
@@ -374,9 +368,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 "tta": args.tta,
             }
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
-        except (ValueError, TypeError, OSError, MemoryError) as err:
+        except Exception as err:  # noqa: BLE001 - one line per failed input, then the next input
             failures += 1
-            print(f"napari-unet: error: {path}: {_cli_message(err)}", file=sys.stderr)
+            report(err, args, f"{path}: ")
             continue
         n = int(labels.max()) if labels.size else 0
         what = "objects" if args.mode == "instances" else "classes max"
@@ -386,13 +380,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"{time.perf_counter() - start:.1f} s"
         )
     return 1 if failures else 0
-
-
-def _one_line(err: BaseException) -> str:
-    text = str(err) or type(err).__name__
-    if isinstance(err, FileNotFoundError) and err.filename:
-        text = f"no such file: {err.filename}"
-    return " ".join(text.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -406,15 +393,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {"info": cmd_info, "segment": cmd_segment, "train": cmd_train, "evaluate": cmd_evaluate,
                     "demo": cmd_demo}
         return commands[args.command](args)
-    except CLIError as err:
-        print(f"napari-unet: error: {err}", file=sys.stderr)
-        return 1
-    except (ValueError, TypeError, OSError) as err:
-        print(f"napari-unet: error: {_cli_message(err)}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # noqa: BLE001 - never a traceback unless asked for (--debug)
+        report(err, args)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -569,13 +569,15 @@ TINY_TRAIN = ("--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32", "
 
 @pytest.fixture
 def train_calls(monkeypatch) -> list:
-    """The keyword arguments of every ``iter_train`` the CLI starts (nothing is trained)."""
+    """The keyword arguments of every ``iter_train`` the CLI starts (nothing is trained; an empty
+    file stands for the model, which the command checks was written)."""
     from napari_unet.core.training import loop
 
     calls: list = []
 
     def spy(pairs, **kwargs):
         calls.append(kwargs)
+        Path(kwargs["output"]).touch()
         return None
         yield  # a generator that finishes at once
 

@@ -40,9 +40,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-import tifffile
 
-from napari_unet.core.io import ImageFile, file_stem, read_image, read_provenance
+from napari_unet.core.io import ImageFile, ImageReadError, check_image_file, file_stem, read_image, read_provenance
 
 __all__ = [
     "LayerData",
@@ -62,8 +61,6 @@ PathLike = str | os.PathLike
 ReaderFunction = Callable[[PathLike | Sequence[PathLike]], list[LayerData]]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-# classic TIFF and BigTIFF, little- and big-endian
-_TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 #: Largest number of pixels per channel read to compute contrast limits.
 CONTRAST_SAMPLES = 1_000_000
 #: Percentiles used for the contrast limits (robust to hot pixels and empty background).
@@ -77,8 +74,8 @@ _UNIT_NAMES = {"micron": "micrometer", "sec": "second"}
 def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | None:
     """Return :func:`read_tiff` if ``path`` is one TIFF that napari-unet can read, else None.
 
-    The check is cheap: file name, TIFF magic bytes, and the TIFF header (series shape and
-    whether the file holds all the bytes the header promises); no pixels are read. Never raises.
+    The check is cheap: file name, then :func:`tiff_problem` (what ``read_image`` checks, from
+    the TIFF header and metadata; no pixels are read). Never raises.
 
     Parameters
     ----------
@@ -118,9 +115,12 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
 
 
 def tiff_problem(path: pathlib.Path) -> str | None:
-    """Why ``path`` is not a readable TIFF, or None when its header looks sound.
+    """Why ``path`` is not a TIFF that :func:`~napari_unet.core.io.read_image` reads, or None.
 
-    Reads the magic bytes and the TIFF header only (no pixel data).
+    Runs :func:`~napari_unet.core.io.check_image_file`: everything ``read_image`` checks (magic
+    bytes, an axis of length 0, truncated data, an ImageJ header promising images the file
+    lacks, its metadata) without reading pixel data, so this reader is offered for exactly the
+    files ``read_image`` then reads.
 
     Parameters
     ----------
@@ -132,33 +132,10 @@ def tiff_problem(path: pathlib.Path) -> str | None:
     str or None
         A short reason ("not a TIFF file", "truncated: ...") or None.
     """
-    with open(path, "rb") as fh:
-        magic = fh.read(4)
-    if magic not in _TIFF_MAGIC:
-        return f"not a TIFF file (starts with {magic!r})"
-    size = path.stat().st_size
     try:
-        with tifffile.TiffFile(path) as tif:
-            if not tif.series:
-                return "the TIFF holds no image series"
-            series = tif.series[0]
-            shape = tuple(series.shape)
-            if not shape or 0 in shape:
-                return f"the first image series is empty (shape {shape})"
-            nbytes = math.prod(shape) * series.dtype.itemsize
-            if series.dataoffset is not None:  # contiguous, uncompressed
-                if series.dataoffset + nbytes > size:
-                    return (f"truncated: the header promises {nbytes} bytes of pixels from offset "
-                            f"{series.dataoffset} but the file has {size} bytes")
-                return None
-            for page in series.pages:
-                if page is None:
-                    return "a page of the first series cannot be read"
-                ends = [o + c for o, c in zip(page.dataoffsets, page.databytecounts)]
-                if not ends or max(ends) > size:
-                    return f"truncated: page data end beyond the file's {size} bytes"
-    except Exception as exc:  # tifffile raises many kinds on corrupt headers
-        return f"corrupt TIFF header ({type(exc).__name__}: {exc})"
+        check_image_file(path)
+    except (ImageReadError, OSError) as exc:
+        return str(exc.__cause__ or exc)
     return None
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..core.axes import Layout, plan_layout
+from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
 from .layer_inputs import ImageInput
 
 if TYPE_CHECKING:
@@ -30,8 +31,6 @@ __all__ = ["DEVICES", "OUTPUTS", "PRECISIONS", "SegmentJob", "console_call", "pl
 OUTPUTS = ("instances", "semantic", "probabilities")
 #: Device names offered by the Device box (static: listing GPUs would import torch).
 DEVICES = ("auto", "cpu", "cuda", "mps")
-#: Mirrors ``napari_unet.core.inference.PRECISIONS`` (not imported: that module imports torch).
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 def plan_job(source: ImageInput, info: dict[str, Any], channels: list[int | str] | None) -> Layout:

@@ -30,6 +30,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..core.axes import parse_channels
 from ..core.modelfile import describe_model, read_model_info
+from ..core.options import check_inference_options
 from . import settings
 from .layer_inputs import ImageInput, combine_input, extra_channel_candidates, unwrap
 from .layer_watch import LayerListWatch, LayerWatch
@@ -203,7 +204,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             return None
         try:
             job = self._make_job()
-        except (ValueError, TypeError, FileNotFoundError) as exc:
+        except Exception as exc:  # noqa: BLE001 - anything: one notification, never a traceback
             self._refuse(exc)
             return None
         description = f"Segment {job.source.layer.name!r}"
@@ -241,7 +242,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             from ..core.rescale import zoom_factor
 
             zoom_factor(info["spec"].get("object_size"), object_size)  # refuse early, with core's message
-        return SegmentJob(
+        job = SegmentJob(
             source=source, layout=layout, model_path=path, output=self._output.value,
             channels=channels, min_size=int(self._min_size.value),
             object_size=object_size,
@@ -250,6 +251,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             precision=self._precision.value, tta=bool(self._tta.value),
             class_names=list(info["spec"].get("class_names") or []),
         )
+        check_inference_options(**job.core_options())  # the API's checks, before the worker starts
+        return job
 
     # ------------------------------------------------------------------ worker callbacks
     def _set_running(self, running: bool) -> None:

@@ -28,7 +28,7 @@ from typing import Any
 import napari.viewer
 import numpy as np
 from napari.layers import Image, Labels
-from napari.utils.notifications import show_info
+from napari.utils.notifications import show_error, show_info
 from qtpy.QtCore import QTimer
 
 from . import settings
@@ -199,7 +199,7 @@ class TrainWidget(WorkerPanel, TrainForm):
             return None
         try:
             job = build_job(self.options(), self.pairs, self._viewer.layers.selection.active)
-        except (ValueError, TypeError, OSError) as exc:
+        except Exception as exc:  # noqa: BLE001 - anything: one notification, never a traceback
             self._refuse(exc)
             return None
         self._job = job
@@ -268,8 +268,10 @@ class TrainWidget(WorkerPanel, TrainForm):
             return
         path = job.output
         self.best_metric = self.history.best_metric()
-        if not path.is_file():
-            self._status.value = wrap_text(f"done, but no model file was written at {path}")
+        if not path.is_file():  # never report a file that is not there
+            message = f"training ended, but no model file was written at {path}"
+            self._status.value = wrap_text(message)
+            show_error(f"{self.title}: {message}")
             return
         self.saved_path = path
         settings.add_recent_model(path)

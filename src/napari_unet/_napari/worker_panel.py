@@ -16,7 +16,7 @@ from typing import Any
 from napari.utils.notifications import show_error, show_info
 
 from .segment_form import wrap_text
-from .workers import UNetWorker, error_message, start_worker
+from .workers import UNetWorker, error_message, log_failure, start_worker
 
 __all__ = ["WorkerPanel"]
 
@@ -62,7 +62,7 @@ class WorkerPanel:
     def _refuse(self, exc: BaseException) -> None:
         """Say why nothing started: one error notification, and the reason in the status line."""
         message = error_message(exc, self.title)
-        log.error("%s", message)
+        log_failure(message, exc)
         show_error(message)
         self._status.value = wrap_text(f"not started: {error_message(exc)}")
 

@@ -12,8 +12,12 @@ behind ``@thread_worker``) and adapts it to the GUI:
   restart when the ``stage`` changes; its description is ``"<description>: <message>"``;
 * the generator's return value goes to ``on_result`` (in the main thread);
 * an exception shows as **one** line with :func:`napari.utils.notifications.show_error`
-  (its traceback goes to the log); napari's default error relay, which would add a second
+  (logged at ERROR as that line; its traceback at DEBUG, or at ERROR with ``NAPARI_UNET_DEBUG=1``:
+  never on the console unless asked for); napari's default error relay, which would add a second
   notification with a traceback, is switched off;
+* a warning the generator emits (e.g. the core's
+  :class:`~napari_unet.core.imagecheck.NonFiniteWarning`) shows as one line with
+  :func:`napari.utils.notifications.show_warning`, each time, and is logged;
 * ``worker.quit()`` cancels: the generator is stopped (closed) at its next ``yield``,
   ``on_result`` is not called, ``on_aborted`` is;
 * the progress bar is closed whatever happens, then ``on_finished`` runs;
@@ -35,17 +39,34 @@ Example
 from __future__ import annotations
 
 import logging
+import os
 from collections import deque
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 from napari.qt.threading import GeneratorWorker, create_worker
 from napari.utils import progress
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 
-__all__ = ["ProgressAdapter", "SerialDispatcher", "UNetWorker", "error_message", "start_worker"]
+from .._cli_errors import DEBUG_ENV
+
+__all__ = ["ProgressAdapter", "SerialDispatcher", "UNetWorker", "error_message", "log_failure", "start_worker"]
 
 log = logging.getLogger(__name__)
+
+
+def log_failure(message: str, exc: BaseException) -> None:
+    """Log ``message`` at ERROR; the traceback only at DEBUG, or at ERROR when ``NAPARI_UNET_DEBUG`` is set.
+
+    Python's last-resort handler prints ERROR records with their traceback on the console, so
+    a traceback attached at ERROR would show there whenever no logging is configured.
+    """
+    exc_info = (type(exc), exc, exc.__traceback__)
+    if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+        log.error("%s", message, exc_info=exc_info)
+        return
+    log.error("%s", message)
+    log.debug("traceback of: %s", message, exc_info=exc_info)
 
 R = TypeVar("R")
 
@@ -82,14 +103,22 @@ class UNetWorker(GeneratorWorker):
 
     napari's worker relays every exception to ``notification_manager.receive_error``, which
     shows a notification carrying the full traceback. :func:`start_worker` shows its own
-    one-line message instead, so that relay is a no-op here (warnings are still relayed).
+    one-line message instead, so that relay is a no-op here; warnings likewise (one
+    ``show_warning`` line each).
 
     On :meth:`quit` the generator is closed as soon as the worker loop notices the request
     (at the generator's next ``yield``), so its ``finally`` blocks run in the worker thread.
     """
 
+    def __init__(self, func: Callable[..., Generator[Any, Any, Any]], *args: Any, **kwargs: Any) -> None:
+        super().__init__(func, *args, **kwargs)
+        self._gen = _surfacing_runtime_errors(self._gen)
+
     def _relay_error(self, exc: BaseException) -> None:
         """Do nothing: :func:`start_worker` reports errors itself, once."""
+
+    def _relay_warning(self, show_warn_args: tuple) -> None:
+        """Do nothing: :func:`start_worker` shows warnings itself, once each."""
 
     def work(self) -> Any:
         """Run the generator; close it when the run was aborted."""
@@ -102,6 +131,27 @@ class UNetWorker(GeneratorWorker):
                     gen.close()
                 except Exception:  # noqa: BLE001 - cleanup errors must not mask the abort
                     log.debug("error while closing an aborted generator", exc_info=True)
+
+
+class GeneratorRuntimeError(Exception):
+    """Carries a ``RuntimeError`` raised by a worker's generator (torch's errors are RuntimeErrors).
+
+    superqt's worker loop takes any ``RuntimeError`` for a sign that the worker was deleted: it
+    drops it with a warning and emits neither ``errored`` nor ``finished``, so a panel would wait
+    for its run forever. Wrapped, it is reported like any other error; :func:`start_worker` hands
+    the original (:attr:`error`) to the notification and to ``on_error``.
+    """
+
+    def __init__(self, error: RuntimeError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _surfacing_runtime_errors(gen: Generator[Any, Any, Any]) -> Generator[Any, Any, Any]:
+    try:
+        return (yield from gen)
+    except RuntimeError as err:
+        raise GeneratorRuntimeError(err) from err
 
 
 class SerialDispatcher:
@@ -133,7 +183,7 @@ class SerialDispatcher:
                     func(*fargs)
                 except Exception as exc:  # noqa: BLE001 - one broken callback must not stall the others
                     message = error_message(exc, f"{self.name}: internal error")
-                    log.error("%s", message, exc_info=(type(exc), exc, exc.__traceback__))
+                    log_failure(message, exc)
                     show_error(message)
         finally:
             self._busy = False
@@ -256,9 +306,10 @@ def start_worker(
     state = {"failed": False, "aborted": False}
 
     def _report(exc: BaseException) -> None:
+        exc = exc.error if isinstance(exc, GeneratorRuntimeError) else exc
         state["failed"] = True
         message = error_message(exc, prefix)
-        log.error("%s", message, exc_info=(type(exc), exc, exc.__traceback__))
+        log_failure(message, exc)
         show_error(message)
         if on_error is not None:
             try:
@@ -284,6 +335,11 @@ def start_worker(
         except Exception as exc:  # noqa: BLE001 - shown as a notification like worker errors
             _report(exc)
 
+    def _warned(show_warn_args: tuple) -> None:
+        text = " ".join(str(show_warn_args[0]).split())
+        log.warning("%s: %s", description, text)
+        show_warning(text)
+
     def _aborted() -> None:
         state["aborted"] = True
         log.info("%s: cancelled", description)
@@ -303,6 +359,7 @@ def start_worker(
     worker.yielded.connect(serial.bind(_yielded))
     worker.returned.connect(serial.bind(_returned))
     worker.errored.connect(serial.bind(_report))
+    worker.warned.connect(serial.bind(_warned))
     worker.aborted.connect(serial.bind(_aborted))
     worker.finished.connect(serial.bind(_finished))
     if start:

@@ -20,6 +20,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .imagecheck import check_not_empty
+
 log = logging.getLogger(__name__)
 
 KNOWN_AXES = "TZCYXS"
@@ -345,10 +347,11 @@ def plan_layout(
     Raises
     ------
     ValueError
-        The channel count does not match the model, a channel index/name does not exist, the
-        axes are invalid, or a 3D model meets an image without ``Z``.
+        An axis of length 0, the channel count does not match the model, a channel index/name
+        does not exist, the axes are invalid, or a 3D model meets an image without ``Z``.
     """
     shape = tuple(int(s) for s in shape)
+    check_not_empty(shape, image_name)
     axes = validate_axes(axes, shape)
     sizes = dict(zip(axes, shape))
     expects = f"model expects {model_channels} channel{'s' if model_channels != 1 else ''}"

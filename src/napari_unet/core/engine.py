@@ -23,6 +23,7 @@ import torch
 
 from .axes import Layout
 from .features import label_features
+from .normalize import NONFINITE_TO, exact_in_float32, shift_to_float
 from .tiling import Tile, TileGrid
 
 log = logging.getLogger(__name__)
@@ -136,23 +137,30 @@ class BandBlender:
 
 # ---------------------------------------------------------------------------- upload
 def _host_batch(view: Any, layout: Layout, grid: TileGrid, chunk: Sequence[tuple[tuple[int, ...], Tile]],
-                pad_to: int) -> np.ndarray:
+                pad_to: int, lo: np.ndarray, wide_dtype: Any = np.float32) -> tuple[np.ndarray, bool]:
+    """The raw pixels of ``chunk`` as one batch (N, C, ...), and whether ``lo`` was subtracted
+    already: values that float32 cannot hold exactly (:func:`~napari_unet.core.normalize.exact_in_float32`,
+    e.g. uint32 around 4e9) are shifted by ``lo`` in float64 here and sent as ``wide_dtype``."""
     blocks = [layout.select(grid.read(view[loop], t), raw=True) for loop, t in chunk]
     x = np.stack(blocks)
-    if not x.dtype.isnative:  # ImageJ TIFFs are big-endian
-        x = x.astype(x.dtype.newbyteorder("="))
-    if x.dtype.kind == "b" or x.dtype in (np.uint32, np.int64, np.uint64):
-        x = x.astype(np.float32)
-    elif x.dtype.kind not in "iuf":
+    if x.dtype.kind not in "biuf":
         raise TypeError(f"image dtype {x.dtype} is not numeric")
+    shifted = not exact_in_float32(x.dtype)
+    if shifted:
+        x = shift_to_float(x, lo, wide_dtype, channel_axis=1)
+    elif not x.dtype.isnative:  # ImageJ TIFFs are big-endian
+        x = x.astype(x.dtype.newbyteorder("="))
+    if x.dtype.kind == "b":
+        x = x.astype(np.float32)
     if len(x) < pad_to:  # compiled networks see one batch shape only
         x = np.concatenate([x, np.zeros((pad_to - len(x), *x.shape[1:]), x.dtype)])
-    return x
+    return x, shifted
 
 
 def upload(x: np.ndarray, device: torch.device, dtype: torch.dtype, lo: torch.Tensor, scale: torch.Tensor,
            memory_format: torch.memory_format | None) -> torch.Tensor:
-    """Send raw pixels to ``device`` in their own width and normalise them there."""
+    """Send raw pixels to ``device`` in their own width and normalise them there (non-finite
+    values of float images become :data:`~napari_unet.core.normalize.NONFINITE_TO`)."""
     unsigned16 = x.dtype == np.uint16
     t = torch.from_numpy(np.ascontiguousarray(x.view(np.int16) if unsigned16 else x))
     if device.type == "cuda":
@@ -163,6 +171,8 @@ def upload(x: np.ndarray, device: torch.device, dtype: torch.dtype, lo: torch.Te
         t = t.to(torch.int32).bitwise_and_(0xFFFF)
     t = t.to(dtype)
     t = (t - lo) * scale
+    if x.dtype.kind == "f":
+        t = torch.nan_to_num(t, **NONFINITE_TO)
     if memory_format is not None:
         t = t.contiguous(memory_format=memory_format)
     return t
@@ -274,18 +284,20 @@ def run_grid(
     lo_t = torch.as_tensor(np.asarray(lo, dtype=np.float64), device=device).to(dtype).reshape(shape)
     scale_t = torch.as_tensor(1.0 / (np.asarray(hi, np.float64) - np.asarray(lo, np.float64)),
                               device=device).to(dtype).reshape(shape)
+    lo_host, zero_t = np.asarray(lo, np.float64), torch.zeros_like(lo_t)  # zero: shifted on the host already
+    wide = np.float64 if dtype == torch.float64 else np.float32
     blender = BandBlender(grid, n_classes if n_outputs is None else n_outputs, device, dtype, sink)
     jobs = [(loop, t) for loop in np.ndindex(*layout.loop_shape) for t in grid]
     chunks = [jobs[i: i + batch] for i in range(0, len(jobs), batch)]
     pad_to = batch if fixed_batch else 0
     done = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-unet-tiles") as reader, torch.inference_mode():
-        pending = reader.submit(_host_batch, view, layout, grid, chunks[0], pad_to)
+        pending = reader.submit(_host_batch, view, layout, grid, chunks[0], pad_to, lo_host, wide)
         for i, chunk in enumerate(chunks):
-            x_host = pending.result()
+            x_host, shifted = pending.result()
             if i + 1 < len(chunks):
-                pending = reader.submit(_host_batch, view, layout, grid, chunks[i + 1], pad_to)
-            x = upload(x_host, device, dtype, lo_t, scale_t, memory_format)
+                pending = reader.submit(_host_batch, view, layout, grid, chunks[i + 1], pad_to, lo_host, wide)
+            x = upload(x_host, device, dtype, zero_t if shifted else lo_t, scale_t, memory_format)
             probs = forward_probs(net, x, autocast, dtype, n_classes, tta)
             for (loop, t), p in zip(chunk, probs):
                 blender.add(loop, t, p)

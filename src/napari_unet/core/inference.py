@@ -25,12 +25,13 @@ from .features import check_classes
 from .halo import auto_halo
 from .model import UNet
 from .normalize import apply_range, percentile_range, strided_sample
-from .rescale import MAX_FACTOR, MIN_FACTOR, zoom_back, zoom_factor, zoom_image
+from .options import PRECISIONS, check_bool, check_inference_options, resolve_device  # noqa: F401 - re-exported
+from .imagecheck import check_not_empty, warn_nonfinite
+from .rescale import MAX_FACTOR, MIN_FACTOR, zoom_back, zoom_factor, zoom_image, zoom_ranges
 from .tiling import TileGrid, round_up
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = ("auto", "float32", "bfloat16", "float16")
 
 
 @dataclass(frozen=True)
@@ -62,41 +63,7 @@ class Progress:
 
 
 # ---------------------------------------------------------------------------- devices
-def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
-    """``"auto"`` picks CUDA, then Apple MPS, then the CPU; ``"gpu"`` means the first CUDA GPU.
-
-    Raises ValueError for unknown names and for a GPU that is not there.
-    """
-    if isinstance(device, torch.device):
-        return device
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "gpu":
-        name = "cuda"
-    try:
-        dev = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} asked for, but no CUDA GPU is available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA GPU(s) present")
-    elif dev.type == "mps":
-        mps = getattr(torch.backends, "mps", None)
-        if mps is None or not mps.is_available():
-            raise ValueError(f"device {device!r} asked for, but Apple MPS is not available")
-    elif dev.type != "cpu":
-        raise ValueError(f"unknown device {device!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
-    return dev
-
-
+# resolve_device (imported above from .options, where all option checks live) picks the device.
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype for ``precision`` on ``device``; None means the model's own dtype."""
     if precision not in PRECISIONS:
@@ -118,9 +85,7 @@ def resolve_precision(precision: str, device: torch.device) -> torch.dtype | Non
 
 def check_tta(tta: Any) -> bool:
     """``tta`` (test-time augmentation) as a bool; anything but True/False raises ValueError."""
-    if isinstance(tta, (bool, np.bool_)):
-        return bool(tta)
-    raise ValueError(f"tta must be True or False, got {tta!r}")
+    return check_bool("tta", tta)
 
 
 @functools.lru_cache(maxsize=1)
@@ -212,6 +177,7 @@ def plan_for(
     """:func:`~napari_unet.core.axes.plan_layout` for ``image`` and ``model`` (axes guessed with a warning when None)."""
     if not hasattr(image, "shape") or not hasattr(image, "ndim"):
         raise TypeError(f"image must be an array (numpy, dask, memmap), got {type(image).__name__}")
+    check_not_empty(image.shape, image_name)  # before any axes guess
     if axes is None:
         axes = guess_axes(image.shape)
     return plan_layout(
@@ -226,7 +192,7 @@ def compute_percentiles(view: Any, layout: Layout, low: float, high: float) -> t
     c_axis = len(layout.loop_axes)
     sample = strided_sample(view, keep=(c_axis,))
     sample = np.moveaxis(sample, c_axis, 0)
-    sample = layout.select(sample)
+    sample = layout.select(sample, raw=True)  # not float32 yet: uint32 around 4e9 keeps its levels
     return percentile_range(sample, low, high, channel_axis=0)
 
 
@@ -259,6 +225,7 @@ def _iter_tiled(
         lo, hi = np.zeros(layout.n_channels), np.ones(layout.n_channels)
     else:
         yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
+        warn_nonfinite(view, layout, image_name)
         lo, hi = compute_percentiles(view, layout, low, high)
     log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
 
@@ -349,7 +316,7 @@ def _probe(view: Any, layout: Layout, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     """Centre of the first plane, normalised: the input :func:`auto_halo` measures with."""
     first = view[(0,) * len(layout.loop_shape)]
     centre = tuple(slice(max(0, s // 2 - 160), s // 2 + 160) for s in layout.spatial_shape)
-    block = layout.select(np.asarray(first[(slice(None), *centre)]))
+    block = layout.select(np.asarray(first[(slice(None), *centre)]), raw=True)
     return apply_range(block, lo, hi)
 
 
@@ -374,7 +341,7 @@ def iter_object_size(
     view = layout.arrange(image)
     middle = view[tuple(n // 2 for n in layout.loop_shape)]  # the middle plane/frame: z-stacks start out of focus
     centre = tuple(slice(max(0, s // 2 - SIZE_REGION // 2), s // 2 + SIZE_REGION // 2) for s in layout.spatial_shape)
-    block = layout.select(np.asarray(middle[(slice(None), *centre)]))
+    block = layout.select(np.asarray(middle[(slice(None), *centre)]), raw=True)
     if normalized:
         plane = np.asarray(block, np.float32)
     else:
@@ -489,7 +456,10 @@ def iter_predict(
         ``(n_classes, *input shape without the channel axis)``: softmax over classes, or the
         sigmoid foreground probability for a 1-class model.
     """
-    tta = check_tta(tta)
+    o = check_inference_options(tile_size=tile_size, halo=halo, batch_size=batch_size, device=device,
+                                precision=precision, object_size=object_size, compile=compile, tta=tta)
+    tile_size, halo, batch_size, device = o["tile_size"], o["halo"], o["batch_size"], o["device"]
+    object_size, compile, tta = o["object_size"], o["compile"], o["tta"]
     layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
                       image_name=image_name)
     if object_size is None and estimate_size and can_estimate_size(model):
@@ -498,7 +468,9 @@ def iter_predict(
     factor = zoom_factor(model.spec.object_size, object_size)
     if abs(factor - 1.0) > 0.02:
         yield Progress(0, 1, "rescale", f"zooming the image by {factor:.3g} to the model's object size")
-        zoomed = zoom_image(layout.arrange(image), layout, factor)
+        view = layout.arrange(image)
+        ranges = {} if normalized else zoom_ranges(view, layout, percentiles or model.spec.percentiles, image_name)
+        zoomed = zoom_image(view, layout, factor, **ranges)
         c_letter = layout.channel_axis or "C"
         probs = yield from iter_predict(
             zoomed, model, axes=layout.loop_axes + c_letter + layout.spatial_axes,

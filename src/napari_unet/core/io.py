@@ -29,10 +29,13 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from .tiffcheck import magic_problem, series_problem
+
 __all__ = [
     "ImageFile",
     "ImageReadError",
     "atomic_write",
+    "check_image_file",
     "read_image",
     "read_provenance",
     "write_labels",
@@ -194,15 +197,32 @@ def read_image(path: str | os.PathLike) -> ImageFile:
     FileNotFoundError
         If ``path`` does not exist.
     ImageReadError
-        If the file exists but is not a readable TIFF (not a TIFF, truncated, corrupt).
+        If the file exists but is not a readable TIFF (not a TIFF, truncated, corrupt, an axis
+        of length 0: see :func:`~napari_unet.core.tiffcheck.series_problem`).
     """
+    return _read(path, pixels=True)
+
+
+def check_image_file(path: str | os.PathLike) -> None:
+    """Raise what :func:`read_image` would raise for ``path``, reading no pixel data (header and
+    metadata only); the napari reader accepts exactly the files that pass."""
+    _read(path, pixels=False)
+
+
+def _read(path: str | os.PathLike, *, pixels: bool) -> ImageFile:
     path = pathlib.Path(path)
     if not path.exists():
         raise FileNotFoundError(f"image file not found: '{path}'")
     if not path.is_file():
         raise ImageReadError(f"cannot read '{path}' as an image: it is not a file")
     try:
+        problem = magic_problem(path)
+        if problem:
+            raise ValueError(problem)
         with tifffile.TiffFile(path) as tif:
+            problem = series_problem(tif, path)
+            if problem:
+                raise ValueError(problem)
             series = tif.series[0]
             shape, axes = tuple(series.shape), series.axes.upper()
             metadata: dict[str, Any] = {"kind": series.kind}
@@ -211,11 +231,6 @@ def read_image(path: str | os.PathLike) -> ImageFile:
             names: list[str] | None = None
             scale_list: list[Any] = []  # per dimension, from a shaped description
             unit_list: list[Any] = []
-            promised = int((tif.imagej_metadata or {}).get("images", 1))
-            planes = math.prod(n for n, a in zip(shape, axes) if a not in "YXS")
-            if series.kind != "imagej" and promised > planes:
-                raise ValueError(f"the ImageJ header promises {promised} images but only {planes} can be "
-                                 "read (truncated or corrupt file)")
             if series.kind == "imagej" and tif.imagej_metadata is not None:
                 ij = metadata["imagej"] = tif.imagej_metadata
                 sizes, units = _imagej_calibration(tif, axes, ij)
@@ -232,7 +247,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
                     shape, axes = full_shape, full_axes  # keep the length-1 axes write_labels stored
                 scale_list = list(meta.get("scale") or [])
                 unit_list = list(meta.get("units") or [])
-            data = _load(path, series, shape)
+            data = _load(path, series, shape) if pixels else None
     except MemoryError:
         raise
     except Exception as exc:  # tifffile raises many kinds (struct.error, KeyError, ...) on corrupt files

@@ -19,11 +19,7 @@ from torch import nn
 
 from .spec import ModelSpec
 
-UPSAMPLING_MODES = ("interpolate", "transpose")
-#: Output heads a network may carry beside its class logits, in the order their channels follow
-#: the classes. ``"distance"``: one logit per pixel whose sigmoid is the distance to the object's
-#: boundary divided by the object's largest such distance (0 on the rim and outside, 1 at the centre).
-HEADS = ("distance",)
+from .modelcheck import HEADS, UPSAMPLING_MODES, check_architecture  # noqa: F401 - HEADS re-exported
 
 
 def _layers(ndim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
@@ -124,20 +120,11 @@ class UNet(nn.Module):
         spec: ModelSpec | None = None,
     ) -> None:
         super().__init__()
-        _check_int("in_channels", in_channels, 1)
-        _check_int("n_classes", n_classes, 1)
-        _check_int("depth", depth, 1)
-        _check_int("base_features", base_features, 1)
-        if ndim not in (2, 3):
-            raise ValueError(f"ndim must be 2 or 3, got {ndim!r}")
-        if upsampling not in UPSAMPLING_MODES:
-            raise ValueError(f"upsampling must be one of {UPSAMPLING_MODES}, got {upsampling!r}")
-        if isinstance(heads, str) or not all(isinstance(h, str) for h in heads):
-            raise ValueError(f"heads must be a list of names from {HEADS}, got {heads!r}")
-        heads = list(heads)
-        bad = [h for h in heads if h not in HEADS]
-        if bad or len(set(heads)) != len(heads):
-            raise ValueError(f"heads must be distinct names from {HEADS}, got {heads!r}")
+        heads = list(heads) if isinstance(heads, (list, tuple, set, frozenset)) else heads
+        # types, sane limits (depth 1..8, ...) and the parameter count, before allocating anything
+        check_architecture(dict(in_channels=in_channels, n_classes=n_classes, depth=depth,
+                                base_features=base_features, ndim=ndim, upsampling=upsampling,
+                                norm=bool(norm), heads=heads))
         self.config: dict[str, Any] = dict(
             in_channels=in_channels, n_classes=n_classes, depth=depth, base_features=base_features,
             ndim=ndim, upsampling=upsampling, norm=bool(norm),
@@ -294,8 +281,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
         pad += [0, e]
     mode = "reflect" if all(e < s for s, e in zip(spatial, extra)) else "replicate"
     return F.pad(x, pad, mode=mode)
-
-
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .._version import __version__
+from .modelcheck import check_architecture, expected_shapes, nonfinite_tensors, shape_problems
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -88,6 +89,7 @@ class _Header:
     file_size: int
     tensors: dict[str, dict[str, Any]]
     metadata: dict[str, str]
+    data_start: int = 0
 
 
 # ---------------------------------------------------------------------------- header parsing
@@ -166,7 +168,7 @@ def _read_header(path: str | os.PathLike) -> _Header:
             f"{path} is truncated: its header describes {needed} bytes of tensor data but the file "
             f"holds only {max(data_size, 0)}"
         )
-    return _Header(path=path, file_size=file_size, tensors=header, metadata=metadata)
+    return _Header(path=path, file_size=file_size, tensors=header, metadata=metadata, data_start=8 + n)
 
 
 def _parse_config(header: _Header) -> dict[str, Any]:
@@ -211,6 +213,15 @@ def _parse_config(header: _Header) -> dict[str, Any]:
             f"{path}: invalid architecture: unknown key(s) {', '.join(unknown)}; a newer napari-unet may be needed"
         )
 
+    # types and sane limits, then the stored tensor shapes: before anything is built or allocated
+    try:
+        check_architecture(arch)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path}: invalid architecture: {exc}") from None
+    problems = shape_problems({k: e["shape"] for k, e in header.tensors.items()}, expected_shapes(arch))
+    if problems:
+        raise ModelFileError(f"{path}: the weights do not match the architecture: {'; '.join(problems)}")
+
     spec_data = config.get("spec")
     if not isinstance(spec_data, dict):
         raise ModelFileError(f"{path}: the napari-unet config has no 'spec' object")
@@ -241,7 +252,9 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     FileNotFoundError
         If ``path`` does not exist.
     ModelFileError
-        If ``path`` is not a valid napari-unet model file this version can read.
+        If ``path`` is not a valid napari-unet model file this version can read, or its
+        architecture is absurd (:func:`~napari_unet.core.modelcheck.check_architecture`) or does
+        not match the tensor shapes in its header. The tensor data is not read.
     """
     return _parse_config(_read_header(path))
 
@@ -291,10 +304,12 @@ def describe_model(path: str | os.PathLike) -> str:
     FileNotFoundError
         If ``path`` does not exist.
     ModelFileError
-        If ``path`` is not a valid napari-unet model file this version can read.
+        As :func:`read_model_info`; also when the weights hold NaN or infinite values (the
+        tensor data is read for that, through a memory map).
     """
     header = _read_header(path)
     config = _parse_config(header)
+    _check_finite(header)
     arch, spec = config["architecture"], ModelSpec.from_dict(config["spec"])
     upsampling = "transposed-conv" if arch["upsampling"] == "transpose" else "interpolating"
     lines = [f"napari-unet model: {header.path.name} ({_format_size(header.file_size)})"]
@@ -432,25 +447,17 @@ def save_model(
     return path
 
 
-def _check_weights(path: pathlib.Path, found: Mapping[str, Any], expected: Mapping[str, Any]) -> None:
-    """Raise ModelFileError naming offending tensors when weights do not fit the architecture."""
-    # Writers may drop BatchNorm's step counters; they are filled from the fresh model.
-    missing = [k for k in expected if k not in found and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in found if k not in expected]
-    wrong = [
-        f"{k} (file {list(found[k].shape)}, architecture {list(expected[k].shape)})"
-        for k in expected
-        if k in found and tuple(found[k].shape) != tuple(expected[k].shape)
-    ]
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing tensor(s), e.g. {', '.join(missing[:2])}")
-    if unexpected:
-        problems.append(f"{len(unexpected)} unexpected tensor(s), e.g. {', '.join(unexpected[:2])}")
-    if wrong:
-        problems.append(f"{len(wrong)} shape mismatch(es), e.g. {'; '.join(wrong[:2])}")
-    if problems:
-        raise ModelFileError(f"{path}: the weights do not match the architecture: {'; '.join(problems)}")
+def _check_finite(header: _Header) -> None:
+    """Raise ModelFileError when weights hold NaN or infinite values (the model would output NaN)."""
+    bad = nonfinite_tensors(header.path, header.data_start, header.tensors)
+    if bad:
+        name, count = bad[0]
+        more = f" and {len(bad) - 1} more tensor(s)" if len(bad) > 1 else ""
+        raise ModelFileError(
+            f"{header.path}: the weights hold NaN or infinite values ({count} in {name}{more}); such a model "
+            "outputs NaN everywhere (it was probably saved from a training run that diverged): retrain it, "
+            "e.g. with a lower learning rate"
+        )
 
 
 def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
@@ -463,8 +470,9 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     ----------
     path : str or os.PathLike
         A napari-unet model file (see :func:`save_model`).
-    device : str, optional
-        Where to put the model (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``...); CPU when omitted.
+    device : str or int, optional
+        Where to put the model (``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``1``, ``"mps"``);
+        CPU when omitted. Checked like ``segment``'s ``device`` (:func:`~napari_unet.core.options.resolve_device`).
 
     Returns
     -------
@@ -477,16 +485,23 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
         If ``path`` does not exist.
     ModelFileError
         If ``path`` is not a valid napari-unet model file, is newer than this version reads,
-        or its weights do not match its architecture.
+        its architecture is absurd or does not match its tensors, or its weights hold NaN or
+        infinite values. Everything is checked before the network is built.
+    ValueError
+        If ``device`` is not a device name or index, or names a device that is not there.
     """
     header = _read_header(path)
     path = header.path
     config = _parse_config(header)
+    _check_finite(header)
 
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from .model import UNet
+    from .options import resolve_device
+
+    dev = resolve_device(device) if device is not None else None
 
     try:
         model = UNet(**config["architecture"], spec=ModelSpec.from_dict(config["spec"]))
@@ -497,13 +512,11 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     except SafetensorError as exc:
         raise ModelFileError(f"{path} is not a readable safetensors file: {exc}") from None
 
-    expected = model.state_dict()
-    _check_weights(path, state, expected)
-    for key, value in expected.items():
+    for key, value in model.state_dict().items():  # BatchNorm step counters a writer left out
         state.setdefault(key, value)
     model.load_state_dict(state, strict=True)
     model.eval()
-    if device is not None:
-        model.to(device)
+    if dev is not None:
+        model.to(dev)
     logger.info("loaded model from %s (%dD, %d -> %d channels)", path, model.ndim, model.in_channels, model.n_classes)
     return model

@@ -14,6 +14,8 @@ import numpy as np
 from skimage.transform import resize
 
 from .axes import Layout
+from .imagecheck import warn_nonfinite
+from .normalize import exact_in_float32, percentile_range, shift_to_float, strided_sample
 
 #: Zoom limits: objects from 1/10 to 25 times the model's object size (e.g. 2-450 px for 18-px models).
 MIN_FACTOR, MAX_FACTOR = 0.04, 10.0
@@ -38,15 +40,41 @@ def zoom_factor(model_object_size: float | None, object_size: float | None) -> f
     return factor
 
 
-def zoom_image(view: Any, layout: Layout, factor: float) -> np.ndarray:
+def zoom_ranges(view: Any, layout: Layout, percentiles: Any, image_name: str = "image") -> dict[str, np.ndarray]:
+    """What :func:`zoom_image` needs so that the zoom keeps wide and non-finite values right.
+
+    ``{}`` for an image float32 holds exactly and whose values are all finite. Otherwise
+    (uint32, 64-bit integers, float64, or NaN/±inf, which are reported with a
+    :class:`~napari_unet.core.imagecheck.NonFiniteWarning`): ``{"lo": ..., "hi": ...}``, the
+    ``percentiles`` of every channel of ``view`` (finite values only, raw units).
+    """
+    found = warn_nonfinite(view, layout, image_name)
+    if exact_in_float32(view.dtype) and not found.count:
+        return {}
+    c_axis = len(layout.loop_axes)
+    lo, hi = percentile_range(strided_sample(view, keep=(c_axis,)), *percentiles, channel_axis=c_axis)
+    return {"lo": lo, "hi": hi}
+
+
+def zoom_image(view: Any, layout: Layout, factor: float, *, lo: Any = None, hi: Any = None) -> np.ndarray:
     """Zoom the spatial axes of ``view`` (axes ``layout.work_axes``) by ``factor``, linear
-    interpolation, float32; loop and channel axes unchanged."""
+    interpolation, float32; loop and channel axes unchanged.
+
+    With ``lo`` and ``hi`` (per channel of ``view``, from :func:`zoom_ranges`) each channel is
+    shifted by ``lo`` in float64 before it becomes float32 (the later normalisation does not
+    change), and NaN and -inf become its ``lo``, +inf its ``hi``, so they do not spread.
+    """
     n_lead = len(layout.loop_axes) + 1
     spatial = view.shape[n_lead:]
     new = tuple(max(1, int(round(s * factor))) for s in spatial)
     out = np.empty(tuple(view.shape[:n_lead]) + new, np.float32)
     for idx in np.ndindex(*view.shape[:n_lead]):
-        plane = np.asarray(view[idx], dtype=np.float32)
+        if lo is None:
+            plane = np.asarray(view[idx], dtype=np.float32)
+        else:
+            c = idx[-1]
+            plane = shift_to_float(np.asarray(view[idx])[None], lo[c : c + 1])[0]
+            np.nan_to_num(plane, copy=False, nan=0.0, posinf=float(hi[c] - lo[c]), neginf=0.0)
         out[idx] = resize(plane, new, order=1, mode="reflect", anti_aliasing=factor < 1, preserve_range=True)
     return out
 

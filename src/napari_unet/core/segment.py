@@ -21,6 +21,7 @@ from .inference import (
     plan_for,
 )
 from .model import UNet
+from .options import check_inference_options
 from .postprocess import MODES, labels_from_features, labels_from_probabilities
 from .rescale import zoom_factor
 
@@ -64,6 +65,8 @@ def iter_segment(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size must be a non-negative integer (pixels), got {min_size!r}")
+    predict_options = check_inference_options(channels=channels, **predict_options)
+    channels = predict_options.pop("channels")
     layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
                       image_name=image_name)
     instance_model = model.spec.target == "instances"

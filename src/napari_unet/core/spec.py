@@ -6,6 +6,7 @@ no torch import.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -124,6 +125,11 @@ class ModelSpec:
         unknown = set(self.postprocess) - set(POSTPROCESS_KEYS)
         if unknown:
             raise ValueError(f"unknown post-processing settings {sorted(unknown)}; known: {list(POSTPROCESS_KEYS)}")
+        if self.object_size is not None and not _positive(self.object_size, zero=True):
+            raise ValueError(f"object_size must be a positive number of pixels or null, got {self.object_size!r}")
+        if self.pixel_size is not None and (not isinstance(self.pixel_size, (list, tuple))
+                                            or not all(_positive(p) for p in self.pixel_size)):
+            raise ValueError(f"pixel_size must be a list of positive numbers or null, got {self.pixel_size!r}")
         if self.halo is not None and (isinstance(self.halo, bool) or not isinstance(self.halo, int) or self.halo < 0):
             raise ValueError(f"halo must be a non-negative integer (pixels) or None, got {self.halo!r}")
         if self.size_model is not None:
@@ -154,3 +160,10 @@ class ModelSpec:
             parts.append(f"object size: {self.object_size:g} px" + (" (found in each image)" if self.size_model else ""))
         text = "; ".join(parts)
         return f"{self.description}\n{text}" if self.description else text
+
+
+def _positive(value: Any, zero: bool = False) -> bool:
+    """A finite number > 0 (>= 0 with ``zero``), not a bool."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return False
+    return value >= 0 if zero else value > 0

@@ -18,6 +18,7 @@ import numpy as np
 from ..axes import guess_axes, plan_layout
 from ..io import file_stem as output_stem
 from ..normalize import apply_range, percentile_range, strided_sample
+from .guards import check_finite_image, check_label_ids
 from .targets import INSTANCE_CLASSES, distance_targets, instance_targets, object_diameter, semantic_targets
 
 log = logging.getLogger(__name__)
@@ -188,15 +189,17 @@ def prepare(
             if not np.all(np.mod(lab, 1) == 0):
                 raise ValueError(f"labels of {name} must be integers, got {lab.dtype}")
             lab = lab.astype(np.int64)
+        check_label_ids(lab, f"labels of {name}")
         if not lab.any():
             raise ValueError(f"labels of {name} are empty (all 0): annotate some objects first")
         view = layout.arrange(img)
+        check_finite_image(view, layout, name)  # one NaN pixel would make every loss NaN
         c_axis = len(layout.loop_axes)
-        sample = layout.select(np.moveaxis(strided_sample(view, keep=(c_axis,)), c_axis, 0))
+        sample = layout.select(np.moveaxis(strided_sample(view, keep=(c_axis,)), c_axis, 0), raw=True)
         lo, hi = percentile_range(sample, *percentiles)
         lab_work = _labels_work(lab, layout)
         for loop in np.ndindex(*layout.loop_shape):
-            block = layout.select(np.asarray(view[loop]))
+            block = layout.select(np.asarray(view[loop]), raw=True)  # apply_range: wide values in float64
             suffix = "" if not loop else f" [{', '.join(f'{a}={i}' for a, i in zip(layout.loop_axes, loop))}]"
             raw.append((apply_range(block, lo, hi), lab_work[loop], name + suffix))
         if channel_names is None:
@@ -208,9 +211,6 @@ def prepare(
                 channel_names = [f"channel {i}" for i in range(n_channels)]
     if not raw:
         raise ValueError("no training pairs given")
-    if any(lab.min() < 0 for _, lab, *_ in raw):
-        bad = next(n for _, lab, n, *_ in raw if lab.min() < 0)
-        raise ValueError(f"labels of {bad} hold negative values; labels must be 0 (background) or positive ids")
 
     if mode == "instances":
         class_names = list(INSTANCE_CLASSES)

@@ -32,6 +32,7 @@ def iter_evaluate(
     """
     from ..segment import iter_segment
     from .data import _as_array
+    from .guards import check_label_ids
 
     counts: list[dict[float, tuple[int, int, int]]] = []
     ious: list[float] = []
@@ -39,6 +40,7 @@ def iter_evaluate(
     for i, (image, truth) in enumerate(pairs):
         img, img_axes, names, name = _as_array(image, f"image {i}")
         truth_arr = np.asarray(_as_array(truth, f"labels {i}")[0])
+        check_label_ids(truth_arr, f"ground truth labels of {name}")  # before segmenting: fail fast
         labels = drain(iter_segment(
             img, model, axes=axes or img_axes, channels=channels, channel_names=names, image_name=name,
             mode="instances" if instance else "semantic", min_size=min_size, **predict_options,

@@ -30,11 +30,13 @@ from ... import __version__
 from ..inference import drain, iter_predict, resolve_device, resolve_precision
 from ..io import atomic_write
 from ..model import UNet
+from ..options import check_training_options
 from ..postprocess import labels_from_probabilities
 from ..spec import ModelSpec
 from .augment import augment
 from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
 from .data import PatchSampler, PreparedData, Sample, prepare, split
+from .guards import check_loss, check_written
 from .losses import ce_dice_loss, distance_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
 from .targets import BOUNDARY_CLASS, DISTANCE_POSTPROCESS, INSTANCE_POSTPROCESS
@@ -174,6 +176,17 @@ def iter_train(
         ``preview`` event.
     """
     t_start = time.perf_counter()
+    o = check_training_options(
+        epochs=epochs, steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size, lr=lr,
+        weight_decay=weight_decay, dice_weight=dice_weight, patience=patience, warmup_steps=warmup_steps,
+        val_fraction=val_fraction, seed=seed, preview_every=preview_every, ndim=ndim, mode=mode, depth=depth,
+        base_features=base_features, device=device, precision=precision, channels=channels, axes=axes,
+        resume=resume, augmentation=augmentation, elastic=elastic, noise=noise, distance_head=distance_head,
+    )
+    epochs, steps_per_epoch, patch_size, batch_size = o["epochs"], o["steps_per_epoch"], o["patch_size"], o["batch_size"]
+    lr, weight_decay, dice_weight, patience = o["lr"], o["weight_decay"], o["dice_weight"], o["patience"]
+    warmup_steps, val_fraction, seed, preview_every = o["warmup_steps"], o["val_fraction"], o["seed"], o["preview_every"]
+    ndim, depth, base_features = o["ndim"], o["depth"], o["base_features"]
     dev = resolve_device(device)
     autocast = resolve_precision(precision, dev)
     if resume and output is None:
@@ -184,10 +197,6 @@ def iter_train(
             raise ValueError(f"output {str(output)!r} is a folder; give a model file name such as model.safetensors")
         if not output.parent.exists():
             raise ValueError(f"output folder {str(output.parent)!r} does not exist")
-    for name, value, minimum in (("epochs", epochs, 1), ("batch_size", batch_size, 1), ("patch_size", patch_size, 8),
-                                 ("steps_per_epoch", 1 if steps_per_epoch is None else steps_per_epoch, 1)):
-        if isinstance(value, bool) or int(value) != value or value < minimum:
-            raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
 
     if resume:
         last, state_file = last_paths(output)  # type: ignore[arg-type]
@@ -349,6 +358,7 @@ def iter_train(
                 sched.step()
                 step += 1
                 losses.append(float(loss.detach()))
+                check_loss(losses[-1], epoch=epoch, step=step, lr=lr)  # NaN: stop, save nothing more
                 elapsed = time.perf_counter() - t_start
                 per_step = (time.perf_counter() - t_epoch) / (i + 1)
                 yield TrainEvent(
@@ -407,6 +417,7 @@ def iter_train(
     net.eval()
     if best_state is not None:
         net.load_state_dict(best_state)
+    check_written(output, abs(best), metric_name if val_samples else "training loss")
     result = _best_or_last(net, output) if val_samples else net
     if rescaled and result.ndim == 2 and result.spec.object_size:
         yield TrainEvent("start", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
