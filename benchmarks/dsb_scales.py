@@ -48,9 +48,9 @@ def main() -> int:
 
     import tifffile
 
-    from napari_unet.core.bundled import bundled_models
-    from napari_unet.core.inference import drain
-    from napari_unet.core.modelfile import load_model
+    from napari_unet.core.model.bundled import bundled_models
+    from napari_unet.core.progress import drain
+    from napari_unet.core.model.file import load_model
     from napari_unet.core.segment import iter_segment
     from napari_unet.core.training.metrics import ap_counts, summarize_ap
     from napari_unet.core.training.targets import object_diameter

@@ -32,10 +32,11 @@ def main() -> None:
 
     import torch
 
-    from napari_unet.core.bundled import load_default_model
-    from napari_unet.core.inference import Progress, drain, resolve_device
-    from napari_unet.core.io import read_image
-    from napari_unet.core.samples import sample_path
+    from napari_unet.core.model.bundled import load_default_model
+    from napari_unet.core.progress import Progress, drain
+    from napari_unet.core.options import resolve_device
+    from napari_unet.core.image.io import read_image
+    from napari_unet.core.image.samples import sample_path
     from napari_unet.core.segment import iter_segment
 
     dev = resolve_device(args.device)

@@ -93,8 +93,8 @@ def child_run(wait_s: float = 0.0) -> dict:
     from napari.layers import Labels
 
     from napari_unet._napari.model_choice import builtin_models
-    from napari_unet.core.io import read_image
-    from napari_unet.core.samples import sample_path
+    from napari_unet.core.image.io import read_image
+    from napari_unet.core.image.samples import sample_path
 
     image = read_image(sample_path("nuclei"))
     assert image.axes == "YX", image.axes

@@ -63,11 +63,13 @@ def main() -> None:
     parser.add_argument("--skip-monai", action="store_true")
     args = parser.parse_args()
 
-    from napari_unet.core.fastnet import inference_network, memory_format
-    from napari_unet.core.inference import Progress, resolve_device, resolve_precision
-    from napari_unet.core.model import UNet
-    from napari_unet.core.normalize import apply_range, percentile_range, strided_sample
-    from napari_unet.core.postprocess import instance_labels
+    from napari_unet.core.inference.fastnet import inference_network, memory_format
+    from napari_unet.core.progress import Progress
+    from napari_unet.core.options import resolve_device
+    from napari_unet.core.inference.planning import resolve_precision
+    from napari_unet.core.model.unet import UNet
+    from napari_unet.core.image.normalize import apply_range, percentile_range, strided_sample
+    from napari_unet.core.labels.postprocess import instance_labels
     from napari_unet.core.segment import iter_segment
 
     dev = resolve_device(args.device)

@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         # info toasts would cover the canvas (the panel's messages show in its Status line)
         get_settings().application.gui_notification_level = "error"
 
-        from napari_unet.core.samples import sample_path
+        from napari_unet.core.image.samples import sample_path
 
         model, bundled = choose_model(pathlib.Path(tmp))
         log.info("model: %s (%s)", model, "bundled" if bundled else "untrained, random weights")

@@ -18,8 +18,8 @@ _LAZY = {
     "estimate_object_size": "napari_unet.api",
     "load_model": "napari_unet.api",
     "save_model": "napari_unet.api",
-    "UNet": "napari_unet.core.model",
-    "read_image": "napari_unet.core.io",
+    "UNet": "napari_unet.core.model.unet",
+    "read_image": "napari_unet.core.image.io",
 }
 
 __all__ = ["__version__", *_LAZY]

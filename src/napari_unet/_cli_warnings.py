@@ -25,7 +25,7 @@ def _show(message: Any, category: type, filename: str, lineno: int, file: Any = 
 @contextlib.contextmanager
 def warnings_as_lines() -> Iterator[None]:
     """Within the block (or the decorated function), every warning is one line on stderr."""
-    from .core.imagecheck import NonFiniteWarning
+    from .core.image.checks import NonFiniteWarning
 
     with warnings.catch_warnings():
         warnings.simplefilter("always", NonFiniteWarning)  # once per input, even for the same name twice

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from .core.inference import Progress
-    from .core.model import UNet
+    from .core.progress import Progress
+    from .core.model.unet import UNet
 
 log = logging.getLogger(__name__)
 
@@ -28,35 +28,35 @@ def load_model(path: str | os.PathLike, *, device: str | int | None = None) -> U
     """Load a napari-unet model file (safetensors weights + JSON config; never executes code).
 
     The file is checked before any network is built (architecture limits, tensor shapes,
-    NaN/infinite weights: :class:`~napari_unet.core.modelfile.ModelFileError`), and ``device``
+    NaN/infinite weights: :class:`~napari_unet.core.model.file.ModelFileError`), and ``device``
     like ``segment``'s (ValueError naming ``device``).
     """
-    from .core.modelfile import load_model as _load
+    from .core.model.file import load_model as _load
 
     return _load(path, device=device)
 
 
 def save_model(model: UNet, path: str | os.PathLike, **spec_updates: Any) -> Any:
     """Save ``model`` as one self-describing model file (written atomically)."""
-    from .core.modelfile import save_model as _save
+    from .core.model.file import save_model as _save
 
     return _save(model, path, **spec_updates)
 
 
 def resolve_model(model: Any) -> UNet:
     """A UNet from a UNet, a model file path, or None (the bundled nuclei model)."""
-    from .core.model import UNet
+    from .core.model.unet import UNet
 
     if isinstance(model, UNet):
         return model
-    from .core.modelcache import cached_model
+    from .core.model.cache import cached_model
 
     if isinstance(model, (str, os.PathLike)):
         if not os.path.isfile(model):
             return load_model(model)  # its own clear error
         return cached_model(model)  # the same object for repeated calls: prepared (and compiled) once
     if model is None:
-        from .core.bundled import bundled_model_path
+        from .core.model.bundled import bundled_model_path
 
         return cached_model(bundled_model_path())
     raise TypeError(f"model must be a UNet or a model file path, got {type(model).__name__}")
@@ -77,7 +77,7 @@ class ImageSource:
     channel_names : list of str or None
         Names of its channels, for ``channels=`` given by name.
     origin : str
-        Where ``axes`` came from (:data:`~napari_unet.core.axes.AXES_ORIGINS`).
+        Where ``axes`` came from (:data:`~napari_unet.core.image.axes.AXES_ORIGINS`).
     note : str
         Why recorded axes were ignored, if they were.
     """
@@ -101,7 +101,7 @@ def _names(names: Any) -> list[str] | None:
 def image_source(image: Any, axes: str | None = None, *, guess: bool = False) -> ImageSource:
     """Array, axes, name and channel names from an array, an ImageFile or a napari Image layer.
 
-    Axes are chosen with :func:`~napari_unet.core.axes.choose_axes`: ``axes`` when given, else
+    Axes are chosen with :func:`~napari_unet.core.image.axes.choose_axes`: ``axes`` when given, else
     those recorded with the image (``layer.metadata["axes"]``, set by napari-unet's reader, or
     the file's axes; ignored, with a ``note`` that predict and segment log, when they do not fit), else
     ``...YXS`` for an RGB layer, ``YX`` for 2D data, else guessed: here when ``guess`` is True
@@ -125,9 +125,9 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
     ValueError
         An axis of length 0, or ``axes`` that do not fit the data.
     """
-    from .core.axes import choose_axes
-    from .core.imagecheck import check_not_empty
-    from .core.io import ImageFile
+    from .core.image.axes import choose_axes
+    from .core.image.checks import check_not_empty
+    from .core.image.io import ImageFile
 
     if isinstance(image, ImageFile):
         data, name, names, recorded, rgb = image.data, str(image.path), _names(image.channel_names), image.axes, False
@@ -152,10 +152,10 @@ def _console_source(image: Any, axes: str | None) -> ImageSource:
 
 
 def _run(gen: Any, progress: Callable[[Progress], Any] | bool | None) -> Any:
-    from .core.inference import drain
+    from .core.progress import drain
 
     if progress is True:
-        from .core.progressbar import TextProgress
+        from .core.progress import TextProgress
 
         progress = TextProgress()
     bar = progress if callable(progress) else None
@@ -201,7 +201,9 @@ def estimate_object_size(
         If the model cannot estimate object sizes (3D models, or models trained without
         ``object_size``).
     """
-    from .core.inference import can_estimate_size, drain, iter_object_size, plan_for
+    from .core.inference.sizing import can_estimate_size, iter_object_size
+    from .core.progress import drain
+    from .core.inference.planning import plan_for
     from .core.options import check_inference_options
 
     check_inference_options(axes=axes, channels=channels)
@@ -274,7 +276,7 @@ def predict(
     numpy.ndarray
         float32, shape ``(n_classes, *image shape without its channel axis)``.
     """
-    from .core.inference import iter_predict
+    from .core.inference.run import iter_predict
     from .core.options import check_inference_options
 
     # every option checked before the model loads: one ValueError naming the parameter

@@ -28,8 +28,8 @@ import numpy as np
 from ._cli_errors import DEBUG_ENV, CLIError, report
 from ._cli_warnings import warnings_as_lines
 from ._version import __version__
-from .core.axes import parse_channels
-from .core.io import file_stem as output_stem
+from .core.image.axes import parse_channels
+from .core.image.io import file_stem as output_stem
 
 log = logging.getLogger("napari_unet")
 
@@ -174,8 +174,9 @@ def _object_size_option(text: str) -> float | str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .core.inference import drain, resolve_device
-    from .core.progressbar import TextProgress
+    from .core.progress import drain
+    from .core.options import resolve_device
+    from .core.progress import TextProgress
     from .core.training.data import pairs_from_folders
     from .core.training.loop import iter_train
 
@@ -185,7 +186,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume and args.from_model:
         raise CLIError("--resume continues a run; --from starts a new one from a model: use one")
     if args.from_model is not None and not args.from_model.exists():
-        from .core.bundled import bundled_models
+        from .core.model.bundled import bundled_models
 
         builtin = bundled_models()
         if str(args.from_model) in builtin:  # e.g. --from nuclei: fine-tune the bundled model
@@ -232,12 +233,13 @@ class _StepProgress:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Segment the bundled nuclei sample with the bundled model; write labels + overlay; score it."""
-    from .core.bundled import bundled_model_path
-    from .core.inference import drain, resolve_device
-    from .core.io import read_image, write_labels
-    from .core.modelfile import load_model
-    from .core.overlay import write_overlay_png
-    from .core.samples import SAMPLES, sample_path
+    from .core.model.bundled import bundled_model_path
+    from .core.progress import drain
+    from .core.options import resolve_device
+    from .core.image.io import read_image, write_labels
+    from .core.model.file import load_model
+    from .core.image.overlay import write_overlay_png
+    from .core.image.samples import SAMPLES, sample_path
     from .core.segment import iter_segment
     from .core.training.metrics import average_precision
 
@@ -269,8 +271,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .core.inference import drain, resolve_device
-    from .core.modelfile import load_model
+    from .core.progress import drain
+    from .core.options import resolve_device
+    from .core.model.file import load_model
     from .core.training.data import pairs_from_folders
     from .core.training.evaluate import iter_evaluate
 
@@ -292,7 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from .core.modelfile import describe_model
+    from .core.model.file import describe_model
 
     print(describe_model(args.model))
     return 0
@@ -300,16 +303,18 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .core.inference import drain, plan_for, resolve_device
-    from .core.io import read_image, write_labels
-    from .core.modelfile import load_model
-    from .core.progressbar import TextProgress
+    from .core.progress import drain
+    from .core.inference.planning import plan_for
+    from .core.options import resolve_device
+    from .core.image.io import read_image, write_labels
+    from .core.model.file import load_model
+    from .core.progress import TextProgress
     from .core.segment import iter_segment
 
     channels = _parse_channels(args.channels)
     device = resolve_device(args.device)  # a bad or absent device fails once, not once per input
     if args.model is None:
-        from .core.bundled import bundled_model_path
+        from .core.model.bundled import bundled_model_path
 
         args.model = bundled_model_path()
     model = load_model(args.model)

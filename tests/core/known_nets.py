@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from napari_unet.core.model import UNet
+from napari_unet.core.model.unet import UNet
 
 
 def threshold_net(in_channels: int = 1, use_channel: int = 0) -> UNet:

@@ -21,8 +21,8 @@ import pytest
 import torch
 
 from napari_unet import api
-from napari_unet.core.axes import AxesGuessWarning
-from napari_unet.core.model import UNet
+from napari_unet.core.image.axes import AxesGuessWarning
+from napari_unet.core.model.unet import UNet
 
 from known_nets import threshold_net
 
@@ -397,8 +397,8 @@ def test_public_api_is_lazy():
 def test_model_files_are_loaded_once_per_file_version(tmp_path):
     import torch
 
-    from napari_unet.core.model import UNet as _UNet
-    from napari_unet.core.modelfile import save_model as _save
+    from napari_unet.core.model.unet import UNet as _UNet
+    from napari_unet.core.model.file import save_model as _save
 
     path = tmp_path / "m.safetensors"
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_unet.core.axes import (
+from napari_unet.core.image.axes import (
     AxesChoice,
     AxesGuessWarning,
     choose_axes,

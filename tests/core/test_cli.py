@@ -18,8 +18,8 @@ import tifffile
 
 from napari_unet import __version__
 from napari_unet.cli import main, output_stem
-from napari_unet.core.io import read_image, read_provenance
-from napari_unet.core.modelfile import save_model
+from napari_unet.core.image.io import read_image, read_provenance
+from napari_unet.core.model.file import save_model
 
 from known_nets import threshold_net
 
@@ -499,7 +499,7 @@ def test_segment_compile_option_is_validated(tmp_path, capsys):
 @pytest.fixture
 def tta_calls(monkeypatch) -> list:
     """The ``tta`` option of every tiled run the CLI starts."""
-    from napari_unet.core import inference
+    from napari_unet.core.inference import run as inference
 
     calls: list = []
     real = inference._iter_tiled
@@ -602,7 +602,7 @@ def test_train_object_size_option_reaches_the_core(tmp_path, capsys, disc_folder
 
 
 def test_train_writes_a_distance_model_without_zoom(tmp_path, capsys, disc_folders):
-    from napari_unet.core.modelfile import load_model
+    from napari_unet.core.model.file import load_model
 
     images, masks = disc_folders
     out = tmp_path / "m.safetensors"
@@ -617,7 +617,7 @@ def test_train_writes_a_distance_model_without_zoom(tmp_path, capsys, disc_folde
 
 
 def test_train_no_distance_head_and_data_description(tmp_path, capsys, disc_folders):
-    from napari_unet.core.modelfile import load_model, read_model_info
+    from napari_unet.core.model.file import load_model, read_model_info
 
     images, masks = disc_folders
     out = tmp_path / "plain.safetensors"

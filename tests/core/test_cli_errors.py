@@ -11,7 +11,7 @@ import torch
 
 from napari_unet import cli
 from napari_unet.cli import main
-from napari_unet.core.modelfile import save_model
+from napari_unet.core.model.file import save_model
 
 from known_nets import threshold_net
 

@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core import fastnet, halo as halo_mod
-from napari_unet.core.engine import upload
-from napari_unet.core.features import SEED_BIT, features_from_probabilities
-from napari_unet.core.inference import (
-    HOST_EXTRA_BUDGET, PROCESS_BASE, default_tile_and_batch, iter_features, predict, drain,
-)
-from napari_unet.core.model import UNet
-from napari_unet.core.tiling import TileGrid
+from napari_unet.core.inference import fastnet, halo as halo_mod
+from napari_unet.core.inference.engine import upload
+from napari_unet.core.inference.features import SEED_BIT, features_from_probabilities
+from napari_unet.core.inference.planning import HOST_EXTRA_BUDGET, PROCESS_BASE, default_tile_and_batch
+from napari_unet.core.inference.run import iter_features, predict
+from napari_unet.core.progress import drain
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.inference.tiling import TileGrid
 
 from known_nets import OOMOnBigBatches
 
@@ -75,7 +75,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     net = _net()
     image = np.random.default_rng(0).random((40, 50))
     ref = predict(image, net, axes="YX", device="cpu", compile=False)
-    with caplog.at_level(logging.WARNING, logger="napari_unet.core.fastnet"):
+    with caplog.at_level(logging.WARNING, logger="napari_unet.core.inference.fastnet"):
         probs = predict(image, net, axes="YX", device="cpu", compile=True)
     np.testing.assert_allclose(probs, ref, atol=1e-10)
     assert "torch.compile failed" in caplog.text
@@ -139,9 +139,9 @@ def test_wider_context_gives_a_wider_halo():
 
 
 def test_auto_halo_keeps_tiled_close_to_untiled():
-    from napari_unet.core.bundled import load_default_model
-    from napari_unet.core.io import read_image
-    from napari_unet.core.samples import sample_path
+    from napari_unet.core.model.bundled import load_default_model
+    from napari_unet.core.image.io import read_image
+    from napari_unet.core.image.samples import sample_path
 
     net = load_default_model()
     net.spec.halo = None  # measure it
@@ -183,7 +183,7 @@ def test_3d_tiles_leave_room_for_the_band_of_slices():
 
 
 def fastnet_free_quarter():
-    from napari_unet.core.inference import _free_memory
+    from napari_unet.core.inference.planning import _free_memory
 
     return _free_memory(torch.device("cpu")) * 0.25
 
@@ -200,9 +200,9 @@ def test_tiles_share_the_axis_evenly():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("compile", [False, True])
 def test_cuda_labels_match_cpu_on_uint16(compile):
-    from napari_unet.core.bundled import load_default_model
-    from napari_unet.core.io import read_image
-    from napari_unet.core.samples import sample_path
+    from napari_unet.core.model.bundled import load_default_model
+    from napari_unet.core.image.io import read_image
+    from napari_unet.core.image.samples import sample_path
     from napari_unet.core.segment import iter_segment
     from napari_unet.core.training.metrics import ap_counts, summarize_ap
 
@@ -220,7 +220,7 @@ def test_small_user_tiles_get_the_halo_they_can_hold(caplog):
     net = _net(depth=3)
     net.spec.halo = 40
     image = np.random.default_rng(6).random((100, 120))
-    with caplog.at_level(logging.WARNING, logger="napari_unet.core.inference"):
+    with caplog.at_level(logging.WARNING, logger="napari_unet.core.inference.run"):
         probs = predict(image, net, axes="YX", device="cpu", tile_size=48)
     assert probs.shape == (3, 100, 120) and np.isfinite(probs).all()
     assert "room for a halo of 20 px" in caplog.text

@@ -2,7 +2,7 @@
 (console API, ``napari-unet segment``, the core generators):
 
 * a few non-finite pixels (NaN, +inf, -inf) change nothing away from those pixels, and say so
-  with a :class:`~napari_unet.core.imagecheck.NonFiniteWarning`;
+  with a :class:`~napari_unet.core.image.checks.NonFiniteWarning`;
 * an image with an axis of length 0 is one ``ValueError`` naming its shape;
 * integer (and float64) images with a large offset give the result of the offset-free image.
 
@@ -25,12 +25,12 @@ from scipy import ndimage
 
 from napari_unet import api
 from napari_unet.cli import main
-from napari_unet.core.axes import plan_layout
-from napari_unet.core.imagecheck import NonFiniteWarning
-from napari_unet.core.io import read_image
-from napari_unet.core.model import UNet
-from napari_unet.core.modelfile import save_model
-from napari_unet.core.normalize import apply_range, percentile_range
+from napari_unet.core.image.axes import plan_layout
+from napari_unet.core.image.checks import NonFiniteWarning
+from napari_unet.core.image.io import read_image
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.model.file import save_model
+from napari_unet.core.image.normalize import apply_range, percentile_range
 
 from known_nets import threshold_net
 

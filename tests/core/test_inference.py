@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.inference import Progress, iter_predict, predict, resolve_device, resolve_precision
-from napari_unet.core.model import UNet
-from napari_unet.core.normalize import apply_range, percentile_range
+from napari_unet.core.progress import Progress
+from napari_unet.core.inference.run import iter_predict, predict
+from napari_unet.core.options import resolve_device
+from napari_unet.core.inference.planning import resolve_precision
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.image.normalize import apply_range, percentile_range
 
 from known_nets import OOMOnBigBatches
 
@@ -126,7 +129,7 @@ def test_model_training_flag_is_restored():
 
 
 def test_axes_guess_warns_for_3d_array():
-    from napari_unet.core.axes import AxesGuessWarning
+    from napari_unet.core.image.axes import AxesGuessWarning
 
     net = _double_net(features=4)
     with pytest.warns(AxesGuessWarning, match="ZYX"):
@@ -168,7 +171,7 @@ def test_devices_and_precisions():
 
 
 def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch):
-    from napari_unet.core import inference
+    from napari_unet.core.inference import planning as inference
 
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
     assert resolve_precision("auto", torch.device("cpu")) is None

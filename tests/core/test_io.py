@@ -1,4 +1,4 @@
-"""Tests for napari_unet.core.io: reading real and synthetic TIFFs, writing labels atomically."""
+"""Tests for napari_unet.core.image.io: reading real and synthetic TIFFs, writing labels atomically."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core.io import (
+from napari_unet.core.image.io import (
     ImageFile,
     ImageReadError,
     atomic_write,
@@ -291,7 +291,7 @@ def test_atomic_write_failure_keeps_existing_file(tmp_path: pathlib.Path) -> Non
 
 def test_io_does_not_import_torch_or_gui() -> None:
     code = (
-        "import sys, napari_unet.core.io\n"
+        "import sys, napari_unet.core.image.io\n"
         "bad = [m for m in ('torch', 'napari', 'qtpy', 'magicgui') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -15,8 +15,8 @@ import pytest
 import torch
 from safetensors.numpy import save_file as np_save_file
 
-from napari_unet.core.model import UNet
-from napari_unet.core.modelfile import (
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.model.file import (
     FORMAT_VERSION,
     ModelFileError,
     describe_model,
@@ -24,7 +24,7 @@ from napari_unet.core.modelfile import (
     read_model_info,
     save_model,
 )
-from napari_unet.core.spec import ModelSpec
+from napari_unet.core.model.spec import ModelSpec
 
 TRAINING = {"epochs": 12, "data": "dsb2018 fluo subset", "metrics": {"val_iou": 0.8125, "val_loss": 0.21}}
 
@@ -392,7 +392,7 @@ def test_file_without_batchnorm_step_counters_loads(tmp_path: Path, saved: Path,
 def test_info_and_describe_do_not_import_torch(saved: Path) -> None:
     code = (
         "import json, sys\n"
-        "from napari_unet.core.modelfile import read_model_info, describe_model\n"
+        "from napari_unet.core.model.file import read_model_info, describe_model\n"
         "loaded_on_import = 'torch' in sys.modules\n"
         f"info = read_model_info({str(saved)!r})\n"
         f"text = describe_model({str(saved)!r})\n"
@@ -402,7 +402,7 @@ def test_info_and_describe_do_not_import_torch(saved: Path) -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert result["on_import"] is False, "importing napari_unet.core.modelfile imported torch"
+    assert result["on_import"] is False, "importing napari_unet.core.model.file imported torch"
     assert result["after"] is False, "read_model_info/describe_model imported torch"
     assert result["architecture"]["depth"] == 2 and result["architecture"]["in_channels"] == 2
     assert "nuclei.safetensors" in result["text"]

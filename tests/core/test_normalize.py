@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from napari_unet.core.normalize import apply_range, percentile_range, strided_sample
+from napari_unet.core.image.normalize import apply_range, percentile_range, strided_sample
 
 
 def test_percentiles_per_channel():

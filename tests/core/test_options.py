@@ -19,8 +19,9 @@ import torch
 
 from napari_unet import api
 from napari_unet.cli import main
-from napari_unet.core.inference import drain, iter_predict
-from napari_unet.core.modelfile import save_model
+from napari_unet.core.progress import drain
+from napari_unet.core.inference.run import iter_predict
+from napari_unet.core.model.file import save_model
 from napari_unet.core.options import check_device, check_ints, resolve_device
 from napari_unet.core.segment import iter_segment
 from napari_unet.core.training.evaluate import evaluate

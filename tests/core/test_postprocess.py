@@ -1,4 +1,4 @@
-"""Behaviour of napari_unet.core.postprocess on hand-made probability arrays with known answers."""
+"""Behaviour of napari_unet.core.labels.postprocess on hand-made probability arrays with known answers."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 from scipy import ndimage
 from skimage.segmentation import watershed
 
-from napari_unet.core.features import SEED_BIT, features_from_probabilities
-from napari_unet.core.postprocess import (
+from napari_unet.core.inference.features import SEED_BIT, features_from_probabilities
+from napari_unet.core.labels.postprocess import (
     instance_labels,
     labels_from_features,
     labels_from_probabilities,
@@ -371,7 +371,7 @@ def test_negative_min_size() -> None:
 
 def test_module_does_not_import_torch_or_qt() -> None:
     code = (
-        "import sys, napari_unet.core.postprocess\n"
+        "import sys, napari_unet.core.labels.postprocess\n"
         "bad = [m for m in ('torch', 'napari', 'qtpy', 'PyQt5', 'magicgui') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )
@@ -674,7 +674,7 @@ def test_labels_from_features_errors(kwargs, match) -> None:
 
 @pytest.mark.parametrize("threads", [1, 4])
 def test_banded_labels_do_not_depend_on_the_thread_count(monkeypatch, threads: int) -> None:
-    from napari_unet.core import banded
+    from napari_unet.core.labels import banded
 
     probs = blob_probabilities((300, 200), 150, seed=5, noise=0.02)
     codes, landscape = features(probs, boundary_class=BOUNDARY)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from napari_unet import segment
-from napari_unet.core.inference import predict
-from napari_unet.core.rescale import zoom_back, zoom_factor
+from napari_unet.core.inference.run import predict
+from napari_unet.core.image.rescale import zoom_back, zoom_factor
 
 from known_nets import threshold_net
 

@@ -1,4 +1,4 @@
-"""Object-size estimation (``core/sizing.py``) and the automatic zoom of segment / predict / the API / the CLI.
+"""Object-size estimation (``core/inference/sizing.py``) and the automatic zoom of segment / predict / the API / the CLI.
 
 The regression itself is fitted on real networks elsewhere (the bundled model's card); here:
 
@@ -18,12 +18,13 @@ import pytest
 import torch
 from scipy import ndimage
 
-from napari_unet.core import sizing
-from napari_unet.core.inference import drain, iter_predict
-from napari_unet.core.model import UNet
-from napari_unet.core.modelfile import ModelFileError, load_model, save_model
+from napari_unet.core.inference import sizing
+from napari_unet.core.progress import drain
+from napari_unet.core.inference.run import iter_predict
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.model.file import ModelFileError, load_model, save_model
 from napari_unet.core.segment import iter_segment
-from napari_unet.core.spec import ModelSpec
+from napari_unet.core.model.spec import ModelSpec, check_size_model
 
 
 def disks(diameter: float, shape=(300, 300), spacing: float = 1.6) -> np.ndarray:
@@ -114,7 +115,7 @@ def test_fit_size_model_is_valid_and_survives_the_model_file(tmp_path):
     images = [disks(d)[..., :200, :200] for d in (8.0, 12.0, 20.0)]
     fitted = sizing.fit_size_model(net, images, [8.0, 12.0, 20.0], samples=48, seed=1)
     n_features = 2 * 4 * 2**2
-    sizing.check_size_model(fitted, n_features)
+    check_size_model(fitted, n_features)
     assert fitted["range"] == pytest.approx([12.0 * sizing.FIT_RANGE[0], 12.0 * sizing.FIT_RANGE[1]])
     assert fitted["crops"] == 48 and fitted["rms_log"] >= 0
     net.spec.size_model = fitted

@@ -19,11 +19,12 @@ import tifffile
 import torch
 from skimage.draw import disk
 
-from napari_unet.core.inference import drain, predict
-from napari_unet.core.model import UNet
-from napari_unet.core.modelfile import load_model, save_model
+from napari_unet.core.progress import drain
+from napari_unet.core.inference.run import predict
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.model.file import load_model, save_model
 from napari_unet.core.segment import iter_segment
-from napari_unet.core.spec import ModelSpec
+from napari_unet.core.model.spec import ModelSpec
 from napari_unet.core.training.augment import augment
 from napari_unet.core.training.data import (
     PatchSampler,
@@ -907,7 +908,7 @@ def test_rescaled_training_records_the_object_size(tmp_path: Path) -> None:
 
 
 def test_no_distance_head_keeps_the_classes_only_recipe(tmp_path: Path) -> None:
-    from napari_unet.core.modelfile import read_model_info
+    from napari_unet.core.model.file import read_model_info
     from napari_unet.core.training.targets import INSTANCE_POSTPROCESS
 
     output = tmp_path / "plain.safetensors"
@@ -941,7 +942,7 @@ def test_object_size_and_scale_jitter_errors(kwargs: dict, match: str) -> None:
 
 
 def test_training_precision_auto_is_float32_on_cpus_without_native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
-    from napari_unet.core import inference
+    from napari_unet.core.inference import planning as inference
 
     cpu = torch.device("cpu")
     monkeypatch.setattr(inference, "cpu_has_native_bf16", lambda: False)
@@ -956,7 +957,7 @@ def test_training_precision_auto_is_float32_on_cpus_without_native_bf16(monkeypa
 
 
 def _has_native_bf16() -> bool:
-    from napari_unet.core.inference import cpu_has_native_bf16
+    from napari_unet.core.inference.planning import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 

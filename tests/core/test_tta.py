@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from napari_unet import api
-from napari_unet.core.engine import DIHEDRAL, dihedral, forward_probs, undo_dihedral
-from napari_unet.core.inference import drain, iter_features, iter_predict, predict
-from napari_unet.core.model import UNet
+from napari_unet.core.inference.engine import DIHEDRAL, dihedral, forward_probs, undo_dihedral
+from napari_unet.core.progress import drain
+from napari_unet.core.inference.run import iter_features, iter_predict, predict
+from napari_unet.core.model.unet import UNet
 
 from known_nets import OOMOnBigBatches, threshold_net
 

@@ -20,7 +20,7 @@ import tifffile  # noqa: E402
 import torch  # noqa: E402
 
 from napari_unet import UNet, save_model, segment  # noqa: E402
-from napari_unet.core.axes import AxesGuessWarning  # noqa: E402
+from napari_unet.core.image.axes import AxesGuessWarning  # noqa: E402
 
 PLUGIN = "napari-unet"
 

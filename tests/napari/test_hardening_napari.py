@@ -16,8 +16,8 @@ import pytest
 import tifffile
 
 from napari_unet._napari.reader import napari_get_reader, read_tiff
-from napari_unet.core import io
-from napari_unet.core.io import ImageReadError, read_image, write_labels
+from napari_unet.core.image import io
+from napari_unet.core.image.io import ImageReadError, read_image, write_labels
 
 
 # ---------------------------------------------------------------------------- files

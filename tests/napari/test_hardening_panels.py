@@ -159,7 +159,7 @@ def segment_panel(make_napari_viewer, tmp_path) -> SegmentWidget:
 
 
 def test_segment_panel_unexpected_error_in_the_worker(segment_panel, qtbot, notes, caplog, monkeypatch):
-    from napari_unet.core import modelcache
+    from napari_unet.core.model import cache as modelcache
 
     def broken(path):
         raise RuntimeError("CUDA error: device-side assert triggered")

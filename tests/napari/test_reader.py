@@ -17,7 +17,7 @@ from napari_unet._napari.reader import (
     robust_contrast_limits,
 )
 from napari_unet._napari.writer import default_axes, write_labels_layer
-from napari_unet.core.io import ImageFile, read_image, read_provenance
+from napari_unet.core.image.io import ImageFile, read_image, read_provenance
 
 PLUGIN = "napari-unet"
 

@@ -38,7 +38,7 @@ from napari_unet._napari.train_widget import (  # noqa: E402
     label_values,
     last_checkpoint_paths,
 )
-from napari_unet.core.modelfile import load_model  # noqa: E402
+from napari_unet.core.model.file import load_model  # noqa: E402
 
 from notifications import errors, infos  # noqa: E402
 

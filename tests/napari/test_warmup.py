@@ -15,7 +15,8 @@ import torch  # noqa: E402
 from napari_unet import UNet, save_model  # noqa: E402
 from napari_unet._napari import warmup  # noqa: E402
 from napari_unet._napari.segment_widget import SegmentWidget  # noqa: E402
-from napari_unet.core import fastnet, modelcache  # noqa: E402
+from napari_unet.core.inference import fastnet
+from napari_unet.core.model import cache as modelcache  # noqa: E402
 
 
 def _model(path: Path) -> str:

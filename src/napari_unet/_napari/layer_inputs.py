@@ -18,7 +18,7 @@ import numpy as np
 from napari.layers import Image
 
 from ..api import image_source
-from ..core.axes import Layout
+from ..core.image.axes import Layout
 
 __all__ = [
     "AXES_ORIGIN_TEXT", "ImageInput", "combine_input", "extra_channel_candidates", "layer_data",
@@ -124,7 +124,7 @@ class ImageInput:
         """How the input will be read, always saying where the axes came from.
 
         Without ``layout``: ``axes ZCYX (from the layer's metadata)`` and any note. With the
-        plan for a model: :meth:`Layout.describe <napari_unet.core.axes.Layout.describe>`, then
+        plan for a model: :meth:`Layout.describe <napari_unet.core.image.axes.Layout.describe>`, then
         the origin (and the stacked layers) in parentheses, then any note on its own line.
         """
         if layout is not None:

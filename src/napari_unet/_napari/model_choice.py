@@ -2,7 +2,7 @@
 
 The Model box lists the built-in models, then this session's and the recently used model files
 (:mod:`~napari_unet._napari.settings`). A model file is described from its JSON header with
-:func:`~napari_unet.core.modelfile.read_model_info`; :class:`ModelInfoCache` reads each file
+:func:`~napari_unet.core.model.file.read_model_info`; :class:`ModelInfoCache` reads each file
 once per modification.
 """
 
@@ -13,7 +13,7 @@ import pathlib
 from collections.abc import Iterable
 from typing import Any
 
-from ..core.modelfile import read_model_info
+from ..core.model.file import read_model_info
 from . import settings
 
 __all__ = ["ModelInfoCache", "builtin_models", "model_choices", "model_summary"]
@@ -29,7 +29,7 @@ def builtin_models() -> list[tuple[str, str]]:
     list of (str, str)
         ``(label, path)`` pairs, e.g. ``("nuclei (built-in)", ".../data/models/nuclei.safetensors")``.
     """
-    from ..core.bundled import bundled_models
+    from ..core.model.bundled import bundled_models
 
     return [(f"{name} (built-in)", str(path)) for name, path in bundled_models().items()]
 
@@ -66,7 +66,7 @@ def model_choices(session_models: Iterable[str] = ()) -> list[tuple[str, str]]:
 
 
 def model_summary(info: dict[str, Any]) -> str:
-    """A few lines about a model, from :func:`~napari_unet.core.modelfile.read_model_info`.
+    """A few lines about a model, from :func:`~napari_unet.core.model.file.read_model_info`.
 
     Parameters
     ----------
@@ -98,7 +98,7 @@ def model_summary(info: dict[str, Any]) -> str:
 
 
 class ModelInfoCache:
-    """:func:`~napari_unet.core.modelfile.read_model_info`, read again only when a file changes.
+    """:func:`~napari_unet.core.model.file.read_model_info`, read again only when a file changes.
 
     The panel describes the selected model on every layer or option change; this keeps that
     to one header read per file modification. Errors are cached (and raised again) too.
@@ -112,7 +112,7 @@ class ModelInfoCache:
 
         Raises
         ------
-        FileNotFoundError, napari_unet.core.modelfile.ModelFileError
+        FileNotFoundError, napari_unet.core.model.file.ModelFileError
             As ``read_model_info`` does.
         """
         try:

@@ -1,9 +1,9 @@
 """napari reader for microscopy TIFFs: axes, scale, units and channel names become layer properties.
 
 ``napari_get_reader`` (npe2 command ``napari-unet.get_reader``) accepts one ``.tif``/``.tiff``
-(also ``.ome.tif``) that :func:`napari_unet.core.io.read_image` can read and returns
+(also ``.ome.tif``) that :func:`napari_unet.core.image.io.read_image` can read and returns
 :func:`read_tiff`; for anything else it returns None and never raises. The conversion from an
-:class:`~napari_unet.core.io.ImageFile` to napari layer data, :func:`image_file_to_layer_data`, is
+:class:`~napari_unet.core.image.io.ImageFile` to napari layer data, :func:`image_file_to_layer_data`, is
 public so that the sample data (and anyone else) produce exactly the layers that opening the file
 gives.
 
@@ -24,7 +24,7 @@ Decisions (see ``docs/reader-writer.md``):
   ``"YXS"`` for RGB, which is what :mod:`napari_unet.api` reads).
 * **Units** are pint names napari understands (``"micron"`` -> ``"micrometer"``, ``"sec"`` ->
   ``"second"``), passed only when the file gives at least one; unknown axes are ``"pixel"``.
-* **Labels.** A file with integer data that :func:`napari_unet.core.io.write_labels` wrote (it
+* **Labels.** A file with integer data that :func:`napari_unet.core.image.io.write_labels` wrote (it
   records provenance) opens as a Labels layer, loaded into memory so that it can be edited.
 * **Lazy data.** Image data stay the read-only memory map (or, for compressed files, the array)
   that ``read_image`` returns; only a strided subsample is read for the contrast limits.
@@ -41,7 +41,14 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.io import ImageFile, ImageReadError, check_image_file, file_stem, read_image, read_provenance
+from napari_unet.core.image.io import (
+    ImageFile,
+    ImageReadError,
+    check_image_file,
+    file_stem,
+    read_image,
+    read_provenance,
+)
 
 __all__ = [
     "LayerData",
@@ -115,9 +122,9 @@ def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | N
 
 
 def tiff_problem(path: pathlib.Path) -> str | None:
-    """Why ``path`` is not a TIFF that :func:`~napari_unet.core.io.read_image` reads, or None.
+    """Why ``path`` is not a TIFF that :func:`~napari_unet.core.image.io.read_image` reads, or None.
 
-    Runs :func:`~napari_unet.core.io.check_image_file`: everything ``read_image`` checks (magic
+    Runs :func:`~napari_unet.core.image.io.check_image_file`: everything ``read_image`` checks (magic
     bytes, an axis of length 0, truncated data, an ImageJ header promising images the file
     lacks, its metadata) without reading pixel data, so this reader is offered for exactly the
     files ``read_image`` then reads.
@@ -155,7 +162,7 @@ def read_tiff(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
 
     Raises
     ------
-    napari_unet.core.io.ImageReadError
+    napari_unet.core.image.io.ImageReadError
         If the pixels cannot be read after all (napari reports it).
     """
     if isinstance(path, (list, tuple)):
@@ -264,12 +271,12 @@ def _stored_provenance(image: ImageFile) -> dict | None:
 
 
 def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> list[LayerData]:
-    """Convert an :class:`~napari_unet.core.io.ImageFile` into napari layer data.
+    """Convert an :class:`~napari_unet.core.image.io.ImageFile` into napari layer data.
 
     Parameters
     ----------
     image : ImageFile
-        As returned by :func:`napari_unet.core.io.read_image`.
+        As returned by :func:`napari_unet.core.image.io.read_image`.
     name : str, optional
         Layer name (single layer) or prefix of ``"<name> ch<i>"`` when the file has no channel
         names; default: the file name without its TIFF extension.
@@ -370,7 +377,7 @@ def labels_layer_data(image: ImageFile, *, name: str, metadata: dict[str, Any] |
     Parameters
     ----------
     image : ImageFile
-        Integer labels, as returned by :func:`napari_unet.core.io.read_image`.
+        Integer labels, as returned by :func:`napari_unet.core.image.io.read_image`.
     name : str
         The layer name.
     metadata : dict, optional

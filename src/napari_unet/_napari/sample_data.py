@@ -2,7 +2,7 @@
 
 The layers are made by the reader's own conversion, so a sample opens exactly as the shipped
 file would (same axes metadata, scale, units and channel names). Files, licences and citations:
-:mod:`napari_unet.core.samples` and ``napari_unet/data/README.md``.
+:mod:`napari_unet.core.image.samples` and ``napari_unet/data/README.md``.
 """
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 
 from napari_unet._napari.reader import LayerData, image_file_to_layer_data, labels_layer_data
-from napari_unet.core.io import read_image
-from napari_unet.core.samples import SAMPLES, sample_path
+from napari_unet.core.image.io import read_image
+from napari_unet.core.image.samples import SAMPLES, sample_path
 
 __all__ = ["GROUND_TRUTH_NAME", "nuclei_golgi_sample", "nuclei_sample"]
 

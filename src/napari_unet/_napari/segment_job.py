@@ -1,10 +1,10 @@
 """One run of the Segment panel: its options, the worker's generator and the console equivalent.
 
 A :class:`SegmentJob` is built in the main thread from the panel's options and checked there
-(:func:`plan_job` runs :func:`~napari_unet.core.axes.plan_layout` against the model file's header,
+(:func:`plan_job` runs :func:`~napari_unet.core.image.axes.plan_layout` against the model file's header,
 without torch). :func:`run_segment_job` is the generator the worker runs: it loads the model and
 delegates to :func:`~napari_unet.core.segment.iter_segment` or
-:func:`~napari_unet.core.inference.iter_predict`. :func:`console_call` writes the
+:func:`~napari_unet.core.inference.run.iter_predict`. :func:`console_call` writes the
 :mod:`napari_unet` API line that gives the same result.
 """
 
@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__
-from ..core.axes import Layout, plan_layout
+from ..core.image.axes import Layout, plan_layout
 from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
 from .layer_inputs import ImageInput
 
 if TYPE_CHECKING:
-    from ..core.inference import Progress
+    from ..core.progress import Progress
 
 __all__ = ["DEVICES", "OUTPUTS", "PRECISIONS", "SegmentJob", "console_call", "plan_job", "run_segment_job"]
 
@@ -39,7 +39,7 @@ def plan_job(source: ImageInput, info: dict[str, Any], channels: list[int | str]
     Raises
     ------
     ValueError
-        As :func:`~napari_unet.core.axes.plan_layout`: channel count or names that do not fit.
+        As :func:`~napari_unet.core.image.axes.plan_layout`: channel count or names that do not fit.
     """
     arch, spec = info["architecture"], info["spec"]
     return plan_layout(
@@ -73,7 +73,7 @@ class SegmentJob:
     tile_size, halo, batch_size : int or None
         None means automatic.
     device, precision : str
-        As for :func:`~napari_unet.core.inference.iter_predict`.
+        As for :func:`~napari_unet.core.inference.run.iter_predict`.
     tta : bool
         Test-time augmentation: average over the 8 flips and quarter turns of every tile
         (about 8 times slower).
@@ -157,8 +157,9 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
         Labels (input shape without the channel axis) or probabilities
         ``(n_classes, *that shape)``.
     """
-    from ..core.inference import Progress, iter_predict
-    from ..core.modelcache import cached_model
+    from ..core.progress import Progress
+    from ..core.inference.run import iter_predict
+    from ..core.model.cache import cached_model
 
     name = pathlib.Path(job.model_path).name
     yield Progress(0, 1, "load", f"loading model {name}")

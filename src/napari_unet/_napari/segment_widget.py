@@ -28,8 +28,8 @@ import numpy as np
 from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_info
 
-from ..core.axes import parse_channels
-from ..core.modelfile import describe_model, read_model_info
+from ..core.image.axes import parse_channels
+from ..core.model.file import describe_model, read_model_info
 from ..core.options import check_inference_options
 from . import settings
 from .layer_inputs import ImageInput, combine_input, extra_channel_candidates, unwrap
@@ -176,7 +176,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         ------
         FileNotFoundError
             If ``path`` does not exist.
-        napari_unet.core.modelfile.ModelFileError
+        napari_unet.core.model.file.ModelFileError
             If it is not a napari-unet model file this version can read.
         """
         path = os.path.abspath(os.path.expanduser(os.fspath(path)))
@@ -239,7 +239,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         layout = plan_job(source, info, channels)
         object_size = float(self._object_size.value) or None
         if object_size is not None:
-            from ..core.rescale import zoom_factor
+            from ..core.image.rescale import zoom_factor
 
             zoom_factor(info["spec"].get("object_size"), object_size)  # refuse early, with core's message
         job = SegmentJob(

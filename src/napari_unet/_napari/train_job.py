@@ -3,7 +3,7 @@
 :func:`build_job` turns the form's values (:meth:`TrainForm.options
 <napari_unet._napari.train_form.TrainForm.options>`) and the chosen layer pairs into a
 :class:`TrainJob`: the training pairs (layers read by :func:`napari_unet.api.image_source` and
-checked against their labels with :func:`~napari_unet.core.axes.plan_layout`, or the pairs of two
+checked against their labels with :func:`~napari_unet.core.image.axes.plan_layout`, or the pairs of two
 folders), the output file and the keyword options of
 :func:`~napari_unet.core.training.loop.iter_train`. Everything it can refuse before training
 starts, it refuses here with a precise ``ValueError``. :func:`run_training` is the generator the
@@ -23,8 +23,8 @@ from typing import Any
 from napari.layers import Image
 
 from ..api import image_source
-from ..core.axes import plan_layout
-from ..core.io import file_stem
+from ..core.image.axes import plan_layout
+from ..core.image.io import file_stem
 from ..core.training.checkpoints import last_paths
 from ..core.training.data import pairs_from_folders
 from .layer_inputs import layer_data, unwrap
@@ -170,7 +170,7 @@ def run_training(job: TrainJob) -> Generator[TrainProgress, None, Any]:
 
     Returns
     -------
-    napari_unet.core.model.UNet
+    napari_unet.core.model.unet.UNet
         The trained model (the best checkpoint's weights when there is a validation set).
     """
     from ..core.training.loop import iter_train
@@ -310,7 +310,7 @@ def _fine_tune_depth(path: pathlib.Path, mode: str, depth: int) -> int:
     """The depth of the model file to fine-tune (read without torch), after checking its mode."""
     if not path.is_file():
         raise FileNotFoundError(f"model file to fine-tune {str(path)!r} does not exist")
-    from ..core.modelfile import read_model_info
+    from ..core.model.file import read_model_info
 
     info = read_model_info(path)  # validates without torch
     target = (info.get("spec") or {}).get("target")

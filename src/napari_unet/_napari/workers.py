@@ -1,6 +1,6 @@
 """Run a core generator in a thread, with napari's progress bar, notifications and cancel.
 
-The core's long computations (:func:`~napari_unet.core.inference.iter_predict`,
+The core's long computations (:func:`~napari_unet.core.inference.run.iter_predict`,
 :func:`~napari_unet.core.segment.iter_segment`, training later) are generators: they yield
 small progress events (objects with ``step``, ``total``, ``stage`` and ``message``
 attributes) and *return* their result. :func:`start_worker` runs such a generator in a
@@ -16,7 +16,7 @@ behind ``@thread_worker``) and adapts it to the GUI:
   never on the console unless asked for); napari's default error relay, which would add a second
   notification with a traceback, is switched off;
 * a warning the generator emits (e.g. the core's
-  :class:`~napari_unet.core.imagecheck.NonFiniteWarning`) shows as one line with
+  :class:`~napari_unet.core.image.checks.NonFiniteWarning`) shows as one line with
   :func:`napari.utils.notifications.show_warning`, each time, and is logged;
 * ``worker.quit()`` cancels: the generator is stopped (closed) at its next ``yield``,
   ``on_result`` is not called, ``on_aborted`` is;

@@ -1,7 +1,7 @@
 """napari writer for Labels layers: a TIFF with axes, scale, units and provenance.
 
 npe2 command ``napari-unet.write_labels`` (single-layer writer signature ``(path, data,
-attributes)``). The file is written by :func:`napari_unet.core.io.write_labels`, atomically:
+attributes)``). The file is written by :func:`napari_unet.core.image.io.write_labels`, atomically:
 an ImageJ hyperstack (Fiji opens it calibrated) when the labels fit ImageJ, else a tifffile
 "shaped" TIFF. napari-unet's reader opens it again as a Labels layer.
 """
@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from napari_unet._version import __version__
-from napari_unet.core.io import write_labels
+from napari_unet.core.image.io import write_labels
 
 __all__ = ["default_axes", "labels_for_file", "write_labels_layer"]
 
@@ -123,7 +123,7 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     Raises
     ------
     ValueError
-        If scale or units do not fit the data (from :func:`~napari_unet.core.io.write_labels`).
+        If scale or units do not fit the data (from :func:`~napari_unet.core.image.io.write_labels`).
     """
     file = pathlib.Path(path)
     if not file.name.lower().endswith((".tif", ".tiff")):

@@ -1,7 +1,7 @@
 """Options as users give them (Python values, command-line text, panel values), checked in one place.
 
 Every public entry point (:mod:`napari_unet.api`, the ``napari-unet`` command, the napari panels,
-:func:`~napari_unet.core.training.loop.iter_train`, :func:`~napari_unet.core.modelfile.load_model`)
+:func:`~napari_unet.core.training.loop.iter_train`, :func:`~napari_unet.core.model.file.load_model`)
 runs its options through these functions before any work starts, so a bad value is refused
 with one ``ValueError`` that names the parameter, the value (and its type) and what was expected,
 e.g. ``tile_size must be an integer >= 1 or a sequence of integers >= 1 (one per spatial axis), got '64'
@@ -291,9 +291,9 @@ def check_training_options(**options: Any) -> dict[str, Any]:
     """Check the options of ``iter_train`` that are given; returns them normalised.
 
     ``depth`` and ``base_features`` are checked with the architecture limits of
-    :func:`~napari_unet.core.modelcheck.check_architecture`. Other names pass through unchanged.
+    :func:`~napari_unet.core.model.check.check_architecture`. Other names pass through unchanged.
     """
-    from .modelcheck import LIMITS
+    from .model.check import LIMITS
 
     out = {k: _TRAINING[k](v) if k in _TRAINING else v for k, v in options.items()}
     for key in ("depth", "base_features"):

@@ -1,6 +1,6 @@
 """Image → labels: tiled prediction followed by post-processing, as one generator.
 
-:func:`iter_segment` yields the :class:`~napari_unet.core.inference.Progress` events of the
+:func:`iter_segment` yields the :class:`~napari_unet.core.progress.Progress` events of the
 prediction plus one for post-processing, and returns the labels array (the input's shape
 without its channel axis, input axis order).
 """
@@ -11,19 +11,14 @@ from typing import Any, Generator
 
 import numpy as np
 
-from .inference import (
-    Progress,
-    auto_zoom_size,
-    can_estimate_size,
-    iter_features,
-    iter_object_size,
-    iter_predict,
-    plan_for,
-)
-from .model import UNet
+from .progress import Progress
+from .inference.sizing import auto_zoom_size, can_estimate_size, iter_object_size
+from .inference.run import iter_features, iter_predict
+from .inference.planning import plan_for
+from .model.unet import UNet
 from .options import check_inference_options
-from .postprocess import MODES, labels_from_features, labels_from_probabilities
-from .rescale import zoom_factor
+from .labels.postprocess import MODES, labels_from_features, labels_from_probabilities
+from .image.rescale import zoom_factor
 
 
 def iter_segment(
@@ -53,7 +48,7 @@ def iter_segment(
     min_size : int
         Objects (instances) or regions (semantic) smaller than this many pixels are removed.
     axes, channels, channel_names, image_name, **predict_options
-        As for :func:`~napari_unet.core.inference.iter_predict`.
+        As for :func:`~napari_unet.core.inference.run.iter_predict`.
 
     Returns
     -------

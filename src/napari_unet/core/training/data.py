@@ -15,9 +15,9 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from ..axes import guess_axes, plan_layout
-from ..io import file_stem as output_stem
-from ..normalize import apply_range, percentile_range, strided_sample
+from ..image.axes import guess_axes, plan_layout
+from ..image.io import file_stem as output_stem
+from ..image.normalize import apply_range, percentile_range, strided_sample
 from .guards import check_finite_image, check_label_ids
 from .targets import INSTANCE_CLASSES, distance_targets, instance_targets, object_diameter, semantic_targets
 
@@ -113,7 +113,7 @@ def pairs_from_folders(images: str | os.PathLike, masks: str | os.PathLike) -> l
 def _as_array(obj: Any, what: str) -> tuple[Any, str | None, list[str] | None, str]:
     """(array, axes, channel names, name) from a path, a napari layer or an array."""
     if isinstance(obj, (str, os.PathLike)):
-        from ..io import read_image
+        from ..image.io import read_image
 
         img = read_image(obj)
         return img.data, img.axes, img.channel_names, Path(obj).name
@@ -162,7 +162,7 @@ def prepare(
     object_size : float or "auto", optional
         Instance mode, 2D: zoom every image so the median diameter of its objects is this
         many pixels (``"auto"``: the median over all images) (zoom limited to 1/4..4), so the network learns one object size and
-        :mod:`~napari_unet.core.sizing` zooms new images to it. The prepared data then
+        :mod:`~napari_unet.core.inference.sizing` zooms new images to it. The prepared data then
         records this size. None: images stay as they are.
     """
     if mode not in TRAIN_MODES:

@@ -6,8 +6,8 @@ from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 
-from ..inference import Progress, drain
-from ..model import UNet
+from ..progress import Progress, drain
+from ..model.unet import UNet
 from .metrics import DEFAULT_THRESHOLDS, ap_counts, mean_iou, summarize_ap
 
 

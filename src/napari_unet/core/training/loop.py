@@ -27,12 +27,15 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..inference import drain, iter_predict, resolve_device, resolve_precision
-from ..io import atomic_write
-from ..model import UNet
+from ..progress import drain
+from ..inference.run import iter_predict
+from ..options import resolve_device
+from ..inference.planning import resolve_precision
+from ..image.io import atomic_write
+from ..model.unet import UNet
 from ..options import check_training_options
-from ..postprocess import labels_from_probabilities
-from ..spec import ModelSpec
+from ..labels.postprocess import labels_from_probabilities
+from ..model.spec import ModelSpec
 from .augment import augment
 from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
 from .data import PatchSampler, PreparedData, Sample, prepare, split
@@ -161,7 +164,7 @@ def iter_train(
         native bfloat16 instructions (AVX-512 BF16, AMX), channels-last for 2D networks.
     distance_head : bool
         New instance models: also learn the normalised distance to each object's rim, whose
-        seeds and watershed split touching objects (see :mod:`~napari_unet.core.features`).
+        seeds and watershed split touching objects (see :mod:`~napari_unet.core.inference.features`).
     object_size : float, "auto" or None
         New 2D instance models: zoom every training image so its median object diameter is
         this many pixels (``"auto"``: the median over all training images); the model records
@@ -424,7 +427,7 @@ def iter_train(
                          message="fitting the object-size estimate (images zoomed 1/3x..5x)")
         result.spec.size_model = fit_size_model_on(result, train_samples, seed=seed)
         if output is not None:
-            from ..modelfile import read_model_info
+            from ..model.file import read_model_info
 
             _save(result, Path(output), read_model_info(output)["spec"].get("training", {}))
     yield TrainEvent(
@@ -471,8 +474,8 @@ def evaluate_samples(
 
 
 def fit_size_model_on(net: UNet, samples: list[Sample], *, seed: int = 0, crops: int = 1200) -> dict[str, Any]:
-    """:func:`~napari_unet.core.sizing.fit_size_model` on prepared (zoomed) training samples."""
-    from ..sizing import fit_size_model
+    """:func:`~napari_unet.core.inference.sizing.fit_size_model` on prepared (zoomed) training samples."""
+    from ..inference.sizing import fit_size_model
     from .targets import object_diameter
 
     images, sizes = [], []
@@ -508,13 +511,13 @@ def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float | None, me
 def _load(model: UNet | str | Path) -> UNet:
     if isinstance(model, UNet):
         return model
-    from ..modelfile import load_model
+    from ..model.file import load_model
 
     return load_model(model)
 
 
 def _save(net: UNet, path: Path, record: dict[str, Any]) -> None:
-    from ..modelfile import save_model
+    from ..model.file import save_model
 
     # the effective receptive field changes with the weights: measured again when needed
     save_model(net, path, training=record, halo=None)

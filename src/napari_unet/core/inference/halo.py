@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .model import UNet, weights_version
+from ..model.unet import UNet, weights_version
 from .tiling import round_up
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from torch import nn
 
 from .spec import ModelSpec
 
-from .modelcheck import HEADS, UPSAMPLING_MODES, check_architecture  # noqa: F401 - HEADS re-exported
+from .check import HEADS, UPSAMPLING_MODES, check_architecture  # noqa: F401 - HEADS re-exported
 
 
 def _layers(ndim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
@@ -251,7 +251,7 @@ class UNet(nn.Module):
         -------
         torch.Tensor
             Shape (N, 2 * base_features * 2**depth): what the object-size regression
-            (:mod:`~napari_unet.core.sizing`) reads, like cellpose's style vector.
+            (:mod:`~napari_unet.core.inference.sizing`) reads, like cellpose's style vector.
         """
         x = pad_to_multiple(x, self.size_multiple)
         y = self.inc(x)

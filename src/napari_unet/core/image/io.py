@@ -198,7 +198,7 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         If ``path`` does not exist.
     ImageReadError
         If the file exists but is not a readable TIFF (not a TIFF, truncated, corrupt, an axis
-        of length 0: see :func:`~napari_unet.core.tiffcheck.series_problem`).
+        of length 0: see :func:`~napari_unet.core.image.tiffcheck.series_problem`).
     """
     return _read(path, pixels=True)
 

@@ -3,8 +3,8 @@
 A model file's architecture is checked against :data:`LIMITS` and its stored tensor shapes
 (from the safetensors header) against :func:`expected_shapes` *before* any network is built:
 an edited or corrupt file (``depth: 100``, ``base_features: 1e9``) is refused with a
-:class:`~napari_unet.core.modelfile.ModelFileError` instead of exhausting memory. The same
-limits apply to new networks (:class:`~napari_unet.core.model.UNet`, ``iter_train``).
+:class:`~napari_unet.core.model.file.ModelFileError` instead of exhausting memory. The same
+limits apply to new networks (:class:`~napari_unet.core.model.unet.UNet`, ``iter_train``).
 :func:`nonfinite_tensors` finds NaN/infinite weights by reading the file's raw tensor data.
 
 No torch import: ``napari-unet info`` and the napari panels use this cheaply.
@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from .features import MAX_CLASSES
 
 __all__ = [
     "HEADS",
@@ -38,6 +37,9 @@ UPSAMPLING_MODES = ("interpolate", "transpose")
 #: the classes. ``"distance"``: one logit per pixel whose sigmoid is the distance to the object's
 #: boundary divided by the object's largest such distance (0 on the rim and outside, 1 at the centre).
 HEADS = ("distance",)
+#: Most classes a model may have: the class index of the label features
+#: (:mod:`~napari_unet.core.inference.features`) has 7 bits.
+MAX_CLASSES = 128
 #: Inclusive (minimum, maximum) of the integer architecture values. Depth 8 already needs inputs
 #: padded to multiples of 256 px; more classes than 128 cannot be turned into labels.
 LIMITS = {"in_channels": (1, 1024), "n_classes": (1, MAX_CLASSES), "depth": (1, 8), "base_features": (1, 1024)}
@@ -87,7 +89,7 @@ def check_architecture(arch: Mapping[str, Any]) -> None:
 def expected_shapes(arch: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """The state_dict of ``UNet(**arch)`` as {tensor name: shape}, computed without torch.
 
-    Mirrors :mod:`~napari_unet.core.model`: ``inc``, ``downs.i.1`` and ``ups.j.conv`` are double
+    Mirrors :mod:`~napari_unet.core.model.unet`: ``inc``, ``downs.i.1`` and ``ups.j.conv`` are double
     convs (conv [+ BatchNorm], ReLU, twice), ``ups.j.up`` a transposed conv, ``outc`` a 1x1 conv.
     """
     ndim, norm, depth = int(arch["ndim"]), bool(arch["norm"]), int(arch["depth"])

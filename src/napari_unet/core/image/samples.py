@@ -2,8 +2,8 @@
 
 Plain Python (no napari, no Qt, no torch), so the console API and the CLI can use the samples too::
 
-    from napari_unet.core.io import read_image
-    from napari_unet.core.samples import SAMPLES, sample_path
+    from napari_unet.core.image.io import read_image
+    from napari_unet.core.image.samples import SAMPLES, sample_path
 
     image = read_image(sample_path("nuclei"))          # uint8 YX (520, 696)
     truth = read_image(sample_path("nuclei_masks"))    # uint16 instance labels, same shape

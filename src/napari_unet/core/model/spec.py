@@ -10,6 +10,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+import numpy as np
+
 TARGETS = ("semantic", "instances")
 POSTPROCESS_KEYS = ("seed_threshold", "min_seed_size", "keep_seedless", "fill_holes")
 
@@ -44,14 +46,14 @@ class ModelSpec:
         Training record: data, epochs, metrics, ... (free form, JSON-serialisable).
     postprocess : dict
         Instance post-processing settings for this model, passed to
-        :func:`~napari_unet.core.postprocess.instance_labels` (``seed_threshold``,
+        :func:`~napari_unet.core.labels.postprocess.instance_labels` (``seed_threshold``,
         ``min_seed_size``, ``keep_seedless``); empty means the defaults.
     halo : int or None
         Context in pixels the tiler gives each tile: the network's measured effective
-        receptive radius (see :mod:`~napari_unet.core.halo`); None: measured when needed.
+        receptive radius (see :mod:`~napari_unet.core.inference.halo`); None: measured when needed.
     size_model : dict or None
         Regression of the object diameter from the network's style
-        (:func:`~napari_unet.core.sizing.fit_size_model`): with it, images are zoomed to
+        (:func:`~napari_unet.core.inference.sizing.fit_size_model`): with it, images are zoomed to
         ``object_size`` without being told their object size. None: no estimate.
     """
 
@@ -133,8 +135,6 @@ class ModelSpec:
         if self.halo is not None and (isinstance(self.halo, bool) or not isinstance(self.halo, int) or self.halo < 0):
             raise ValueError(f"halo must be a non-negative integer (pixels) or None, got {self.halo!r}")
         if self.size_model is not None:
-            from .sizing import check_size_model
-
             check_size_model(self.size_model, 2 * config["base_features"] * 2 ** config["depth"])
             if not self.object_size:
                 raise ValueError("size_model needs object_size (the diameter images are zoomed to)")
@@ -167,3 +167,22 @@ def _positive(value: Any, zero: bool = False) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         return False
     return value >= 0 if zero else value > 0
+
+
+def check_size_model(size_model: Any, n_features: int | None = None) -> None:
+    """Raise ValueError when a stored size model is not what :func:`fit_size_model` writes."""
+    if size_model is None:
+        return
+    if not isinstance(size_model, dict):
+        raise ValueError(f"size_model must be an object, got {type(size_model).__name__}")
+    for key in ("mean", "scale", "weights", "bias"):
+        if key not in size_model:
+            raise ValueError(f"size_model lacks {key!r}")
+    lengths = {len(size_model[k]) for k in ("mean", "scale", "weights")}
+    if len(lengths) != 1 or (n_features is not None and lengths != {n_features}):
+        raise ValueError(f"size_model vectors must all have {n_features or 'the same'} entries, got {sorted(lengths)}")
+    values = np.concatenate([np.asarray(size_model[k], np.float64) for k in ("mean", "scale", "weights")])
+    if not np.all(np.isfinite(values)) or not math.isfinite(float(size_model["bias"])):
+        raise ValueError("size_model holds non-finite numbers")
+    if np.any(np.asarray(size_model["scale"], np.float64) <= 0):
+        raise ValueError("size_model scales must be positive")

@@ -8,192 +8,29 @@ normalisation → tiles (batched) → network → softmax → blended into the o
 
 from __future__ import annotations
 
-import functools
 import logging
 import math
-import os
-from dataclasses import dataclass
 from typing import Any, Callable, Generator, Sequence
 
 import numpy as np
 import torch
 
-from .axes import Layout, guess_axes, plan_layout
+from ..image.axes import Layout
+from ..image.checks import warn_nonfinite
+from ..image.normalize import apply_range, compute_percentiles
+from ..image.rescale import zoom_back, zoom_factor, zoom_image, zoom_ranges
+from ..model.unet import UNet
+from ..options import check_inference_options, resolve_device
+from ..progress import Progress, drain
 from .engine import FeatureSink, ProbabilitySink, TileOutOfMemory, run_grid
 from .fastnet import has_compiled, inference_network, memory_format
 from .features import check_classes
 from .halo import auto_halo
-from .model import UNet
-from .normalize import apply_range, percentile_range, strided_sample
-from .options import PRECISIONS, check_bool, check_inference_options, resolve_device  # noqa: F401 - re-exported
-from .imagecheck import check_not_empty, warn_nonfinite
-from .rescale import MAX_FACTOR, MIN_FACTOR, zoom_back, zoom_factor, zoom_image, zoom_ranges
+from .planning import COMPILE_WORTH_PIXELS, check_tta, default_tile_and_batch, plan_for, resolve_precision
+from .sizing import auto_zoom_size, can_estimate_size, iter_object_size
 from .tiling import TileGrid, round_up
 
 log = logging.getLogger(__name__)
-
-
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress event of a long computation.
-
-    Attributes
-    ----------
-    step, total : int
-        Work done so far and in all (tiles for ``stage == "tiles"``).
-    stage : str
-        ``"size"`` (estimating the object size), ``"rescale"``, ``"normalise"``, ``"tiles"``,
-        ``"retry"`` (smaller tiles after running out of GPU memory) or ``"done"``.
-    message : str
-        Short human-readable text.
-    value : float or None
-        A number the stage produced: the object diameter (pixels) at the end of ``"size"``.
-    """
-
-    step: int
-    total: int
-    stage: str
-    message: str = ""
-    value: float | None = None
-
-    @property
-    def fraction(self) -> float:
-        return self.step / self.total if self.total else 1.0
-
-
-# ---------------------------------------------------------------------------- devices
-# resolve_device (imported above from .options, where all option checks live) picks the device.
-def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for ``precision`` on ``device``; None means the model's own dtype."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "float32":
-        return None
-    if precision == "auto":
-        if device.type == "cpu":
-            # measured on the DSB2018 validation split: same AP as float32, labels agreeing at
-            # AP50 0.97, 1.7x faster on a 2-core AVX-512 BF16 CPU (benchmarks/cpu_precision.py)
-            return torch.bfloat16 if cpu_has_native_bf16() else None
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and precision == "float16":
-        raise ValueError("precision 'float16' is not supported on the CPU; use 'bfloat16' or 'float32'")
-    return torch.bfloat16 if precision == "bfloat16" else torch.float16
-
-
-def check_tta(tta: Any) -> bool:
-    """``tta`` (test-time augmentation) as a bool; anything but True/False raises ValueError."""
-    return check_bool("tta", tta)
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (x86 AVX-512 BF16 or AMX; read from
-    ``/proc/cpuinfo`` on Linux). Elsewhere bfloat16 is emulated and slower than float32."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return bool(flags & {"avx512_bf16", "amx_bf16"})
-    except OSError:
-        pass
-    return False
-
-
-def _free_memory(device: torch.device) -> int:
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-    except (ValueError, OSError, AttributeError):
-        return 4 << 30
-
-
-#: ``compile="auto"`` compiles on CUDA for jobs of at least this many tile pixels: compiling takes
-#: tens of seconds and saves a few milliseconds per megapixel, so it pays for big batch jobs only
-#: (or when a compiled copy of the model is already cached from an earlier call).
-COMPILE_WORTH_PIXELS = 4e9
-
-#: Host memory a job may use beyond its input and output (label features + working memory).
-HOST_EXTRA_BUDGET = 2 << 30
-#: What the interpreter, torch and a model already hold (about 0.45 GiB measured with the CPU build).
-PROCESS_BASE = 512 << 20
-
-
-def default_tile_and_batch(
-    model: UNet, device: torch.device, halo: int, autocast: torch.dtype | None, *,
-    plane_width: int = 0, rows: int = 0, store_bytes: int = 0,
-) -> tuple[int, int]:
-    """Tile edge and batch size from the memory the device can give.
-
-    The lean inference network (:class:`~napari_unet.core.fastnet.LeanUNet`) peaks at about
-    ``16.5 * base_features`` bytes per pixel in float32 (measured; 35 for the plain forward),
-    budgeted as 18, half that in bf16/fp16; the band accumulator costs
-    ``4 * (n_classes + 1) * min(tile, rows) * plane_width`` bytes (``plane_width``: pixels of
-    one row of the image, a Z slice for 3D models; ``rows``: the image's extent along its first
-    axis). The working budget is half the free GPU memory on CUDA; on the CPU a quarter of free memory and at most
-    :data:`HOST_EXTRA_BUDGET` minus ``store_bytes`` (what the job keeps for the whole image) and
-    :data:`PROCESS_BASE`, so huge images stay within input + output + 2 GiB.
-    """
-    bytes_per_value = 2 if autocast is not None else next(model.parameters()).element_size()
-    per_px = model.config["base_features"] * 18 * bytes_per_value // 4
-    if device.type == "cuda":
-        budget = min(_free_memory(device) * 0.5, 40 << 30)
-    else:
-        budget = min(_free_memory(device) * 0.25, HOST_EXTRA_BUDGET - store_bytes - PROCESS_BASE)
-    budget = max(budget, 256 << 20)
-    minimum = 2 * halo + 4 * model.size_multiple
-    band_per_row = 4 * (model.n_classes + 1) * max(plane_width, 1)
-    cap = (4096 if device.type == "cuda" else 1536) if model.ndim == 2 else (256 if device.type == "cuda" else 128)
-    multiple = model.size_multiple
-
-    def band(t: int) -> int:  # the accumulator holds one row of tiles: t rows (slices) of the plane
-        return band_per_row * min(t, rows) if rows else band_per_row * t
-
-    tile = (cap // multiple) * multiple
-    while tile > multiple and per_px * tile**model.ndim + band(tile) > budget:
-        tile -= multiple
-    tile = max(minimum, tile)
-    tile = max(multiple, (tile // multiple) * multiple)
-    tile_bytes = per_px * tile**model.ndim
-    batch = int(max(1, min(16 if device.type == "cuda" else 4, (budget - band(tile)) // tile_bytes)))
-    return tile, batch
-
-
-# ---------------------------------------------------------------------------- planning
-def plan_for(
-    image: Any,
-    model: UNet,
-    *,
-    axes: str | None = None,
-    channels: int | str | Sequence[int | str] | None = None,
-    channel_names: Sequence[str] | None = None,
-    image_name: str = "image",
-) -> Layout:
-    """:func:`~napari_unet.core.axes.plan_layout` for ``image`` and ``model`` (axes guessed with a warning when None)."""
-    if not hasattr(image, "shape") or not hasattr(image, "ndim"):
-        raise TypeError(f"image must be an array (numpy, dask, memmap), got {type(image).__name__}")
-    check_not_empty(image.shape, image_name)  # before any axes guess
-    if axes is None:
-        axes = guess_axes(image.shape)
-    return plan_layout(
-        image.shape, axes, model_channels=model.in_channels, model_ndim=model.ndim,
-        channels=channels, channel_names=channel_names,
-        model_channel_names=model.spec.channel_names, image_name=image_name,
-    )
-
-
-def compute_percentiles(view: Any, layout: Layout, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per-model-channel percentiles over the whole arranged image ``view`` (work axes)."""
-    c_axis = len(layout.loop_axes)
-    sample = strided_sample(view, keep=(c_axis,))
-    sample = np.moveaxis(sample, c_axis, 0)
-    sample = layout.select(sample, raw=True)  # not float32 yet: uint32 around 4e9 keeps its levels
-    return percentile_range(sample, low, high, channel_axis=0)
 
 
 def _engine_options(model: UNet, layout: Layout, precision: str, device: Any, batch_size: Any,
@@ -216,7 +53,7 @@ def _iter_tiled(
 ) -> Generator[Progress, None, Any]:
     """Normalise, plan tiles, run the engine into ``make_sink()``; returns the sink's result.
     ``tta``: average every tile over its 8 flips and quarter turns (see
-    :func:`~napari_unet.core.engine.forward_probs`)."""
+    :func:`~napari_unet.core.inference.engine.forward_probs`)."""
     tta = check_tta(tta)
     dev, autocast, dtype = _engine_options(model, layout, precision, device, batch_size)
     low, high = percentiles if percentiles is not None else model.spec.percentiles
@@ -320,51 +157,6 @@ def _probe(view: Any, layout: Layout, lo: np.ndarray, hi: np.ndarray) -> np.ndar
     return apply_range(block, lo, hi)
 
 
-def can_estimate_size(model: UNet) -> bool:
-    """Whether ``model`` finds the object size of an image by itself (2D, with a size model)."""
-    return bool(model.spec.size_model) and bool(model.spec.object_size) and model.ndim == 2
-
-
-#: Largest central region (pixels per side) of the first plane the object size is read from.
-SIZE_REGION = 2048
-
-
-def iter_object_size(
-    image: Any, model: UNet, layout: Layout, *, percentiles: Any = None, normalized: bool = False,
-) -> Generator[Progress, None, float]:
-    """Estimate the typical object diameter (pixels) of ``image`` with the model's size
-    regression (:mod:`~napari_unet.core.sizing`), from the central part of its middle plane
-    (or frame)."""
-    from .sizing import estimate_object_size
-
-    yield Progress(0, 1, "size", "estimating the object size")
-    view = layout.arrange(image)
-    middle = view[tuple(n // 2 for n in layout.loop_shape)]  # the middle plane/frame: z-stacks start out of focus
-    centre = tuple(slice(max(0, s // 2 - SIZE_REGION // 2), s // 2 + SIZE_REGION // 2) for s in layout.spatial_shape)
-    block = layout.select(np.asarray(middle[(slice(None), *centre)]), raw=True)
-    if normalized:
-        plane = np.asarray(block, np.float32)
-    else:
-        low, high = percentiles if percentiles is not None else model.spec.percentiles
-        lo, hi = compute_percentiles(view, layout, low, high)
-        plane = apply_range(block, lo, hi)
-    size = estimate_object_size(model, plane)
-    lowest = float(model.spec.object_size) / MAX_FACTOR
-    highest = float(model.spec.object_size) / MIN_FACTOR
-    size = float(np.clip(size, lowest, highest))
-    yield Progress(1, 1, "size", f"object diameter {size:.1f} px (estimated)", value=size)
-    return size
-
-
-def auto_zoom_size(size: float, model: UNet) -> float | None:
-    """The ``object_size`` to zoom by for an estimated ``size``: None (no zoom) when it is
-    within the scale range the network was trained on."""
-    from .sizing import CONVERGED
-
-    ratio = size / float(model.spec.object_size)
-    return None if 1 / CONVERGED <= ratio <= CONVERGED else size
-
-
 def iter_predict(
     image: Any,
     model: UNet,
@@ -398,14 +190,14 @@ def iter_predict(
         restored afterwards).
     axes : str, optional
         E.g. ``"TZCYX"``, ``"YXS"``. Guessed from the shape, with an
-        :class:`~napari_unet.core.axes.AxesGuessWarning`, when omitted.
+        :class:`~napari_unet.core.image.axes.AxesGuessWarning`, when omitted.
     channels : int, str or sequence, optional
         Channels fed to the network, by index or name (see :func:`plan_layout`).
     channel_names : sequence of str, optional
         The image's channel names, for ``channels`` given by name.
     tile_size, halo : int or sequence of int, optional
         Tile edge and context per side in pixels; chosen from the device's free memory and
-        the network's receptive field when omitted (see :class:`~napari_unet.core.tiling.TileGrid`).
+        the network's receptive field when omitted (see :class:`~napari_unet.core.inference.tiling.TileGrid`).
     batch_size : int, optional
         Tiles per forward pass; chosen from free memory when omitted.
     device : str or torch.device
@@ -422,7 +214,7 @@ def iter_predict(
     object_size : float, optional
         Typical object diameter in this image (pixels). The image is zoomed so its objects
         match the size the model was trained on (``model.spec.object_size``) and the result
-        zoomed back; see :mod:`~napari_unet.core.rescale`. None: estimated by the model when
+        zoomed back; see :mod:`~napari_unet.core.image.rescale`. None: estimated by the model when
         it has a size model (:func:`iter_object_size`; zoomed only when the estimate is outside
         the sizes it was trained on), else no zoom.
     estimate_size : bool
@@ -518,7 +310,7 @@ def iter_features(
 ) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray | None]]:
     """Like :func:`iter_predict`, but keep only the label features of every pixel.
 
-    Returns ``(codes, landscape)`` (see :mod:`~napari_unet.core.features`), uint8 arrays in
+    Returns ``(codes, landscape)`` (see :mod:`~napari_unet.core.inference.features`), uint8 arrays in
     layout order ``(*loop axes, *spatial axes)``: 1 byte per pixel (2 with ``boundary_class``)
     instead of ``4 * n_classes`` for probabilities. No zooming (``object_size``): callers
     that zoom use :func:`iter_predict`. ``tta``: as for :func:`iter_predict` (the features are
@@ -540,17 +332,6 @@ def iter_features(
         store_bytes=store, tta=tta,
     )
     return result
-
-
-def drain(gen: Generator[Any, None, Any], progress: Callable[[Any], Any] | None = None) -> Any:
-    """Run a core generator to the end, passing each event to ``progress``; return its value."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(event)
 
 
 def predict(

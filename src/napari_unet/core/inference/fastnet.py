@@ -1,6 +1,6 @@
 """A network made ready for fast inference: BatchNorm folded, channels-last, optionally compiled.
 
-The user's :class:`~napari_unet.core.model.UNet` is never changed: :func:`inference_network`
+The user's :class:`~napari_unet.core.model.unet.UNet` is never changed: :func:`inference_network`
 returns a copy whose convolutions absorb their BatchNorm (``w' = w * g / sqrt(var + eps)``,
 ``b' = (b - mean) * g / sqrt(var + eps) + beta``; exact in eval mode up to rounding), laid out
 channels-last where that is faster (2D everywhere, 3D on CUDA), and wrapped in
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .model import UNet, pad_to_multiple, weights_version
+from ..model.unet import UNet, pad_to_multiple, weights_version
 
 log = logging.getLogger(__name__)
 

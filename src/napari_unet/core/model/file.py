@@ -30,12 +30,12 @@ import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .._version import __version__
-from .modelcheck import check_architecture, expected_shapes, nonfinite_tensors, shape_problems
+from ..._version import __version__
+from .check import check_architecture, expected_shapes, nonfinite_tensors, shape_problems
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
-    from .model import UNet
+    from .unet import UNet
 
 __all__ = [
     "FORMAT",
@@ -253,7 +253,7 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
         If ``path`` does not exist.
     ModelFileError
         If ``path`` is not a valid napari-unet model file this version can read, or its
-        architecture is absurd (:func:`~napari_unet.core.modelcheck.check_architecture`) or does
+        architecture is absurd (:func:`~napari_unet.core.model.check.check_architecture`) or does
         not match the tensor shapes in its header. The tensor data is not read.
     """
     return _parse_config(_read_header(path))
@@ -408,7 +408,7 @@ def save_model(
     """
     from safetensors.torch import save_file
 
-    from .io import atomic_write
+    from ..image.io import atomic_write
 
     path = pathlib.Path(path)
     if path.is_dir():
@@ -498,8 +498,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .model import UNet
-    from .options import resolve_device
+    from .unet import UNet
+    from ..options import resolve_device
 
     dev = resolve_device(device) if device is not None else None
 

@@ -1,9 +1,9 @@
 """Model files loaded once per file version, shared by every caller in the process.
 
 ``segment(image, "cells.safetensors")`` called in a loop, the Segment panel's runs and its
-background warm-up all get the same :class:`~napari_unet.core.model.UNet` object for the same
+background warm-up all get the same :class:`~napari_unet.core.model.unet.UNet` object for the same
 file (path, modification time and size), so its inference copy (BatchNorm folded, possibly
-compiled: :mod:`~napari_unet.core.fastnet`) is prepared once. One entry is kept; a changed file
+compiled: :mod:`~napari_unet.core.inference.fastnet`) is prepared once. One entry is kept; a changed file
 is loaded again. Thread-safe: a second caller waits for a load in progress.
 """
 
@@ -23,9 +23,9 @@ def file_key(path: str | os.PathLike) -> tuple[str, float, int]:
 
 
 def cached_model(path: str | os.PathLike) -> Any:
-    """The model in ``path`` (see :func:`~napari_unet.core.modelfile.load_model`), loaded once
+    """The model in ``path`` (see :func:`~napari_unet.core.model.file.load_model`), loaded once
     per file version."""
-    from .modelfile import load_model
+    from .file import load_model
 
     key = file_key(path)
     with _lock:

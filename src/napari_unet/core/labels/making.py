@@ -1,7 +1,7 @@
 """Label images from per-pixel label features: the label logic behind :mod:`.postprocess`.
 
-:func:`~napari_unet.core.postprocess.labels_from_features` and the probability functions of
-:mod:`~napari_unet.core.postprocess` validate their arguments and then run the code here, one
+:func:`~napari_unet.core.labels.postprocess.labels_from_features` and the probability functions of
+:mod:`~napari_unet.core.labels.postprocess` validate their arguments and then run the code here, one
 spatial block at a time: class maps with small regions removed (semantic), connected
 components or seeded watershed from the seed bit (instances), size filtering and consecutive
 numbering through lookup tables, and the whole-stack output that widens from ``uint16`` only
@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from .banded import BandedComponents, band_slices, banded_watershed
-from .features import CLASS_MASK, SEED_BIT
+from ..inference.features import CLASS_MASK, SEED_BIT
 
 logger = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 A model trained on images zoomed to one object size (``spec.object_size``, e.g. 18 px) segments
 best when new images are zoomed to that size too. Like cellpose's size model, the object size
 of an image is read off the network's own *style*: the mean and spread of its deepest feature
-maps (:meth:`~napari_unet.core.model.UNet.style`), through a ridge regression of the log
+maps (:meth:`~napari_unet.core.model.unet.UNet.style`), through a ridge regression of the log
 diameter fitted after training on crops of the training images zoomed over a wide range
 (:func:`fit_size_model`), stored in the model file as ``spec.size_model`` (plain JSON numbers).
 
@@ -20,9 +20,17 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Generator, Sequence
 
 import numpy as np
+
+from ..image.normalize import apply_range, compute_percentiles
+from ..image.rescale import MAX_FACTOR, MIN_FACTOR
+from ..progress import Progress
+
+if TYPE_CHECKING:
+    from ..image.axes import Layout
+    from ..model.unet import UNet
 
 log = logging.getLogger(__name__)
 
@@ -89,25 +97,6 @@ def _predict_log(size_model: dict[str, Any], feats: np.ndarray) -> np.ndarray:
     scale = np.asarray(size_model["scale"], np.float64)
     weights = np.asarray(size_model["weights"], np.float64)
     return ((feats - mean) / scale) @ weights + float(size_model["bias"])
-
-
-def check_size_model(size_model: Any, n_features: int | None = None) -> None:
-    """Raise ValueError when a stored size model is not what :func:`fit_size_model` writes."""
-    if size_model is None:
-        return
-    if not isinstance(size_model, dict):
-        raise ValueError(f"size_model must be an object, got {type(size_model).__name__}")
-    for key in ("mean", "scale", "weights", "bias"):
-        if key not in size_model:
-            raise ValueError(f"size_model lacks {key!r}")
-    lengths = {len(size_model[k]) for k in ("mean", "scale", "weights")}
-    if len(lengths) != 1 or (n_features is not None and lengths != {n_features}):
-        raise ValueError(f"size_model vectors must all have {n_features or 'the same'} entries, got {sorted(lengths)}")
-    values = np.concatenate([np.asarray(size_model[k], np.float64) for k in ("mean", "scale", "weights")])
-    if not np.all(np.isfinite(values)) or not math.isfinite(float(size_model["bias"])):
-        raise ValueError("size_model holds non-finite numbers")
-    if np.any(np.asarray(size_model["scale"], np.float64) <= 0):
-        raise ValueError("size_model scales must be positive")
 
 
 def read_crops(model: Any, crops: np.ndarray) -> float:
@@ -257,3 +246,45 @@ def fit_size_model(
         "method": "style-ridge", "mean": mean.tolist(), "scale": scale.tolist(), "weights": w.tolist(),
         "bias": b, "range": [lo, hi], "rms_log": rms, "crops": len(y),
     }
+
+
+# ---------------------------------------------------------------------------- on an image
+def can_estimate_size(model: UNet) -> bool:
+    """Whether ``model`` finds the object size of an image by itself (2D, with a size model)."""
+    return bool(model.spec.size_model) and bool(model.spec.object_size) and model.ndim == 2
+
+
+#: Largest central region (pixels per side) of the first plane the object size is read from.
+SIZE_REGION = 2048
+
+
+def iter_object_size(
+    image: Any, model: UNet, layout: Layout, *, percentiles: Any = None, normalized: bool = False,
+) -> Generator[Progress, None, float]:
+    """Estimate the typical object diameter (pixels) of ``image`` with the model's size
+    regression (:mod:`~napari_unet.core.inference.sizing`), from the central part of its middle plane
+    (or frame)."""
+    yield Progress(0, 1, "size", "estimating the object size")
+    view = layout.arrange(image)
+    middle = view[tuple(n // 2 for n in layout.loop_shape)]  # the middle plane/frame: z-stacks start out of focus
+    centre = tuple(slice(max(0, s // 2 - SIZE_REGION // 2), s // 2 + SIZE_REGION // 2) for s in layout.spatial_shape)
+    block = layout.select(np.asarray(middle[(slice(None), *centre)]), raw=True)
+    if normalized:
+        plane = np.asarray(block, np.float32)
+    else:
+        low, high = percentiles if percentiles is not None else model.spec.percentiles
+        lo, hi = compute_percentiles(view, layout, low, high)
+        plane = apply_range(block, lo, hi)
+    size = estimate_object_size(model, plane)
+    lowest = float(model.spec.object_size) / MAX_FACTOR
+    highest = float(model.spec.object_size) / MIN_FACTOR
+    size = float(np.clip(size, lowest, highest))
+    yield Progress(1, 1, "size", f"object diameter {size:.1f} px (estimated)", value=size)
+    return size
+
+
+def auto_zoom_size(size: float, model: UNet) -> float | None:
+    """The ``object_size`` to zoom by for an estimated ``size``: None (no zoom) when it is
+    within the scale range the network was trained on."""
+    ratio = size / float(model.spec.object_size)
+    return None if 1 / CONVERGED <= ratio <= CONVERGED else size

@@ -8,7 +8,7 @@ path (tiles on the device, the size-estimate and halo probes, training patches):
 
 * **Non-finite values.** Percentiles come from the finite values only; after normalisation NaN
   and -inf are 0 (the low percentile) and +inf is 1 (the high percentile), see
-  :data:`NONFINITE_TO`. (:func:`~napari_unet.core.imagecheck.warn_nonfinite` says how many.)
+  :data:`NONFINITE_TO`. (:func:`~napari_unet.core.image.checks.warn_nonfinite` says how many.)
 * **Wide values.** Integers wider than 16 bits and float64 (:func:`exact_in_float32` is False)
   get their low percentile subtracted in float64 *before* they become float32, so a uint32
   image around 4e9 spanning a few hundred levels keeps its contrast (:func:`shift_to_float`).
@@ -111,3 +111,12 @@ def apply_range(block: np.ndarray, lo: np.ndarray, hi: np.ndarray, dtype: Any = 
     if block.dtype.kind == "f":
         np.nan_to_num(out, copy=False, **NONFINITE_TO)
     return out
+
+
+def compute_percentiles(view: Any, layout: Any, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-model-channel percentiles over the whole arranged image ``view`` (work axes)."""
+    c_axis = len(layout.loop_axes)
+    sample = strided_sample(view, keep=(c_axis,))
+    sample = np.moveaxis(sample, c_axis, 0)
+    sample = layout.select(sample, raw=True)  # not float32 yet: uint32 around 4e9 keeps its levels
+    return percentile_range(sample, low, high, channel_axis=0)

@@ -7,7 +7,7 @@ import pathlib
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .model import UNet
+    from .unet import UNet
 
 DEFAULT_MODEL_NAME = "nuclei"
 _MODELS = {DEFAULT_MODEL_NAME: "nuclei.safetensors"}
@@ -47,6 +47,6 @@ def bundled_models() -> dict[str, pathlib.Path]:
 
 def load_default_model(device: str | None = None) -> UNet:
     """Load the bundled default nuclei model."""
-    from .modelfile import load_model
+    from .file import load_model
 
     return load_model(bundled_model_path(), device=device)

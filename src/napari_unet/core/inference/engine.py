@@ -8,7 +8,7 @@ accumulator on the device that holds one row of tiles (``tile[0]`` rows of the p
 When the next row of tiles starts, the rows above it are final: they are divided by the
 summed weights and handed to a *sink*, which keeps float probabilities
 (:class:`ProbabilitySink`) or only the 1–2 byte label features
-(:class:`FeatureSink`, :mod:`~napari_unet.core.features`). Device memory is therefore
+(:class:`FeatureSink`, :mod:`~napari_unet.core.inference.features`). Device memory is therefore
 bounded by the tile, the batch and one band, never by the image; host memory by the sink.
 """
 
@@ -21,9 +21,9 @@ from typing import Any, Generator, Sequence
 import numpy as np
 import torch
 
-from .axes import Layout
+from ..image.axes import Layout
 from .features import label_features
-from .normalize import NONFINITE_TO, exact_in_float32, shift_to_float
+from ..image.normalize import NONFINITE_TO, exact_in_float32, shift_to_float
 from .tiling import Tile, TileGrid
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,7 @@ class BandBlender:
 def _host_batch(view: Any, layout: Layout, grid: TileGrid, chunk: Sequence[tuple[tuple[int, ...], Tile]],
                 pad_to: int, lo: np.ndarray, wide_dtype: Any = np.float32) -> tuple[np.ndarray, bool]:
     """The raw pixels of ``chunk`` as one batch (N, C, ...), and whether ``lo`` was subtracted
-    already: values that float32 cannot hold exactly (:func:`~napari_unet.core.normalize.exact_in_float32`,
+    already: values that float32 cannot hold exactly (:func:`~napari_unet.core.image.normalize.exact_in_float32`,
     e.g. uint32 around 4e9) are shifted by ``lo`` in float64 here and sent as ``wide_dtype``."""
     blocks = [layout.select(grid.read(view[loop], t), raw=True) for loop, t in chunk]
     x = np.stack(blocks)
@@ -160,7 +160,7 @@ def _host_batch(view: Any, layout: Layout, grid: TileGrid, chunk: Sequence[tuple
 def upload(x: np.ndarray, device: torch.device, dtype: torch.dtype, lo: torch.Tensor, scale: torch.Tensor,
            memory_format: torch.memory_format | None) -> torch.Tensor:
     """Send raw pixels to ``device`` in their own width and normalise them there (non-finite
-    values of float images become :data:`~napari_unet.core.normalize.NONFINITE_TO`)."""
+    values of float images become :data:`~napari_unet.core.image.normalize.NONFINITE_TO`)."""
     unsigned16 = x.dtype == np.uint16
     t = torch.from_numpy(np.ascontiguousarray(x.view(np.int16) if unsigned16 else x))
     if device.type == "cuda":

@@ -1,8 +1,8 @@
 """Why a TIFF cannot be read as an image, decided from its header alone (no pixel data read).
 
-One check shared by :func:`~napari_unet.core.io.read_image` (which runs it before loading any
+One check shared by :func:`~napari_unet.core.image.io.read_image` (which runs it before loading any
 pixels) and the napari reader (whose ``napari_get_reader`` runs
-:func:`~napari_unet.core.io.check_image_file`, i.e. everything ``read_image`` checks except
+:func:`~napari_unet.core.image.io.check_image_file`, i.e. everything ``read_image`` checks except
 loading the pixels), so napari is never offered a reader for a file that ``read_image`` then
 rejects. Numpy and tifffile only.
 """
@@ -15,7 +15,7 @@ import pathlib
 
 import tifffile
 
-from .imagecheck import empty_problem
+from .checks import empty_problem
 
 __all__ = ["TIFF_MAGIC", "magic_problem", "series_problem"]
 

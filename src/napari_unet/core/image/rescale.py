@@ -14,7 +14,7 @@ import numpy as np
 from skimage.transform import resize
 
 from .axes import Layout
-from .imagecheck import warn_nonfinite
+from .checks import warn_nonfinite
 from .normalize import exact_in_float32, percentile_range, shift_to_float, strided_sample
 
 #: Zoom limits: objects from 1/10 to 25 times the model's object size (e.g. 2-450 px for 18-px models).
@@ -45,7 +45,7 @@ def zoom_ranges(view: Any, layout: Layout, percentiles: Any, image_name: str = "
 
     ``{}`` for an image float32 holds exactly and whose values are all finite. Otherwise
     (uint32, 64-bit integers, float64, or NaN/±inf, which are reported with a
-    :class:`~napari_unet.core.imagecheck.NonFiniteWarning`): ``{"lo": ..., "hi": ...}``, the
+    :class:`~napari_unet.core.image.checks.NonFiniteWarning`): ``{"lo": ..., "hi": ...}``, the
     ``percentiles`` of every channel of ``view`` (finite values only, raw units).
     """
     found = warn_nonfinite(view, layout, image_name)

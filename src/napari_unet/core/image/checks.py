@@ -4,14 +4,14 @@ pixel values that are not finite.
 Numpy only (no torch, no napari), so the console API, the CLI, the napari panel and the reader
 share them.
 
-* :func:`check_not_empty` (called by :func:`~napari_unet.core.axes.plan_layout`, by
-  :func:`~napari_unet.core.inference.plan_for` before any axes guess, by
+* :func:`check_not_empty` (called by :func:`~napari_unet.core.image.axes.plan_layout`, by
+  :func:`~napari_unet.core.inference.planning.plan_for` before any axes guess, by
   :func:`napari_unet.api.image_source` and, through :func:`empty_problem`, by the TIFF header
-  check :func:`~napari_unet.core.tiffcheck.series_problem`): an axis of length 0 is one
+  check :func:`~napari_unet.core.image.tiffcheck.series_problem`): an axis of length 0 is one
   ``ValueError`` naming the shape.
 * :func:`warn_nonfinite`: NaN and ±inf pixels are counted (exactly, over the channels fed to the
   network) and reported with one :class:`NonFiniteWarning`. What happens to them is decided in
-  :mod:`~napari_unet.core.normalize`: percentiles come from the finite values only, and after
+  :mod:`~napari_unet.core.image.normalize`: percentiles come from the finite values only, and after
   normalisation NaN and -inf are 0 (the low percentile), +inf is 1 (the high percentile).
 """
 

@@ -13,7 +13,7 @@ Label making never needs the float probabilities themselves, only
 The tiled engine computes these on the inference device for every finished band of rows, so
 only ``uint8`` arrays cross to the host and are kept for the whole image (1 byte per pixel,
 2 for instance models) instead of ``4 * n_classes`` bytes of float probabilities.
-:mod:`~napari_unet.core.postprocess` turns them into labels.
+:mod:`~napari_unet.core.labels.postprocess` turns them into labels.
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from ..model.check import MAX_CLASSES
+
 #: Bit of ``codes`` set on watershed seed pixels.
-SEED_BIT = 0x80
+SEED_BIT = MAX_CLASSES  # 0x80
 #: Bits of ``codes`` holding the class index.
-CLASS_MASK = 0x7F
-#: Most classes a model may have for features to be made (class index fits 7 bits).
-MAX_CLASSES = CLASS_MASK + 1
+CLASS_MASK = MAX_CLASSES - 1  # 0x7F
 #: ``landscape`` value of a boundary probability of 1.
 LANDSCAPE_SCALE = 255
 

@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .imagecheck import check_not_empty
+from .checks import check_not_empty
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ The probability functions (:func:`semantic_labels`, :func:`instance_labels`,
 Output labels have shape ``probabilities.shape[1:]``.
 
 Label making never needs the float probabilities themselves, only the compact ``uint8``
-*label features* of :mod:`~napari_unet.core.features` (class index and watershed-seed bit per
+*label features* of :mod:`~napari_unet.core.inference.features` (class index and watershed-seed bit per
 pixel in ``codes``, the quantised boundary probability in ``landscape``).
 :func:`labels_from_features` makes labels from those, laid out as ``(*leading, *spatial)``, and
 the probability functions compute the features of every spatial block with
-:func:`~napari_unet.core.features.features_from_probabilities` and then run the very same code.
+:func:`~napari_unet.core.inference.features.features_from_probabilities` and then run the very same code.
 The only difference to flooding the float boundary probability is therefore the quantisation
 of the landscape to 256 levels.
 
@@ -25,7 +25,7 @@ The work is done one *spatial block* (one 2D image or 3D volume, i.e. one index 
 leading axes) at a time, so the only whole-stack array ever allocated is the output itself.
 This also means the input may be a lazy array (dask, zarr): only one block is materialised at
 a time. A block with more than ``band_pixels`` pixels (a huge plane) is further processed in
-bands of rows (Z slices in 3D) by :mod:`~napari_unet.core.banded`, so no temporary is larger
+bands of rows (Z slices in 3D) by :mod:`~napari_unet.core.labels.banded`, so no temporary is larger
 than a band of a few megapixels (plus the watershed's context margin).
 
 Connectivity
@@ -52,8 +52,8 @@ from typing import Any
 import numpy as np
 
 from .banded import DEFAULT_BAND_PIXELS
-from .features import CLASS_MASK, MAX_CLASSES, features_from_probabilities
-from .labelmaking import instance_stack, semantic_stack, smallest_label_dtype
+from ..inference.features import CLASS_MASK, MAX_CLASSES, features_from_probabilities
+from .making import instance_stack, semantic_stack, smallest_label_dtype
 
 __all__ = [
     "MODES",
@@ -172,7 +172,7 @@ def _block_features(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label features of one probability block ``(n_classes, *spatial)``.
 
-    Beyond :data:`~napari_unet.core.features.MAX_CLASSES` classes (no boundary class) the
+    Beyond :data:`~napari_unet.core.inference.features.MAX_CLASSES` classes (no boundary class) the
     foreground is coded as class 1, which is all instance labelling needs.
     """
     if block.shape[0] > MAX_CLASSES and boundary_class is None:
@@ -461,7 +461,7 @@ def labels_from_features(
     band_pixels: int | None = None,
     fill_holes: bool = False,
 ) -> np.ndarray:
-    """Labels from the ``uint8`` label features of :mod:`~napari_unet.core.features`.
+    """Labels from the ``uint8`` label features of :mod:`~napari_unet.core.inference.features`.
 
     Gives the labels :func:`labels_from_probabilities` gives for the probabilities the
     features were made from (with the same ``boundary_class``, ``threshold`` and
@@ -471,8 +471,8 @@ def labels_from_features(
     ----------
     codes : numpy.ndarray
         ``uint8``, shape ``(*leading, *spatial)``: class index in the low 7 bits
-        (:data:`~napari_unet.core.features.CLASS_MASK`), watershed seed bit
-        (:data:`~napari_unet.core.features.SEED_BIT`) for instance models with a boundary class.
+        (:data:`~napari_unet.core.inference.features.CLASS_MASK`), watershed seed bit
+        (:data:`~napari_unet.core.inference.features.SEED_BIT`) for instance models with a boundary class.
         May be a lazy array (dask, zarr); one spatial block is materialised at a time.
     landscape : numpy.ndarray or None, optional
         ``uint8``, same shape as ``codes``: ``round(255 * p[boundary_class])``. Needed for
@@ -497,7 +497,7 @@ def labels_from_features(
     band_pixels : int or None, optional
         Spatial blocks with more pixels than this are processed in bands of about this many
         pixels along the first spatial axis (Y, or Z in 3D), which bounds the temporary memory
-        (see :mod:`~napari_unet.core.banded`). None: 8 Mpx. The result does not depend on it,
+        (see :mod:`~napari_unet.core.labels.banded`). None: 8 Mpx. The result does not depend on it,
         except that the watershed of objects crossing a band seam only sees 64 rows (at most
         one band) of context on either side.
 
