@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from dsb_data import DEFAULT_DATA, image_pairs
 
 
@@ -32,11 +31,11 @@ def main() -> int:
 
     import tifffile
 
-    from napari_unet.core.model.bundled import bundled_models
-    from napari_unet.core.inference.planning import cpu_has_native_bf16
-    from napari_unet.core.progress import drain
-    from napari_unet.core.model.file import load_model
     from napari_unet.core.image.samples import sample_path
+    from napari_unet.core.inference.planning import cpu_has_native_bf16
+    from napari_unet.core.model.bundled import bundled_models
+    from napari_unet.core.model.file import load_model
+    from napari_unet.core.progress import drain
     from napari_unet.core.segment import iter_segment
     from napari_unet.core.training.metrics import ap_counts, summarize_ap
 

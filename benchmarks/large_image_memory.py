@@ -32,11 +32,11 @@ def main() -> None:
 
     import torch
 
-    from napari_unet.core.model.bundled import load_default_model
-    from napari_unet.core.progress import Progress, drain
-    from napari_unet.core.options import resolve_device
     from napari_unet.core.image.io import read_image
     from napari_unet.core.image.samples import sample_path
+    from napari_unet.core.model.bundled import load_default_model
+    from napari_unet.core.options import resolve_device
+    from napari_unet.core.progress import Progress, drain
     from napari_unet.core.segment import iter_segment
 
     dev = resolve_device(args.device)
@@ -48,7 +48,8 @@ def main() -> None:
     for y in range(0, args.size, h):
         for x in range(0, args.size, w):
             block = image[y: y + h, x: x + w]
-            block[...] = sample[: block.shape[0], : block.shape[1]] * 256 + rng.integers(0, 512, block.shape, dtype=np.uint16)
+            noise = rng.integers(0, 512, block.shape, dtype=np.uint16)
+            block[...] = sample[: block.shape[0], : block.shape[1]] * 256 + noise
     base = peak_rss_gib()
     plan: list[str] = []
 

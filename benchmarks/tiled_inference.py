@@ -50,7 +50,7 @@ def timed(fn, repeat: int, gpu: bool) -> float:
     return min(times)
 
 
-def main() -> None:
+def main() -> None:  # noqa: C901
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--size", type=int, default=None, help="image edge (default 2048 CPU, 8192 GPU)")
@@ -63,13 +63,13 @@ def main() -> None:
     parser.add_argument("--skip-monai", action="store_true")
     args = parser.parse_args()
 
-    from napari_unet.core.inference.fastnet import inference_network, memory_format
-    from napari_unet.core.progress import Progress
-    from napari_unet.core.options import resolve_device
-    from napari_unet.core.inference.planning import resolve_precision
-    from napari_unet.core.model.unet import UNet
     from napari_unet.core.image.normalize import apply_range, percentile_range, strided_sample
+    from napari_unet.core.inference.fastnet import inference_network, memory_format
+    from napari_unet.core.inference.planning import resolve_precision
     from napari_unet.core.labels.postprocess import instance_labels
+    from napari_unet.core.model.unet import UNet
+    from napari_unet.core.options import resolve_device
+    from napari_unet.core.progress import Progress
     from napari_unet.core.segment import iter_segment
 
     dev = resolve_device(args.device)

@@ -38,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no data: no image in {args.data / 'images'} has a mask; nothing to measure")
         return 0
 
-    from napari_unet.core.model.bundled import bundled_model_path
-    from napari_unet.core.progress import drain
-    from napari_unet.core.options import resolve_device
     from napari_unet.core.image.io import read_image
+    from napari_unet.core.model.bundled import bundled_model_path
     from napari_unet.core.model.file import load_model
+    from napari_unet.core.options import resolve_device
+    from napari_unet.core.progress import drain
     from napari_unet.core.segment import iter_segment
     from napari_unet.core.training.evaluate import evaluate
 

@@ -83,9 +83,8 @@ def save_png(image: Any, path: pathlib.Path, max_bytes: int = MAX_BYTES) -> path
 
 def to_array(pixmap: Any) -> Any:
     """A QPixmap as an (H, W, 4) uint8 array."""
-    from qtpy.QtGui import QImage
-
     from napari._qt.utils import QImg2array
+    from qtpy.QtGui import QImage
 
     return QImg2array(pixmap.toImage().convertToFormat(QImage.Format.Format_RGBA8888))
 

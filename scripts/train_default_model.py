@@ -77,12 +77,12 @@ def finalize(path: Path) -> None:
     """Name the input channel and store the halo measured on five crops of the bundled sample."""
     import numpy as np
 
-    from napari_unet.core.inference.halo import effective_radius
     from napari_unet.core.image.io import read_image
-    from napari_unet.core.model.file import load_model, read_model_info, save_model
     from napari_unet.core.image.normalize import apply_range, percentile_range
     from napari_unet.core.image.samples import sample_path
+    from napari_unet.core.inference.halo import effective_radius
     from napari_unet.core.inference.tiling import round_up
+    from napari_unet.core.model.file import load_model, read_model_info, save_model
 
     model = load_model(path)
     image = np.asarray(read_image(sample_path("nuclei")).data, np.float32)[None]

@@ -38,10 +38,10 @@ def main() -> int:
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
 
-    from napari_unet.core.progress import drain
     from napari_unet.core.inference.run import iter_predict
-    from napari_unet.core.model.file import load_model, read_model_info, save_model
     from napari_unet.core.labels.postprocess import labels_from_probabilities
+    from napari_unet.core.model.file import load_model, read_model_info, save_model
+    from napari_unet.core.progress import drain
     from napari_unet.core.training.data import pairs_from_folders, prepare
     from napari_unet.core.training.loop import fit_size_model_on
     from napari_unet.core.training.metrics import ap_counts, summarize_ap

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
-    from .core.progress import Progress
     from .core.model.unet import UNet
+    from .core.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -201,10 +202,10 @@ def estimate_object_size(
         If the model cannot estimate object sizes (3D models, or models trained without
         ``object_size``).
     """
-    from .core.inference.sizing import can_estimate_size, iter_object_size
-    from .core.progress import drain
     from .core.inference.planning import plan_for
+    from .core.inference.sizing import can_estimate_size, iter_object_size
     from .core.options import check_inference_options
+    from .core.progress import drain
 
     check_inference_options(axes=axes, channels=channels)
     src = _console_source(image, axes)

@@ -20,8 +20,9 @@ import argparse
 import logging
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -174,9 +175,8 @@ def _object_size_option(text: str) -> float | str | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .core.progress import drain
     from .core.options import resolve_device
-    from .core.progress import TextProgress
+    from .core.progress import TextProgress, drain
     from .core.training.data import pairs_from_folders
     from .core.training.loop import iter_train
 
@@ -233,13 +233,13 @@ class _StepProgress:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Segment the bundled nuclei sample with the bundled model; write labels + overlay; score it."""
-    from .core.model.bundled import bundled_model_path
-    from .core.progress import drain
-    from .core.options import resolve_device
     from .core.image.io import read_image, write_labels
-    from .core.model.file import load_model
     from .core.image.overlay import write_overlay_png
     from .core.image.samples import SAMPLES, sample_path
+    from .core.model.bundled import bundled_model_path
+    from .core.model.file import load_model
+    from .core.options import resolve_device
+    from .core.progress import drain
     from .core.segment import iter_segment
     from .core.training.metrics import average_precision
 
@@ -271,9 +271,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .core.progress import drain
-    from .core.options import resolve_device
     from .core.model.file import load_model
+    from .core.options import resolve_device
+    from .core.progress import drain
     from .core.training.data import pairs_from_folders
     from .core.training.evaluate import iter_evaluate
 
@@ -303,12 +303,11 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .core.progress import drain
-    from .core.inference.planning import plan_for
-    from .core.options import resolve_device
     from .core.image.io import read_image, write_labels
+    from .core.inference.planning import plan_for
     from .core.model.file import load_model
-    from .core.progress import TextProgress
+    from .core.options import resolve_device
+    from .core.progress import TextProgress, drain
     from .core.segment import iter_segment
 
     channels = _parse_channels(args.channels)
@@ -343,7 +342,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                               channel_names=img.channel_names, image_name=str(path))
             found: dict[str, float] = {}
 
-            def watch(event: Any, bar: Any = progress) -> None:
+            def watch(event: Any, bar: Any = progress, found: dict[str, float] = found) -> None:
                 if event.stage == "size" and event.value is not None:
                     found["object_size"] = event.value
                 if bar is not None:

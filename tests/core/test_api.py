@@ -19,12 +19,11 @@ import textwrap
 import numpy as np
 import pytest
 import torch
+from known_nets import threshold_net
 
 from napari_unet import api
 from napari_unet.core.image.axes import AxesGuessWarning
 from napari_unet.core.model.unet import UNet
-
-from known_nets import threshold_net
 
 SQUARES = ((slice(5, 15), slice(6, 16)), (slice(20, 30), slice(25, 37)))  # 100 px and 120 px
 
@@ -397,8 +396,8 @@ def test_public_api_is_lazy():
 def test_model_files_are_loaded_once_per_file_version(tmp_path):
     import torch
 
-    from napari_unet.core.model.unet import UNet as _UNet
     from napari_unet.core.model.file import save_model as _save
+    from napari_unet.core.model.unet import UNet as _UNet
 
     path = tmp_path / "m.safetensors"
     torch.manual_seed(0)

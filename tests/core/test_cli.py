@@ -15,13 +15,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from known_nets import threshold_net
 
 from napari_unet import __version__
 from napari_unet.cli import main, output_stem
 from napari_unet.core.image.io import read_image, read_provenance
 from napari_unet.core.model.file import save_model
-
-from known_nets import threshold_net
 
 ONE = ((slice(5, 15), slice(6, 16)),)  # one 10x10 square
 TWO = ONE + ((slice(20, 30), slice(25, 37)),)  # plus a 10x12 square

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from known_nets import threshold_net
 
 from napari_unet import cli
 from napari_unet.cli import main
 from napari_unet.core.model.file import save_model
-
-from known_nets import threshold_net
 
 ERRORS = {
     "RuntimeError": (RuntimeError("CUDA error: an illegal memory access was encountered"),

@@ -6,17 +6,17 @@ import logging
 import numpy as np
 import pytest
 import torch
+from known_nets import OOMOnBigBatches
 
-from napari_unet.core.inference import fastnet, halo as halo_mod
+from napari_unet.core.inference import fastnet
+from napari_unet.core.inference import halo as halo_mod
 from napari_unet.core.inference.engine import upload
 from napari_unet.core.inference.features import SEED_BIT, features_from_probabilities
 from napari_unet.core.inference.planning import HOST_EXTRA_BUDGET, PROCESS_BASE, default_tile_and_batch
 from napari_unet.core.inference.run import iter_features, predict
-from napari_unet.core.progress import drain
-from napari_unet.core.model.unet import UNet
 from napari_unet.core.inference.tiling import TileGrid
-
-from known_nets import OOMOnBigBatches
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.progress import drain
 
 
 def _net(n_classes=3, depth=2, features=8, ndim=2, dtype=torch.float64):
@@ -139,9 +139,9 @@ def test_wider_context_gives_a_wider_halo():
 
 
 def test_auto_halo_keeps_tiled_close_to_untiled():
-    from napari_unet.core.model.bundled import load_default_model
     from napari_unet.core.image.io import read_image
     from napari_unet.core.image.samples import sample_path
+    from napari_unet.core.model.bundled import load_default_model
 
     net = load_default_model()
     net.spec.halo = None  # measure it
@@ -200,9 +200,9 @@ def test_tiles_share_the_axis_evenly():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("compile", [False, True])
 def test_cuda_labels_match_cpu_on_uint16(compile):
-    from napari_unet.core.model.bundled import load_default_model
     from napari_unet.core.image.io import read_image
     from napari_unet.core.image.samples import sample_path
+    from napari_unet.core.model.bundled import load_default_model
     from napari_unet.core.segment import iter_segment
     from napari_unet.core.training.metrics import ap_counts, summarize_ap
 

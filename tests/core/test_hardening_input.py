@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from known_nets import threshold_net
 from scipy import ndimage
 
 from napari_unet import api
@@ -28,11 +29,9 @@ from napari_unet.cli import main
 from napari_unet.core.image.axes import plan_layout
 from napari_unet.core.image.checks import NonFiniteWarning
 from napari_unet.core.image.io import read_image
-from napari_unet.core.model.unet import UNet
-from napari_unet.core.model.file import save_model
 from napari_unet.core.image.normalize import apply_range, percentile_range
-
-from known_nets import threshold_net
+from napari_unet.core.model.file import save_model
+from napari_unet.core.model.unet import UNet
 
 SHAPE = (37, 41)
 SQUARES = ((slice(5, 15), slice(6, 16)), (slice(20, 30), slice(25, 37)))

@@ -20,9 +20,9 @@ from safetensors.numpy import save_file as np_save_file
 
 import napari_unet
 from napari_unet.cli import main
-from napari_unet.core.model.unet import UNet
 from napari_unet.core.model.check import MAX_PARAMETERS, check_architecture, expected_shapes
 from napari_unet.core.model.file import ModelFileError, describe_model, load_model, read_model_info, save_model
+from napari_unet.core.model.unet import UNet
 
 READERS = {"read_model_info": read_model_info, "describe_model": describe_model, "load_model": load_model,
            "api.load_model": napari_unet.load_model}

@@ -17,8 +17,8 @@ from skimage.draw import disk
 
 from napari_unet.cli import main
 from napari_unet.core.model.file import load_model, save_model
-from napari_unet.core.model.unet import UNet
 from napari_unet.core.model.spec import ModelSpec
+from napari_unet.core.model.unet import UNet
 from napari_unet.core.training import loop
 from napari_unet.core.training.data import prepare
 from napari_unet.core.training.evaluate import evaluate

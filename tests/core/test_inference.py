@@ -3,15 +3,14 @@
 import numpy as np
 import pytest
 import torch
-
-from napari_unet.core.progress import Progress
-from napari_unet.core.inference.run import iter_predict, predict
-from napari_unet.core.options import resolve_device
-from napari_unet.core.inference.planning import resolve_precision
-from napari_unet.core.model.unet import UNet
-from napari_unet.core.image.normalize import apply_range, percentile_range
-
 from known_nets import OOMOnBigBatches
+
+from napari_unet.core.image.normalize import apply_range, percentile_range
+from napari_unet.core.inference.planning import resolve_precision
+from napari_unet.core.inference.run import iter_predict, predict
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.options import resolve_device
+from napari_unet.core.progress import Progress
 
 
 def _double_net(in_ch=1, n_classes=3, ndim=2, depth=2, features=8):

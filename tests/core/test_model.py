@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from napari_unet.core.model.unet import UNet, pad_to_multiple
 from napari_unet.core.model.spec import ModelSpec
+from napari_unet.core.model.unet import UNet, pad_to_multiple
 
 
 @pytest.mark.parametrize("upsampling", ["interpolate", "transpose"])

@@ -15,7 +15,6 @@ import pytest
 import torch
 from safetensors.numpy import save_file as np_save_file
 
-from napari_unet.core.model.unet import UNet
 from napari_unet.core.model.file import (
     FORMAT_VERSION,
     ModelFileError,
@@ -25,6 +24,7 @@ from napari_unet.core.model.file import (
     save_model,
 )
 from napari_unet.core.model.spec import ModelSpec
+from napari_unet.core.model.unet import UNet
 
 TRAINING = {"epochs": 12, "data": "dsb2018 fluo subset", "metrics": {"val_iou": 0.8125, "val_loss": 0.21}}
 
@@ -362,7 +362,7 @@ def test_weights_with_wrong_shapes(tmp_path: Path, saved: Path) -> None:
     config = _config_of(saved)
     config["architecture"]["base_features"] = 16
     path = _write_raw(tmp_path / "wide.safetensors", config, _state_numpy(saved))
-    with pytest.raises(ModelFileError, match=r"wide.safetensors: the weights do not match .*shape mismatch.*inc\.0\.weight"):
+    with pytest.raises(ModelFileError, match=r"wide.safetensors: the weights do not match .*shape mismatch.*inc\.0\.weight"):  # noqa: E501
         load_model(path)
 
 

@@ -16,18 +16,17 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from known_nets import threshold_net
 
 from napari_unet import api
 from napari_unet.cli import main
-from napari_unet.core.progress import drain
 from napari_unet.core.inference.run import iter_predict
 from napari_unet.core.model.file import save_model
 from napari_unet.core.options import check_device, check_ints, resolve_device
+from napari_unet.core.progress import drain
 from napari_unet.core.segment import iter_segment
 from napari_unet.core.training.evaluate import evaluate
 from napari_unet.core.training.loop import iter_train
-
-from known_nets import threshold_net
 
 NO_CUDA = not torch.cuda.is_available()
 MISSING = "no-such-model.safetensors"

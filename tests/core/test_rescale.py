@@ -2,12 +2,11 @@
 
 import numpy as np
 import pytest
+from known_nets import threshold_net
 
 from napari_unet import segment
-from napari_unet.core.inference.run import predict
 from napari_unet.core.image.rescale import zoom_back, zoom_factor
-
-from known_nets import threshold_net
+from napari_unet.core.inference.run import predict
 
 
 def _threshold_net(object_size):

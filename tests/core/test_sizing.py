@@ -1,4 +1,5 @@
-"""Object-size estimation (``core/inference/sizing.py``) and the automatic zoom of segment / predict / the API / the CLI.
+"""Object-size estimation (``core/inference/sizing.py``) and the automatic zoom of segment / predict / the API /
+the CLI.
 
 The regression itself is fitted on real networks elsewhere (the bundled model's card); here:
 
@@ -19,12 +20,12 @@ import torch
 from scipy import ndimage
 
 from napari_unet.core.inference import sizing
-from napari_unet.core.progress import drain
 from napari_unet.core.inference.run import iter_predict
-from napari_unet.core.model.unet import UNet
 from napari_unet.core.model.file import ModelFileError, load_model, save_model
-from napari_unet.core.segment import iter_segment
 from napari_unet.core.model.spec import ModelSpec, check_size_model
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.progress import drain
+from napari_unet.core.segment import iter_segment
 
 
 def disks(diameter: float, shape=(300, 300), spacing: float = 1.6) -> np.ndarray:

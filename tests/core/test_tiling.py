@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_unet.core.model.unet import pad_to_multiple
 from napari_unet.core.inference.tiling import TileGrid
+from napari_unet.core.model.unet import pad_to_multiple
 
 
 @pytest.mark.parametrize("shape, tile, halo", [((37, 41), 16, 4), ((129, 257), 64, 8), ((5, 300), 32, 0)])

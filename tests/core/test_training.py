@@ -19,12 +19,12 @@ import tifffile
 import torch
 from skimage.draw import disk
 
-from napari_unet.core.progress import drain
 from napari_unet.core.inference.run import predict
-from napari_unet.core.model.unet import UNet
 from napari_unet.core.model.file import load_model, save_model
-from napari_unet.core.segment import iter_segment
 from napari_unet.core.model.spec import ModelSpec
+from napari_unet.core.model.unet import UNet
+from napari_unet.core.progress import drain
+from napari_unet.core.segment import iter_segment
 from napari_unet.core.training.augment import augment
 from napari_unet.core.training.data import (
     PatchSampler,
@@ -878,7 +878,7 @@ def test_prepare_negative_labels_are_refused() -> None:
         prepare([(img, lab)], mode="semantic")
 
 
-# ---------------------------------------------------------------------------- distance head, rescaling, bf16 in iter_train
+# ------------------------------------------------------------------------- distance head, rescaling, bf16 in iter_train
 QUICK: dict[str, Any] = dict(TINY, epochs=1, steps_per_epoch=2, val_fraction=0)
 
 

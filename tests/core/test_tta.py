@@ -6,14 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from known_nets import OOMOnBigBatches, threshold_net
 
 from napari_unet import api
 from napari_unet.core.inference.engine import DIHEDRAL, dihedral, forward_probs, undo_dihedral
-from napari_unet.core.progress import drain
 from napari_unet.core.inference.run import iter_features, iter_predict, predict
 from napari_unet.core.model.unet import UNet
-
-from known_nets import OOMOnBigBatches, threshold_net
+from napari_unet.core.progress import drain
 
 
 def _random_net(ndim: int = 2, dtype: torch.dtype = torch.float64, heads=("distance",)) -> UNet:

@@ -8,8 +8,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -139,11 +140,10 @@ def test_reader_decides_without_reading_pixels(tmp_path: Path, monkeypatch: Any,
 pytest.importorskip("pytestqt")
 
 from napari.utils.notifications import NotificationSeverity  # noqa: E402
+from notifications import errors  # noqa: E402
 
 from napari_unet import save_model  # noqa: E402
 from napari_unet._napari.segment_widget import SegmentWidget  # noqa: E402
-
-from notifications import errors  # noqa: E402
 
 TIMEOUT_MS = 180_000
 

@@ -18,6 +18,7 @@ pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
 import torch  # noqa: E402
+from notifications import errors  # noqa: E402
 from skimage.draw import disk  # noqa: E402
 
 from napari_unet import UNet, save_model  # noqa: E402
@@ -25,8 +26,6 @@ from napari_unet._napari import segment_widget as segment_module  # noqa: E402
 from napari_unet._napari import train_widget as train_module  # noqa: E402
 from napari_unet._napari.segment_widget import SegmentWidget  # noqa: E402
 from napari_unet._napari.train_widget import TrainWidget  # noqa: E402
-
-from notifications import errors  # noqa: E402
 
 TIMEOUT_MS = 300_000
 TINY: dict[str, Any] = dict(depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=2, lr=0.01,

@@ -25,14 +25,13 @@ pytest.importorskip("pytestqt")
 
 import torch  # noqa: E402
 from napari.layers import Image, Labels  # noqa: E402
+from notifications import errors, infos  # noqa: E402
 
 from napari_unet import UNet, save_model  # noqa: E402
 from napari_unet._napari import settings  # noqa: E402
 from napari_unet._napari.menu import segment_selected_layer  # noqa: E402
 from napari_unet._napari.segment_widget import SegmentWidget, parse_channels  # noqa: E402
 from napari_unet._napari.workers import start_worker  # noqa: E402
-
-from notifications import errors, infos  # noqa: E402
 
 TIMEOUT_MS = 180_000  # a 2-core CPU machine importing torch in a thread can be slow
 SCALE = (0.5, 0.25)
@@ -352,7 +351,8 @@ def test_zcyx_layer_with_metadata_axes_and_two_channel_model(
 
 def test_channels_by_name_pick_from_a_wider_layer(make_napari_viewer: Any, qtbot: Any, model_2ch: str) -> None:
     viewer = make_napari_viewer()
-    viewer.add_image(squares((3, 40, 50)), name="three", metadata={"axes": "CYX", "channel_names": ["a", "DNA", "membrane"]})
+    viewer.add_image(squares((3, 40, 50)), name="three",
+                     metadata={"axes": "CYX", "channel_names": ["a", "DNA", "membrane"]})
     widget = SegmentWidget(viewer)
     widget.set_model(model_2ch)
     widget._channels.value = "DNA, membrane"
@@ -412,7 +412,7 @@ def test_error_inside_the_worker_is_one_notification(
     widget._device.value = "mps" if torch.cuda.is_available() else "cuda"
     run_and_wait(qtbot, widget)
     msgs = errors(notes)
-    assert len(msgs) == 1 and "available" in msgs[0] and "device" in msgs[0] and msgs[0].startswith("Segment with U-Net failed")
+    assert len(msgs) == 1 and "available" in msgs[0] and "device" in msgs[0] and msgs[0].startswith("Segment with U-Net failed")  # noqa: E501
     assert not any(isinstance(n, ErrorNotification) for n in notes)
     assert len(viewer.layers) == 1 and flat(widget._status.value).startswith("failed")
 

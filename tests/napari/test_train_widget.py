@@ -27,6 +27,7 @@ pytest.importorskip("pytestqt")
 import tifffile  # noqa: E402
 import torch  # noqa: E402
 from napari.layers import Labels  # noqa: E402
+from notifications import errors, infos  # noqa: E402
 from skimage.draw import disk  # noqa: E402
 
 from napari_unet._napari import settings  # noqa: E402
@@ -39,8 +40,6 @@ from napari_unet._napari.train_widget import (  # noqa: E402
     last_checkpoint_paths,
 )
 from napari_unet.core.model.file import load_model  # noqa: E402
-
-from notifications import errors, infos  # noqa: E402
 
 TIMEOUT_MS = 300_000  # 2 shared CPU cores; importing torch in the worker thread can take a while
 TINY: dict[str, Any] = dict(

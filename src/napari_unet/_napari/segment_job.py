@@ -157,9 +157,9 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
         Labels (input shape without the channel axis) or probabilities
         ``(n_classes, *that shape)``.
     """
-    from ..core.progress import Progress
     from ..core.inference.run import iter_predict
     from ..core.model.cache import cached_model
+    from ..core.progress import Progress
 
     name = pathlib.Path(job.model_path).name
     yield Progress(0, 1, "load", f"loading model {name}")

@@ -4,7 +4,8 @@ Opening the Segment panel imports no torch. Shortly after it is shown (a Qt time
 once the event loop runs), :func:`warm_up` starts a daemon thread that imports torch and the
 core, loads the selected model file into a one-entry cache and prepares its inference copy
 (BatchNorm folded, first forward pass done). The worker of a Run takes the model from the
-same cache (:func:`napari_unet.core.model.cache.cached_model`), waiting on the cache's lock if the warm-up is still loading
+same cache (:func:`napari_unet.core.model.cache.cached_model`), waiting on the cache's lock if the warm-up is
+still loading
 it, so the two never load the file twice; a panel that is already running skips the warm-up.
 A 512×512 image then goes from Run to Labels in about the inference time instead of that plus
 ~1.5 s of imports and loading (see
@@ -26,8 +27,8 @@ def _prepare(path: str, device: str) -> None:
 
         importlib.import_module("napari_unet.core.segment")  # scipy/skimage, for post-processing
         from ..core.inference.fastnet import prepare
-        from ..core.options import resolve_device
         from ..core.model.cache import cached_model
+        from ..core.options import resolve_device
 
         dev = resolve_device(device)
         prepare(cached_model(path), dev)

@@ -248,7 +248,7 @@ class ProgressAdapter:
             self.bar.close()
 
 
-def start_worker(
+def start_worker(  # noqa: C901
     function: Callable[..., Generator[Any, Any, R]],
     *args: Any,
     description: str,

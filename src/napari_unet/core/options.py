@@ -64,7 +64,8 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     """``value`` as an int in ``minimum..maximum``; None passes when ``optional``."""
     if value is None and optional:
         return None
-    if not _is_integral(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+    if (not _is_integral(value) or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)):
         if minimum is not None and maximum is not None:
             bounds = f" in {minimum}..{maximum}"
         elif minimum is not None:

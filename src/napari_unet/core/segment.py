@@ -7,18 +7,19 @@ without its channel axis, input axis order).
 
 from __future__ import annotations
 
-from typing import Any, Generator
+from collections.abc import Generator
+from typing import Any
 
 import numpy as np
 
-from .progress import Progress
-from .inference.sizing import auto_zoom_size, can_estimate_size, iter_object_size
-from .inference.run import iter_features, iter_predict
+from .image.rescale import zoom_factor
 from .inference.planning import plan_for
+from .inference.run import iter_features, iter_predict
+from .inference.sizing import auto_zoom_size, can_estimate_size, iter_object_size
+from .labels.postprocess import MODES, labels_from_features, labels_from_probabilities
 from .model.unet import UNet
 from .options import check_inference_options
-from .labels.postprocess import MODES, labels_from_features, labels_from_probabilities
-from .image.rescale import zoom_factor
+from .progress import Progress
 
 
 def iter_segment(
@@ -92,7 +93,8 @@ def iter_segment(
         predict_options.pop("object_size", None)
         codes, landscape = yield from iter_features(
             image, model, boundary_class=boundary, seed_threshold=settings.pop("seed_threshold", None),
-            distance_channel=distance, axes=layout.axes, channels=channels, channel_names=channel_names, image_name=image_name,
+            distance_channel=distance, axes=layout.axes, channels=channels, channel_names=channel_names,
+            image_name=image_name,
             **predict_options,
         )
         yield Progress(0, 1, "postprocess", f"making {mode} labels")

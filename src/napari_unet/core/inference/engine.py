@@ -15,15 +15,16 @@ bounded by the tile, the batch and one band, never by the image; host memory by 
 from __future__ import annotations
 
 import logging
+from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ..image.axes import Layout
-from .features import label_features
 from ..image.normalize import NONFINITE_TO, exact_in_float32, shift_to_float
+from .features import label_features
 from .tiling import Tile, TileGrid
 
 log = logging.getLogger(__name__)

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 _CONVS = (nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm2d, nn.BatchNorm3d)
-_cache: "weakref.WeakKeyDictionary[UNet, dict[tuple, nn.Module]]" = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[UNet, dict[tuple, nn.Module]] = weakref.WeakKeyDictionary()
 
 
 def fold_batchnorm(module: nn.Module) -> int:

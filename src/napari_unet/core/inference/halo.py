@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 #: Share of the gradient mass the halo must hold.
 DEFAULT_MASS = 0.99
-_cache: "weakref.WeakKeyDictionary[UNet, tuple[tuple, int]]" = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[UNet, tuple[tuple, int]] = weakref.WeakKeyDictionary()
 
 
 

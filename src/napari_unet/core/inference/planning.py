@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -126,7 +127,10 @@ def plan_for(
     channel_names: Sequence[str] | None = None,
     image_name: str = "image",
 ) -> Layout:
-    """:func:`~napari_unet.core.image.axes.plan_layout` for ``image`` and ``model`` (axes guessed with a warning when None)."""
+    """:func:`~napari_unet.core.image.axes.plan_layout` for ``image`` and ``model``.
+
+    Axes are guessed, with a warning, when None.
+    """
     if not hasattr(image, "shape") or not hasattr(image, "ndim"):
         raise TypeError(f"image must be an array (numpy, dask, memmap), got {type(image).__name__}")
     check_not_empty(image.shape, image_name)  # before any axes guess

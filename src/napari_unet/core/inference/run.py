@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,7 +47,7 @@ def _engine_options(model: UNet, layout: Layout, precision: str, device: Any, ba
     return dev, autocast, dtype
 
 
-def _iter_tiled(
+def _iter_tiled(  # noqa: C901
     image: Any, model: UNet, layout: Layout, make_sink: Callable[[], Any], *,
     tile_size: Any, halo: Any, batch_size: Any, device: Any, precision: str, percentiles: Any,
     normalized: bool, image_name: str, compile: bool | str, store_bytes: int, tta: bool = False,
@@ -130,7 +131,8 @@ def _iter_tiled(
                 break
             except TileOutOfMemory:
                 smaller = [round_up(t // 2, model.size_multiple) for t in grid.tile_size]
-                if any(s < 2 * h + model.size_multiple for s, h in zip(smaller, grid.halo)) or smaller == list(grid.tile_size):
+                too_small = any(s < 2 * h + model.size_multiple for s, h in zip(smaller, grid.halo))
+                if too_small or smaller == list(grid.tile_size):
                     raise MemoryError(
                         f"the GPU ran out of memory on a single tile of {grid.tile_size} px with "
                         f"halo {grid.halo}; use device='cpu' or a smaller halo"

@@ -13,9 +13,9 @@ up to rounding; smaller halos still give seam-free, smoothly blended output.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from itertools import product
-from typing import Iterator, Sequence
 
 import numpy as np
 

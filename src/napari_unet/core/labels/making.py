@@ -18,8 +18,8 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .banded import BandedComponents, band_slices, banded_watershed
 from ..inference.features import CLASS_MASK, SEED_BIT
+from .banded import BandedComponents, band_slices, banded_watershed
 
 logger = logging.getLogger(__name__)
 

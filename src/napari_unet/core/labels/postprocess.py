@@ -51,8 +51,8 @@ from typing import Any
 
 import numpy as np
 
-from .banded import DEFAULT_BAND_PIXELS
 from ..inference.features import CLASS_MASK, MAX_CLASSES, features_from_probabilities
+from .banded import DEFAULT_BAND_PIXELS
 from .making import instance_stack, semantic_stack, smallest_label_dtype
 
 __all__ = [

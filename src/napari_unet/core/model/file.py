@@ -498,8 +498,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .unet import UNet
     from ..options import resolve_device
+    from .unet import UNet
 
     dev = resolve_device(device) if device is not None else None
 

@@ -157,7 +157,8 @@ class ModelSpec:
         if self.pixel_size:
             parts.append("pixel size: " + " x ".join(f"{p:g}" for p in self.pixel_size))
         if self.object_size:
-            parts.append(f"object size: {self.object_size:g} px" + (" (found in each image)" if self.size_model else ""))
+            found = " (found in each image)" if self.size_model else ""
+            parts.append(f"object size: {self.object_size:g} px{found}")
         text = "; ".join(parts)
         return f"{self.description}\n{text}" if self.description else text
 

@@ -17,9 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .spec import ModelSpec
-
 from .check import HEADS, UPSAMPLING_MODES, check_architecture  # noqa: F401 - HEADS re-exported
+from .spec import ModelSpec
 
 
 def _layers(ndim: int) -> tuple[type[nn.Module], type[nn.Module], type[nn.Module]]:
@@ -277,7 +276,7 @@ def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
     if not any(extra):
         return x
     pad: list[int] = []
-    for s, e in zip(reversed(spatial), reversed(extra)):
+    for _s, e in zip(reversed(spatial), reversed(extra)):
         pad += [0, e]
     mode = "reflect" if all(e < s for s, e in zip(spatial, extra)) else "replicate"
     return F.pad(x, pad, mode=mode)

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -125,7 +126,7 @@ def _as_array(obj: Any, what: str) -> tuple[Any, str | None, list[str] | None, s
     return obj, None, None, what
 
 
-def prepare(
+def prepare(  # noqa: C901
     pairs: Iterable[tuple[Any, Any]],
     *,
     mode: str = "instances",
@@ -161,7 +162,8 @@ def prepare(
         Channel count expected (e.g. when fine-tuning a model).
     object_size : float or "auto", optional
         Instance mode, 2D: zoom every image so the median diameter of its objects is this
-        many pixels (``"auto"``: the median over all images) (zoom limited to 1/4..4), so the network learns one object size and
+        many pixels (``"auto"``: the median over all images) (zoom limited to 1/4..4), so the network learns one object
+        size and
         :mod:`~napari_unet.core.inference.sizing` zooms new images to it. The prepared data then
         records this size. None: images stay as they are.
     """

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..progress import Progress, drain
 from ..model.unet import UNet
+from ..progress import Progress, drain
 from .metrics import DEFAULT_THRESHOLDS, ap_counts, mean_iou, summarize_ap
 
 

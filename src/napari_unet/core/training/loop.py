@@ -19,23 +19,23 @@ import math
 import queue
 import threading
 import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from ... import __version__
-from ..progress import drain
-from ..inference.run import iter_predict
-from ..options import resolve_device
-from ..inference.planning import resolve_precision
 from ..image.io import atomic_write
-from ..model.unet import UNet
-from ..options import check_training_options
+from ..inference.planning import resolve_precision
+from ..inference.run import iter_predict
 from ..labels.postprocess import labels_from_probabilities
 from ..model.spec import ModelSpec
+from ..model.unet import UNet
+from ..options import check_training_options, resolve_device
+from ..progress import drain
 from .augment import augment
 from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
 from .data import PatchSampler, PreparedData, Sample, prepare, split
@@ -93,7 +93,7 @@ class TrainEvent:
     message: str = ""
 
 
-def iter_train(
+def iter_train(  # noqa: C901
     pairs: Sequence[tuple[Any, Any]] | PreparedData,
     *,
     val_pairs: Sequence[tuple[Any, Any]] | None = None,
@@ -186,9 +186,11 @@ def iter_train(
         base_features=base_features, device=device, precision=precision, channels=channels, axes=axes,
         resume=resume, augmentation=augmentation, elastic=elastic, noise=noise, distance_head=distance_head,
     )
-    epochs, steps_per_epoch, patch_size, batch_size = o["epochs"], o["steps_per_epoch"], o["patch_size"], o["batch_size"]
+    epochs, steps_per_epoch = o["epochs"], o["steps_per_epoch"]
+    patch_size, batch_size = o["patch_size"], o["batch_size"]
     lr, weight_decay, dice_weight, patience = o["lr"], o["weight_decay"], o["dice_weight"], o["patience"]
-    warmup_steps, val_fraction, seed, preview_every = o["warmup_steps"], o["val_fraction"], o["seed"], o["preview_every"]
+    warmup_steps, val_fraction = o["warmup_steps"], o["val_fraction"]
+    seed, preview_every = o["seed"], o["preview_every"]
     ndim, depth, base_features = o["ndim"], o["depth"], o["base_features"]
     dev = resolve_device(device)
     autocast = resolve_precision(precision, dev)

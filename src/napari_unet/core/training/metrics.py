@@ -7,7 +7,7 @@ a ground-truth object exceeds *t* (at *t* >= 0.5 matches are unique).
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
