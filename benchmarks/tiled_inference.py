@@ -66,7 +66,7 @@ def main() -> None:  # noqa: C901
     from napari_unet.core.image.normalize import apply_range, percentile_range, strided_sample
     from napari_unet.core.inference.fastnet import inference_network, memory_format
     from napari_unet.core.inference.planning import resolve_precision
-    from napari_unet.core.labels.postprocess import instance_labels
+    from napari_unet.core.labels.probabilities import instance_labels
     from napari_unet.core.model.unet import UNet
     from napari_unet.core.options import resolve_device
     from napari_unet.core.progress import Progress

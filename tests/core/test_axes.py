@@ -9,9 +9,9 @@ from napari_unet.core.image.axes import (
     choose_axes,
     guess_axes,
     parse_channels,
-    plan_layout,
     validate_axes,
 )
+from napari_unet.core.image.layout import plan_layout
 
 
 def test_validate_axes():

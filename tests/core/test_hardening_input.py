@@ -26,9 +26,9 @@ from scipy import ndimage
 
 from napari_unet import api
 from napari_unet.cli import main
-from napari_unet.core.image.axes import plan_layout
 from napari_unet.core.image.checks import NonFiniteWarning
 from napari_unet.core.image.io import read_image
+from napari_unet.core.image.layout import plan_layout
 from napari_unet.core.image.normalize import apply_range, percentile_range
 from napari_unet.core.model.file import save_model
 from napari_unet.core.model.unet import UNet

@@ -12,14 +12,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet.core.image.io import (
-    ImageFile,
-    ImageReadError,
-    atomic_write,
-    read_image,
-    read_provenance,
-    write_labels,
-)
+from napari_unet.core.image.files import atomic_write
+from napari_unet.core.image.io import ImageFile, ImageReadError, read_image, read_provenance, write_labels
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 

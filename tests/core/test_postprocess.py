@@ -11,13 +11,9 @@ from scipy import ndimage
 from skimage.segmentation import watershed
 
 from napari_unet.core.inference.features import SEED_BIT, features_from_probabilities
-from napari_unet.core.labels.postprocess import (
-    instance_labels,
-    labels_from_features,
-    labels_from_probabilities,
-    semantic_labels,
-    smallest_label_dtype,
-)
+from napari_unet.core.labels.making import smallest_label_dtype
+from napari_unet.core.labels.postprocess import labels_from_features, labels_from_probabilities
+from napari_unet.core.labels.probabilities import instance_labels, semantic_labels
 
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
 

@@ -26,16 +26,11 @@ from napari_unet.core.model.unet import UNet
 from napari_unet.core.progress import drain
 from napari_unet.core.segment import iter_segment
 from napari_unet.core.training.augment import augment
-from napari_unet.core.training.data import (
-    PatchSampler,
-    class_weights,
-    pairs_from_folders,
-    prepare,
-    split,
-)
+from napari_unet.core.training.data import class_weights, pairs_from_folders, prepare, split
 from napari_unet.core.training.evaluate import evaluate, iter_evaluate
 from napari_unet.core.training.loop import TrainEvent, iter_train, last_paths, train
 from napari_unet.core.training.losses import ce_dice_loss
+from napari_unet.core.training.patches import PatchSampler
 from napari_unet.core.training.targets import INSTANCE_CLASSES
 
 TINY: dict[str, Any] = dict(
@@ -787,7 +782,7 @@ def separated_discs(size: int = 64, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 def test_patch_sampler_with_distances_and_scale_jitter(monkeypatch: pytest.MonkeyPatch) -> None:
     from skimage.measure import label as connected
 
-    from napari_unet.core.training import data as data_module
+    from napari_unet.core.training import patches as data_module
     from napari_unet.core.training.targets import instance_targets
 
     regions: list[int] = []

@@ -9,13 +9,8 @@ import numpy as np
 import pytest
 import tifffile
 
-from napari_unet._napari.reader import (
-    file_stem,
-    image_file_to_layer_data,
-    napari_get_reader,
-    read_tiff,
-    robust_contrast_limits,
-)
+from napari_unet._napari.display import robust_contrast_limits
+from napari_unet._napari.reader import file_stem, image_file_to_layer_data, napari_get_reader, read_tiff
 from napari_unet._napari.writer import default_axes, write_labels_layer
 from napari_unet.core.image.io import ImageFile, read_image, read_provenance
 

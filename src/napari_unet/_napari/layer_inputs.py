@@ -18,14 +18,14 @@ import numpy as np
 from napari.layers import Image
 
 from ..api import image_source
-from ..core.image.axes import Layout
+from ..core.image.layout import Layout
 
 __all__ = [
     "AXES_ORIGIN_TEXT", "ImageInput", "combine_input", "extra_channel_candidates", "layer_data",
     "single_channel_name", "unwrap",
 ]
 
-#: How the panel explains where the axes came from (keys: ``core.axes.AXES_ORIGINS``).
+#: How the panel explains where the axes came from (keys: ``core.image.axes.AXES_ORIGINS``).
 AXES_ORIGIN_TEXT = {
     "given": "typed in the Axes box",
     "recorded": "from the layer's metadata",
@@ -124,7 +124,7 @@ class ImageInput:
         """How the input will be read, always saying where the axes came from.
 
         Without ``layout``: ``axes ZCYX (from the layer's metadata)`` and any note. With the
-        plan for a model: :meth:`Layout.describe <napari_unet.core.image.axes.Layout.describe>`, then
+        plan for a model: :meth:`Layout.describe <napari_unet.core.image.layout.Layout.describe>`, then
         the origin (and the stacked layers) in parentheses, then any note on its own line.
         """
         if layout is not None:

@@ -33,7 +33,6 @@ Decisions (see ``docs/reader-writer.md``):
 from __future__ import annotations
 
 import logging
-import math
 import os
 import pathlib
 from collections.abc import Callable, Sequence
@@ -41,23 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet.core.image.io import (
-    ImageFile,
-    ImageReadError,
-    check_image_file,
-    file_stem,
-    read_image,
-    read_provenance,
-)
+from napari_unet.core.image.files import file_stem
+from napari_unet.core.image.io import ImageFile, ImageReadError, check_image_file, read_image, read_provenance
+
+from .display import napari_units, robust_contrast_limits
 
 __all__ = [
     "LayerData",
     "image_file_to_layer_data",
     "labels_layer_data",
     "napari_get_reader",
-    "napari_units",
     "read_tiff",
-    "robust_contrast_limits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -68,14 +61,9 @@ PathLike = str | os.PathLike
 ReaderFunction = Callable[[PathLike | Sequence[PathLike]], list[LayerData]]
 
 TIFF_SUFFIXES = (".tif", ".tiff")
-#: Largest number of pixels per channel read to compute contrast limits.
-CONTRAST_SAMPLES = 1_000_000
-#: Percentiles used for the contrast limits (robust to hot pixels and empty background).
-CONTRAST_PERCENTILES = (0.1, 99.9)
 _TWO_CHANNEL_COLORMAPS = ("magenta", "green")  # napari's own default for two channels
 _MANY_CHANNEL_COLORMAPS = ("cyan", "magenta", "yellow", "blue", "green", "red")  # napari's CMYBGR
 _SAMPLE_COLORMAPS = ("red", "green", "blue", "gray")  # an S axis split into channels
-_UNIT_NAMES = {"micron": "micrometer", "sec": "second"}
 
 
 def napari_get_reader(path: PathLike | Sequence[PathLike]) -> ReaderFunction | None:
@@ -172,86 +160,6 @@ def read_tiff(path: PathLike | Sequence[PathLike]) -> list[LayerData]:
     return image_file_to_layer_data(read_image(path))
 
 
-def napari_units(units: Sequence[str | None]) -> tuple[str | None, ...]:
-    """Map ``core.io`` unit names to pint names napari accepts; None where unknown or invalid.
-
-    Parameters
-    ----------
-    units : sequence of str or None
-        One entry per axis, e.g. ``("micron", "micron")``.
-
-    Returns
-    -------
-    tuple of str or None
-        e.g. ``("micrometer", "micrometer")``; ``"sec"`` becomes ``"second"``, other names
-        (``"nm"``, ``"min"``) are kept when pint understands them.
-    """
-    import pint  # a napari dependency; only needed once a file is read
-
-    registry = pint.get_application_registry()
-    out: list[str | None] = []
-    for unit in units:
-        name = _UNIT_NAMES.get(unit, unit) if isinstance(unit, str) else None
-        if name is not None:
-            try:
-                registry.parse_expression(name)
-            except Exception:  # pint raises several kinds for unparsable strings
-                logger.debug("unit %r is not a unit napari understands; using pixels", unit)
-                name = None
-        out.append(name)
-    return tuple(out)
-
-
-def _sample_steps(shape: Sequence[int], max_samples: int) -> tuple[int, ...]:
-    """Per-axis strides so that the strided array has at most ``max_samples`` elements."""
-    steps = [1] * len(shape)
-    counts = list(shape)
-    while math.prod(counts) > max_samples:
-        i = int(np.argmax(counts))
-        steps[i] *= 2
-        counts[i] = -(-shape[i] // steps[i])
-    return tuple(steps)
-
-
-def robust_contrast_limits(data: Any, *, max_samples: int = CONTRAST_SAMPLES,
-                           percentiles: tuple[float, float] = CONTRAST_PERCENTILES) -> tuple[float, float]:
-    """Contrast limits from percentiles of a strided subsample of ``data``.
-
-    Only every k-th element along each axis is read (at most ``max_samples`` elements), so a
-    memory-mapped stack is not loaded.
-
-    Parameters
-    ----------
-    data : array-like
-        One channel, any number of dimensions.
-    max_samples : int
-        Upper bound on the number of elements read.
-    percentiles : (float, float)
-        Lower and upper percentile (default 0.1 and 99.9).
-
-    Returns
-    -------
-    (float, float)
-        ``(low, high)`` with ``high > low``; non-finite values are ignored.
-    """
-    if data.size == 0:
-        return 0.0, 1.0
-    steps = _sample_steps(tuple(data.shape), max_samples)
-    sub = np.asarray(data[tuple(slice(None, None, s) for s in steps)])
-    if sub.dtype.kind == "b":
-        return 0.0, 1.0
-    if sub.dtype.kind == "f":
-        sub = sub[np.isfinite(sub)]
-        if sub.size == 0:
-            return 0.0, 1.0
-    low, high = (float(v) for v in np.percentile(sub, percentiles))
-    if not high > low:
-        low, high = float(sub.min()), float(sub.max())
-    if not high > low:
-        high = low + 1.0
-    return low, high
-
-
 def _drop_axis(data: Any, axes: str, letter: str) -> tuple[Any, str]:
     """Index the single entry of axis ``letter`` away (a view: memory maps stay memory maps)."""
     i = axes.index(letter)
@@ -287,7 +195,7 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
         One tuple. Its ``metadata`` (per channel when split) holds ``axes`` (the axes of the
         layer's data, e.g. ``"ZYX"``), ``channel_names`` (the names of the layer's channels: one
         name for a split channel, the S names for RGB), ``source_axes``, ``path``, ``scale`` and
-        ``units`` (per axis of ``axes``, ``core.io`` unit names), and for a split channel
+        ``units`` (per axis of ``axes``, ``core.image.io`` unit names), and for a split channel
         ``channel_index`` and ``source_channel_names``.
     """
     stem = name if name is not None else file_stem(image.path)

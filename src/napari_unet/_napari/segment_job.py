@@ -1,7 +1,7 @@
 """One run of the Segment panel: its options, the worker's generator and the console equivalent.
 
 A :class:`SegmentJob` is built in the main thread from the panel's options and checked there
-(:func:`plan_job` runs :func:`~napari_unet.core.image.axes.plan_layout` against the model file's header,
+(:func:`plan_job` runs :func:`~napari_unet.core.image.layout.plan_layout` against the model file's header,
 without torch). :func:`run_segment_job` is the generator the worker runs: it loads the model and
 delegates to :func:`~napari_unet.core.segment.iter_segment` or
 :func:`~napari_unet.core.inference.run.iter_predict`. :func:`console_call` writes the
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .._version import __version__
-from ..core.image.axes import Layout, plan_layout
+from ..core.image.layout import Layout, plan_layout
 from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
 from .layer_inputs import ImageInput
 
@@ -39,7 +39,7 @@ def plan_job(source: ImageInput, info: dict[str, Any], channels: list[int | str]
     Raises
     ------
     ValueError
-        As :func:`~napari_unet.core.image.axes.plan_layout`: channel count or names that do not fit.
+        As :func:`~napari_unet.core.image.layout.plan_layout`: channel count or names that do not fit.
     """
     arch, spec = info["architecture"], info["spec"]
     return plan_layout(

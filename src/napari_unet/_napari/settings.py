@@ -109,7 +109,7 @@ def save_settings(settings: dict[str, Any]) -> pathlib.Path:
     pathlib.Path
         The file written.
     """
-    from ..core.image.io import atomic_write
+    from ..core.image.files import atomic_write
 
     path = settings_path()
     path.parent.mkdir(parents=True, exist_ok=True)

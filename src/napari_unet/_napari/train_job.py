@@ -3,7 +3,7 @@
 :func:`build_job` turns the form's values (:meth:`TrainForm.options
 <napari_unet._napari.train_form.TrainForm.options>`) and the chosen layer pairs into a
 :class:`TrainJob`: the training pairs (layers read by :func:`napari_unet.api.image_source` and
-checked against their labels with :func:`~napari_unet.core.image.axes.plan_layout`, or the pairs of two
+checked against their labels with :func:`~napari_unet.core.image.layout.plan_layout`, or the pairs of two
 folders), the output file and the keyword options of
 :func:`~napari_unet.core.training.loop.iter_train`. Everything it can refuse before training
 starts, it refuses here with a precise ``ValueError``. :func:`run_training` is the generator the
@@ -23,8 +23,8 @@ from typing import Any
 from napari.layers import Image
 
 from ..api import image_source
-from ..core.image.axes import plan_layout
-from ..core.image.io import file_stem
+from ..core.image.files import file_stem
+from ..core.image.layout import plan_layout
 from ..core.training.checkpoints import last_paths
 from ..core.training.data import pairs_from_folders
 from .layer_inputs import layer_data, unwrap

@@ -4,7 +4,7 @@ pixel values that are not finite.
 Numpy only (no torch, no napari), so the console API, the CLI, the napari panel and the reader
 share them.
 
-* :func:`check_not_empty` (called by :func:`~napari_unet.core.image.axes.plan_layout`, by
+* :func:`check_not_empty` (called by :func:`~napari_unet.core.image.layout.plan_layout`, by
   :func:`~napari_unet.core.inference.planning.plan_for` before any axes guess, by
   :func:`napari_unet.api.image_source` and, through :func:`empty_problem`, by the TIFF header
   check :func:`~napari_unet.core.image.tiffcheck.series_problem`): an axis of length 0 is one
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from .axes import Layout
+    from .layout import Layout
 
 __all__ = ["NonFinite", "NonFiniteWarning", "check_not_empty", "count_nonfinite", "empty_problem", "warn_nonfinite"]
 

@@ -13,28 +13,26 @@ Everything here is plain numpy + tifffile: no napari, no Qt, no torch.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import pathlib
 import re
-import tempfile
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import tifffile
 
+from .files import atomic_write
 from .tiffcheck import magic_problem, series_problem
 
 __all__ = [
     "ImageFile",
     "ImageReadError",
-    "atomic_write",
     "check_image_file",
     "read_image",
     "read_provenance",
@@ -267,44 +265,6 @@ def _read(path: str | os.PathLike, *, pixels: bool) -> ImageFile:
                      path=path, metadata=metadata)
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-    """Yield a temporary path beside ``path``; move it onto ``path`` only if the block succeeds.
-
-    On an exception the temporary file is removed and any existing ``path`` is left untouched.
-
-    Parameters
-    ----------
-    path : str or os.PathLike
-        The final destination; its folder must exist.
-
-    Yields
-    ------
-    pathlib.Path
-        Where to write (same folder and suffix as ``path``, so the rename is atomic).
-    """
-    path = pathlib.Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{path.suffix}", dir=path.parent)
-    os.close(fd)
-    tmp = pathlib.Path(tmp_name)
-    try:
-        yield tmp
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _imagej_compatible(labels: np.ndarray, axes: str) -> bool:
     if labels.dtype not in _IMAGEJ_DTYPES or len(set(axes)) != len(axes) or not set(axes) <= set(IMAGEJ_AXES):
         return False
@@ -426,12 +386,3 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
             return None
         return dict(prov) if isinstance(prov, Mapping) and prov else None
     return None
-
-
-def file_stem(path: str | os.PathLike) -> str:
-    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``."""
-    name = pathlib.Path(path).name
-    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return pathlib.Path(path).stem

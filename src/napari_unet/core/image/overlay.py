@@ -8,7 +8,7 @@ import pathlib
 import numpy as np
 from skimage.segmentation import find_boundaries
 
-from .io import atomic_write
+from .files import atomic_write
 
 
 def overlay_rgb(image: np.ndarray, labels: np.ndarray, color: tuple[int, int, int] = (255, 200, 0)) -> np.ndarray:

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 from skimage.transform import resize
 
-from .axes import Layout
 from .checks import warn_nonfinite
+from .layout import Layout
 from .normalize import exact_in_float32, percentile_range, shift_to_float, strided_sample
 
 #: Zoom limits: objects from 1/10 to 25 times the model's object size (e.g. 2-450 px for 18-px models).

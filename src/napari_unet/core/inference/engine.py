@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..image.axes import Layout
+from ..image.layout import Layout
 from ..image.normalize import NONFINITE_TO, exact_in_float32, shift_to_float
 from .features import label_features
 from .tiling import Tile, TileGrid

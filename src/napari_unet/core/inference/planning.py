@@ -10,8 +10,9 @@ from typing import Any
 
 import torch
 
-from ..image.axes import Layout, guess_axes, plan_layout
+from ..image.axes import guess_axes
 from ..image.checks import check_not_empty
+from ..image.layout import Layout, plan_layout
 from ..model.unet import UNet
 from ..options import PRECISIONS, check_bool
 
@@ -127,7 +128,7 @@ def plan_for(
     channel_names: Sequence[str] | None = None,
     image_name: str = "image",
 ) -> Layout:
-    """:func:`~napari_unet.core.image.axes.plan_layout` for ``image`` and ``model``.
+    """:func:`~napari_unet.core.image.layout.plan_layout` for ``image`` and ``model``.
 
     Axes are guessed, with a warning, when None.
     """

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..image.axes import Layout
 from ..image.checks import warn_nonfinite
+from ..image.layout import Layout
 from ..image.normalize import apply_range, compute_percentiles
 from ..image.rescale import zoom_back, zoom_factor, zoom_image, zoom_ranges
 from ..model.unet import UNet
@@ -194,7 +194,7 @@ def iter_predict(
         E.g. ``"TZCYX"``, ``"YXS"``. Guessed from the shape, with an
         :class:`~napari_unet.core.image.axes.AxesGuessWarning`, when omitted.
     channels : int, str or sequence, optional
-        Channels fed to the network, by index or name (see :func:`plan_layout`).
+        Channels fed to the network, by index or name (see :func:`~napari_unet.core.image.layout.plan_layout`).
     channel_names : sequence of str, optional
         The image's channel names, for ``channels`` given by name.
     tile_size, halo : int or sequence of int, optional

@@ -30,7 +30,7 @@ from ..image.rescale import MAX_FACTOR, MIN_FACTOR
 from ..progress import Progress
 
 if TYPE_CHECKING:
-    from ..image.axes import Layout
+    from ..image.layout import Layout
     from ..model.unet import UNet
 
 log = logging.getLogger(__name__)

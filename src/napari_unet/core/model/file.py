@@ -26,211 +26,27 @@ import logging
 import math
 import os
 import pathlib
-import struct
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..._version import __version__
-from .check import check_architecture, expected_shapes, nonfinite_tensors, shape_problems
+from .check import nonfinite_tensors
+from .header import (
+    BUFFER_SUFFIXES,
+    FORMAT,
+    FORMAT_VERSION,
+    METADATA_KEY,
+    Header,
+    ModelFileError,
+    parse_config,
+    read_header,
+)
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
     from .unet import UNet
 
-__all__ = [
-    "FORMAT",
-    "FORMAT_VERSION",
-    "METADATA_KEY",
-    "ModelFileError",
-    "describe_model",
-    "load_model",
-    "read_model_info",
-    "save_model",
-]
-
 logger = logging.getLogger(__name__)
-
-#: Value of the config's ``"format"`` key.
-FORMAT = "napari-unet-model"
-#: Newest model file format this version writes and reads.
-FORMAT_VERSION = 1
-#: Key of the JSON config in the safetensors header's ``__metadata__``.
-METADATA_KEY = "napari_unet"
-
-#: Architecture keys every model file must carry (the arguments of ``UNet``).
-ARCHITECTURE_KEYS = ("in_channels", "n_classes", "depth", "base_features", "ndim", "upsampling", "norm")
-#: Architecture keys a file may carry: ``heads`` (extra outputs, e.g. ``["distance"]``; absent = none).
-OPTIONAL_ARCHITECTURE_KEYS = ("heads",)
-
-# safetensors refuses headers above 100 MB; anything larger is not one of its files.
-_MAX_HEADER_BYTES = 100_000_000
-_DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
-    "U32": 4, "I32": 4, "F32": 4,
-    "U64": 8, "I64": 8, "F64": 8,
-}
-_BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
-_NOT_A_MODEL = (
-    "is not a napari-unet model file (expected a safetensors file with a napari-unet config; "
-    "pickled PyTorch checkpoints are not loaded for safety, as unpickling can run arbitrary code)"
-)
-
-
-class ModelFileError(ValueError):
-    """A file is not a valid napari-unet model file; the message names the file and the problem."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _Header:
-    """What the safetensors header of a model file says."""
-
-    path: pathlib.Path
-    file_size: int
-    tensors: dict[str, dict[str, Any]]
-    metadata: dict[str, str]
-    data_start: int = 0
-
-
-# ---------------------------------------------------------------------------- header parsing
-def _check_is_file(path: pathlib.Path) -> None:
-    if not path.exists():
-        raise FileNotFoundError(f"model file not found: {path}")
-    if path.is_dir():
-        raise ModelFileError(f"{path} is a directory, not a napari-unet model file")
-
-
-def _sniff(head: bytes) -> str:
-    """A hint about what a non-safetensors file looks like, from its first bytes."""
-    if head.startswith(b"PK\x03\x04"):
-        return " It looks like a zip archive, e.g. a torch.save() checkpoint."
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return " It looks like a Python pickle, e.g. a legacy torch.save() checkpoint."
-    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
-        return " It looks like a TIFF image."
-    return ""
-
-
-def _read_header(path: str | os.PathLike) -> _Header:
-    """Parse and check the safetensors header of ``path`` without reading the tensor data."""
-    path = pathlib.Path(path)
-    _check_is_file(path)
-    file_size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-        if len(head) < 8:
-            raise ModelFileError(f"{path} {_NOT_A_MODEL}: the file is only {file_size} bytes long.")
-        (n,) = struct.unpack("<Q", head)
-        if n == 0 or n > _MAX_HEADER_BYTES:
-            raise ModelFileError(f"{path} {_NOT_A_MODEL}.{_sniff(head)}")
-        raw = fh.read(n)
-    if not raw.lstrip(b" ").startswith(b"{"):
-        raise ModelFileError(f"{path} {_NOT_A_MODEL}.{_sniff(head)}")
-    if len(raw) < n:
-        raise ModelFileError(
-            f"{path} is truncated: its safetensors header says {n} bytes but the file holds only "
-            f"{file_size} bytes in all"
-        )
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path} {_NOT_A_MODEL}: its header is not valid JSON ({exc}).") from None
-    if not isinstance(header, dict):
-        raise ModelFileError(f"{path} {_NOT_A_MODEL}: its header is not a JSON object.")
-
-    metadata = header.pop("__metadata__", None) or {}
-    if not isinstance(metadata, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()
-    ):
-        raise ModelFileError(f"{path} is not a valid safetensors file: __metadata__ is not a map of strings")
-
-    data_size = file_size - 8 - n
-    needed = 0
-    for name, entry in header.items():
-        try:
-            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-            if not (isinstance(dtype, str) and all(isinstance(s, int) and s >= 0 for s in shape)
-                    and isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
-                raise ValueError
-        except (KeyError, TypeError, ValueError):
-            raise ModelFileError(
-                f"{path} is not a valid safetensors file: the header entry of tensor {name!r} is malformed"
-            ) from None
-        item = _DTYPE_BYTES.get(dtype)
-        if item is not None and (end - begin) != item * math.prod(shape):
-            raise ModelFileError(
-                f"{path} is corrupt: tensor {name!r} ({dtype}, shape {list(shape)}) should take "
-                f"{item * math.prod(shape)} bytes but the header gives it {end - begin}"
-            )
-        needed = max(needed, end)
-    if needed > data_size:
-        raise ModelFileError(
-            f"{path} is truncated: its header describes {needed} bytes of tensor data but the file "
-            f"holds only {max(data_size, 0)}"
-        )
-    return _Header(path=path, file_size=file_size, tensors=header, metadata=metadata, data_start=8 + n)
-
-
-def _parse_config(header: _Header) -> dict[str, Any]:
-    """Extract and validate the napari-unet JSON config from a parsed header."""
-    path = header.path
-    text = header.metadata.get(METADATA_KEY)
-    if text is None:
-        raise ModelFileError(
-            f"{path} is a safetensors file without a napari-unet config (no {METADATA_KEY!r} entry in its "
-            "metadata); it was not written by napari-unet's save_model"
-        )
-    try:
-        config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ModelFileError(f"{path}: the napari-unet config is invalid JSON ({exc})") from None
-    if not isinstance(config, dict):
-        raise ModelFileError(f"{path}: the napari-unet config is invalid: expected a JSON object, got {text[:60]!r}")
-
-    fmt = config.get("format")
-    if fmt != FORMAT:
-        raise ModelFileError(f"{path}: the napari-unet config has format {fmt!r}, expected {FORMAT!r}")
-    version = config.get("format_version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise ModelFileError(
-            f"{path}: the napari-unet config has an invalid format_version {version!r} (expected an integer >= 1)"
-        )
-    if version > FORMAT_VERSION:
-        raise ModelFileError(
-            f"{path} uses model file format version {version}, but napari-unet {__version__} reads format "
-            f"version {FORMAT_VERSION} and older; upgrade napari-unet to load it"
-        )
-
-    arch = config.get("architecture")
-    if not isinstance(arch, dict):
-        raise ModelFileError(f"{path}: the napari-unet config has no 'architecture' object")
-    missing = [k for k in ARCHITECTURE_KEYS if k not in arch]
-    if missing:
-        raise ModelFileError(f"{path}: invalid architecture: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(arch) - set(ARCHITECTURE_KEYS) - set(OPTIONAL_ARCHITECTURE_KEYS))
-    if unknown:
-        raise ModelFileError(
-            f"{path}: invalid architecture: unknown key(s) {', '.join(unknown)}; a newer napari-unet may be needed"
-        )
-
-    # types and sane limits, then the stored tensor shapes: before anything is built or allocated
-    try:
-        check_architecture(arch)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid architecture: {exc}") from None
-    problems = shape_problems({k: e["shape"] for k, e in header.tensors.items()}, expected_shapes(arch))
-    if problems:
-        raise ModelFileError(f"{path}: the weights do not match the architecture: {'; '.join(problems)}")
-
-    spec_data = config.get("spec")
-    if not isinstance(spec_data, dict):
-        raise ModelFileError(f"{path}: the napari-unet config has no 'spec' object")
-    try:
-        ModelSpec.from_dict(spec_data).check_against(arch)
-    except (TypeError, ValueError) as exc:
-        raise ModelFileError(f"{path}: invalid spec: {exc}") from None
-    return config
-
 
 # ---------------------------------------------------------------------------- public API
 def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
@@ -256,12 +72,12 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
         architecture is absurd (:func:`~napari_unet.core.model.check.check_architecture`) or does
         not match the tensor shapes in its header. The tensor data is not read.
     """
-    return _parse_config(_read_header(path))
+    return parse_config(read_header(path))
 
 
 def _parameter_count(tensors: Mapping[str, Mapping[str, Any]]) -> int:
     """Learnable parameters: all tensors except BatchNorm running statistics."""
-    return sum(math.prod(e["shape"]) for name, e in tensors.items() if not name.endswith(_BUFFER_SUFFIXES))
+    return sum(math.prod(e["shape"]) for name, e in tensors.items() if not name.endswith(BUFFER_SUFFIXES))
 
 
 def _format_size(n_bytes: int) -> str:
@@ -307,8 +123,8 @@ def describe_model(path: str | os.PathLike) -> str:
         As :func:`read_model_info`; also when the weights hold NaN or infinite values (the
         tensor data is read for that, through a memory map).
     """
-    header = _read_header(path)
-    config = _parse_config(header)
+    header = read_header(path)
+    config = parse_config(header)
     _check_finite(header)
     arch, spec = config["architecture"], ModelSpec.from_dict(config["spec"])
     upsampling = "transposed-conv" if arch["upsampling"] == "transpose" else "interpolating"
@@ -408,7 +224,7 @@ def save_model(
     """
     from safetensors.torch import save_file
 
-    from ..image.io import atomic_write
+    from ..image.files import atomic_write
 
     path = pathlib.Path(path)
     if path.is_dir():
@@ -447,7 +263,7 @@ def save_model(
     return path
 
 
-def _check_finite(header: _Header) -> None:
+def _check_finite(header: Header) -> None:
     """Raise ModelFileError when weights hold NaN or infinite values (the model would output NaN)."""
     bad = nonfinite_tensors(header.path, header.data_start, header.tensors)
     if bad:
@@ -490,9 +306,9 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     ValueError
         If ``device`` is not a device name or index, or names a device that is not there.
     """
-    header = _read_header(path)
+    header = read_header(path)
     path = header.path
-    config = _parse_config(header)
+    config = parse_config(header)
     _check_finite(header)
 
     from safetensors import SafetensorError

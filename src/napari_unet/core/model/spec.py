@@ -46,7 +46,7 @@ class ModelSpec:
         Training record: data, epochs, metrics, ... (free form, JSON-serialisable).
     postprocess : dict
         Instance post-processing settings for this model, passed to
-        :func:`~napari_unet.core.labels.postprocess.instance_labels` (``seed_threshold``,
+        :func:`~napari_unet.core.labels.probabilities.instance_labels` (``seed_threshold``,
         ``min_seed_size``, ``keep_seedless``); empty means the defaults.
     halo : int or None
         Context in pixels the tiler gives each tile: the network's measured effective

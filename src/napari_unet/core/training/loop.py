@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..image.io import atomic_write
+from ..image.files import atomic_write
 from ..inference.planning import resolve_precision
 from ..inference.run import iter_predict
 from ..labels.postprocess import labels_from_probabilities
@@ -38,10 +38,11 @@ from ..options import check_training_options, resolve_device
 from ..progress import drain
 from .augment import augment
 from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
-from .data import PatchSampler, PreparedData, Sample, prepare, split
+from .data import PreparedData, Sample, prepare, split
 from .guards import check_loss, check_written
 from .losses import ce_dice_loss, distance_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
+from .patches import PatchSampler
 from .targets import BOUNDARY_CLASS, DISTANCE_POSTPROCESS, INSTANCE_POSTPROCESS
 
 log = logging.getLogger(__name__)
