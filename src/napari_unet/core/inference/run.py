@@ -1,9 +1,10 @@
-"""Tiled, batched, seam-free inference.
+"""Tiled, batched, seam-free inference: the stages of :mod:`napari_unet.core.inference` in order.
 
-:func:`iter_predict` is a generator: it yields :class:`Progress` events and finally returns
+:func:`iter_predict` is a generator: it yields :class:`~napari_unet.core.progress.Progress` events and finally returns
 the class probabilities (``return`` value of the generator, i.e. ``StopIteration.value``).
 :func:`predict` runs it to the end. Data flow: image → axes layout → one global per-channel
-normalisation → tiles (batched) → network → softmax → blended into the output.
+normalisation → tiles (batched) → network → softmax → blended into the output. Planning (layout,
+precision, tile and batch sizes) is in :mod:`.planning`, the object-size estimate in :mod:`.sizing`.
 """
 
 from __future__ import annotations

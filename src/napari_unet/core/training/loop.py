@@ -13,11 +13,8 @@ button) stops within one step and leaves the last good checkpoints as they are.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-import queue
-import threading
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +25,6 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..image.files import atomic_write
 from ..inference.planning import resolve_precision
 from ..inference.run import iter_predict
 from ..labels.postprocess import labels_from_probabilities
@@ -42,7 +38,8 @@ from .data import PreparedData, Sample, prepare, split
 from .guards import check_loss, check_written
 from .losses import ce_dice_loss, distance_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
-from .patches import PatchSampler
+from .patches import PatchSampler, Prefetcher
+from .state import best_or_last, load_net, load_optimizer_state, save_net, save_optimizer_state
 from .targets import BOUNDARY_CLASS, DISTANCE_POSTPROCESS, INSTANCE_POSTPROCESS
 
 log = logging.getLogger(__name__)
@@ -209,7 +206,7 @@ def iter_train(  # noqa: C901
         if not last.exists() or not state_file.exists():
             raise ValueError(f"nothing to resume: {last.name} and {state_file.name} not found beside {output}")
         model = last
-    base_model: UNet | None = _load(model) if model is not None else None
+    base_model: UNet | None = load_net(model) if model is not None else None
     if object_size is not None and object_size != "auto" and (
         isinstance(object_size, (bool, str)) or not np.isfinite(object_size) or object_size <= 0
     ):
@@ -308,7 +305,7 @@ def iter_train(  # noqa: C901
     best = -math.inf
     start_epoch, step = 1, 0
     if resume:
-        saved = _load_state(state_file, opt, dev)  # type: ignore[possibly-undefined]
+        saved = load_optimizer_state(state_file, opt, dev)  # type: ignore[possibly-undefined]
         start_epoch, step = saved["epoch"] + 1, saved["step"]
         best, history = saved["best"], saved["history"]
         if saved.get("total_steps") != total_steps:
@@ -317,7 +314,7 @@ def iter_train(  # noqa: C901
         if start_epoch > epochs:
             yield TrainEvent("done", epoch=epochs, epochs=epochs, step=step, total_steps=total_steps,
                              message="the resumed run had already finished")
-            return _best_or_last(net, output)
+            return best_or_last(net, output)
     record = {
         "software": f"napari-unet {__version__}", "mode": mode, "seed": seed, "epochs": epochs,
         "steps_per_epoch": steps_per_epoch, "patch_size": patch_size, "batch_size": batch_size, "lr": lr,
@@ -337,7 +334,7 @@ def iter_train(  # noqa: C901
         rng = np.random.default_rng([seed, epoch])
         gen = torch.Generator(device=dev)
         gen.manual_seed(seed * 100003 + epoch)
-        loader = _Prefetcher(sampler, batch_size, steps_per_epoch, rng)
+        loader = Prefetcher(sampler, batch_size, steps_per_epoch, rng)
         losses: list[float] = []
         t_epoch, wait = time.perf_counter(), 0.0
         try:
@@ -397,11 +394,11 @@ def iter_train(  # noqa: C901
             record_now = {**record, "epochs_done": epoch, "history": history[-200:],
                           "best_" + (metric_name if val_samples else "neg_train_loss"): best}
             last, state_file = last_paths(output)
-            _save(net, last, record_now)
-            _save_state(state_file, opt, {"epoch": epoch, "step": step, "best": best, "history": history,
+            save_net(net, last, record_now)
+            save_optimizer_state(state_file, opt, {"epoch": epoch, "step": step, "best": best, "history": history,
                                           "total_steps": total_steps})
             if improved:
-                _save(net, output, record_now)
+                save_net(net, output, record_now)
                 checkpoint = output
             else:
                 checkpoint = last
@@ -424,7 +421,7 @@ def iter_train(  # noqa: C901
     if best_state is not None:
         net.load_state_dict(best_state)
     check_written(output, abs(best), metric_name if val_samples else "training loss")
-    result = _best_or_last(net, output) if val_samples else net
+    result = best_or_last(net, output) if val_samples else net
     if rescaled and result.ndim == 2 and result.spec.object_size:
         yield TrainEvent("start", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
                          message="fitting the object-size estimate (images zoomed 1/3x..5x)")
@@ -432,7 +429,7 @@ def iter_train(  # noqa: C901
         if output is not None:
             from ..model.file import read_model_info
 
-            _save(result, Path(output), read_model_info(output)["spec"].get("training", {}))
+            save_net(result, Path(output), read_model_info(output)["spec"].get("training", {}))
     yield TrainEvent(
         "done", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
         elapsed_s=time.perf_counter() - t_start, checkpoint=Path(output) if output else None,
@@ -508,98 +505,3 @@ def _epoch_line(epoch: int, epochs: int, loss: float, val_loss: float | None, me
             parts.append(f"{key} {metrics[key]:.3f}")
     parts.append(f"{metrics['steps_per_s']:.2f} steps/s")
     return ", ".join(parts)
-
-
-# ---------------------------------------------------------------------------- checkpoints
-def _load(model: UNet | str | Path) -> UNet:
-    if isinstance(model, UNet):
-        return model
-    from ..model.file import load_model
-
-    return load_model(model)
-
-
-def _save(net: UNet, path: Path, record: dict[str, Any]) -> None:
-    from ..model.file import save_model
-
-    # the effective receptive field changes with the weights: measured again when needed
-    save_model(net, path, training=record, halo=None)
-
-
-def _best_or_last(net: UNet, output: Path | None) -> UNet:
-    if output is not None and Path(output).exists():
-        best = _load(output)
-        return best.to(next(net.parameters()).device).eval()
-    return net.eval()
-
-
-def _save_state(path: Path, opt: torch.optim.Optimizer, meta: dict[str, Any]) -> None:
-    """Optimiser state as safetensors tensors + JSON (no pickle), written atomically."""
-    from safetensors.torch import save_file
-
-    sd = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    scalars: dict[str, Any] = {}
-    for idx, st in sd["state"].items():
-        for key, value in st.items():
-            if torch.is_tensor(value):
-                tensors[f"{idx}.{key}"] = value.detach().to("cpu").contiguous()
-            else:
-                scalars[f"{idx}.{key}"] = value
-    groups = [{k: v for k, v in g.items()} for g in sd["param_groups"]]
-    header = {"meta": meta, "groups": groups, "scalars": scalars}
-    with atomic_write(path) as tmp:
-        save_file(tensors, str(tmp), metadata={"napari_unet_state": json.dumps(header)})
-
-
-def _load_state(path: Path, opt: torch.optim.Optimizer, dev: torch.device) -> dict[str, Any]:
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            header = json.loads((f.metadata() or {})["napari_unet_state"])
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
-    except Exception as err:  # noqa: BLE001
-        raise ValueError(f"cannot resume: {path} is not a readable training state ({err})") from err
-    state: dict[int, dict[str, Any]] = {}
-    for key, value in {**tensors, **header["scalars"]}.items():
-        idx, name = key.split(".", 1)
-        state.setdefault(int(idx), {})[name] = value.to(dev) if torch.is_tensor(value) and name != "step" else value
-    opt.load_state_dict({"state": state, "param_groups": header["groups"]})
-    return header["meta"]
-
-
-class _Prefetcher:
-    """Cuts the next batches of patches in a background thread while the device computes."""
-
-    def __init__(self, sampler: PatchSampler, batch: int, steps: int, rng: np.random.Generator, depth: int = 3) -> None:
-        self._q: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-
-        def work() -> None:
-            try:
-                for _ in range(steps):
-                    if self._stop.is_set():
-                        return
-                    item = sampler.batch(batch, rng)
-                    while not self._stop.is_set():
-                        try:
-                            self._q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-            except BaseException as err:  # noqa: BLE001 - handed to the consumer
-                self._q.put(err)
-
-        self._thread = threading.Thread(target=work, daemon=True, name="napari-unet-patches")
-        self._thread.start()
-
-    def get(self) -> tuple[np.ndarray, np.ndarray]:
-        item = self._q.get()
-        if isinstance(item, BaseException):
-            raise item
-        return item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)

@@ -6,6 +6,9 @@ from a slightly larger or smaller region zoomed to the patch size (scale jitter)
 
 from __future__ import annotations
 
+import queue
+import threading
+
 import numpy as np
 
 from .data import Sample
@@ -112,3 +115,39 @@ def _zoom_patch(image: np.ndarray, labels: np.ndarray, distance: np.ndarray | No
     if d is not None:
         d = np.where(lab > 0, d, 0.0).astype(np.float32)
     return x, lab, d
+
+
+class Prefetcher:
+    """Cuts the next batches of patches in a background thread while the device computes."""
+
+    def __init__(self, sampler: PatchSampler, batch: int, steps: int, rng: np.random.Generator, depth: int = 3) -> None:
+        self._q: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+
+        def work() -> None:
+            try:
+                for _ in range(steps):
+                    if self._stop.is_set():
+                        return
+                    item = sampler.batch(batch, rng)
+                    while not self._stop.is_set():
+                        try:
+                            self._q.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+            except BaseException as err:  # noqa: BLE001 - handed to the consumer
+                self._q.put(err)
+
+        self._thread = threading.Thread(target=work, daemon=True, name="napari-unet-patches")
+        self._thread.start()
+
+    def get(self) -> tuple[np.ndarray, np.ndarray]:
+        item = self._q.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
