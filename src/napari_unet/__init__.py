@@ -1,8 +1,8 @@
 """napari-unet: segment microscopy images with a U-Net, in napari, a script or a shell.
 
 The public API is re-exported lazily: ``import napari_unet`` imports neither torch nor Qt.
-Heavy modules load on first use of ``segment``, ``predict``, ``load_model``, ``save_model``,
-``read_image`` or ``UNet``.
+Heavy modules load on first use of ``segment``, ``predict``, ``train``, ``evaluate``,
+``load_model``, ``save_model``, ``read_image`` or ``UNet``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ _LAZY = {
     "estimate_object_size": "napari_unet.api",
     "load_model": "napari_unet.api",
     "save_model": "napari_unet.api",
+    "train": "napari_unet.api",
+    "evaluate": "napari_unet.api",
     "UNet": "napari_unet.core.model.unet",
     "read_image": "napari_unet.core.image.io",
 }

@@ -8,6 +8,7 @@ from typing import Any
 
 from ._cli_errors import DEBUG_ENV
 from ._version import __version__
+from .core.options import PRECISIONS  # the one list of precisions (importing it does not import torch)
 
 
 def _int_at_least(minimum: int) -> Any:
@@ -39,7 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="segment image files, writing <stem>_labels.tif")
     seg.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s)")
     seg.add_argument("--model", "-m", type=Path, default=None,
-                     help="model file (.safetensors); default: the bundled nuclei model")
+                     help="model file (.safetensors) or a built-in model by name (nuclei); default: nuclei")
     seg.add_argument("--object-size", type=float, default=None,
                      help="typical object diameter in pixels: zoom so objects match the model's training size")
     seg.add_argument("--output", "-o", type=Path, required=True, help="output folder (created if needed)")
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--halo", type=_int_at_least(0), default=None,
                      help="tile context in pixels (default: from the network)")
     seg.add_argument("--batch-size", type=_int_at_least(1), default=None, help="tiles per forward pass")
-    seg.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    seg.add_argument("--precision", default="auto", choices=PRECISIONS)
     seg.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
                      help="torch.compile the network: once per run, then faster for every file "
                           "(auto: on CUDA when the work is large)")
@@ -88,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--elastic", action="store_true", help="add elastic deformations")
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--device", default="auto")
-    tr.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16", "float16"))
+    tr.add_argument("--precision", default="auto", choices=PRECISIONS)
     tr.add_argument("--axes", help="axes of the images when their files have none")
     tr.add_argument("--channels", help="channels to train on, by index or name")
     tr.add_argument("--resume", action="store_true", help="continue the run that writes --output")
@@ -114,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
 
     ev = sub.add_parser("evaluate", help="AP at IoU 0.5-0.95 and mean IoU of a model on labelled images")
-    ev.add_argument("--model", "-m", type=Path, required=True)
+    ev.add_argument("--model", "-m", type=Path, required=True,
+                    help="model file (.safetensors) or a built-in model by name (nuclei)")
     ev.add_argument("--images", type=Path, required=True)
     ev.add_argument("--masks", type=Path, required=True)
     ev.add_argument("--min-size", type=_int_at_least(0), default=0)

@@ -1,7 +1,11 @@
 """What a person types in napari's console or a script.
 
 >>> from napari_unet import segment, load_model
->>> labels = segment(image, model="nuclei.safetensors", axes="ZCYX", channels=["DAPI"])
+>>> labels = segment(image, model="my_model.safetensors", axes="ZCYX", channels=["DAPI"])
+>>> model = train("images/", "masks/", output="my_model.safetensors", epochs=20)
+>>> scores = evaluate(model, "test_images/", "test_masks/")
+
+A model is a UNet, a model file path, or a built-in model by name (``"nuclei"``, the default).
 
 Every function takes numpy arrays, memory-mapped and dask arrays, napari Image layers
 (their data, name, axes and channel names are used) and images from ``read_image``.
@@ -23,18 +27,24 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+__all__ = ["ImageSource", "estimate_object_size", "evaluate", "image_source", "load_model", "predict",
+           "resolve_model", "save_model", "segment", "train"]
+
 
 
 def load_model(path: str | os.PathLike, *, device: str | int | None = None) -> UNet:
     """Load a napari-unet model file (safetensors weights + JSON config; never executes code).
 
+    ``path`` may also name a built-in model (``"nuclei"``).
+
     The file is checked before any network is built (architecture limits, tensor shapes,
     NaN/infinite weights: :class:`~napari_unet.core.model.file.ModelFileError`), and ``device``
     like ``segment``'s (ValueError naming ``device``).
     """
+    from .core.model.bundled import resolve_model_file
     from .core.model.file import load_model as _load
 
-    return _load(path, device=device)
+    return _load(resolve_model_file(path), device=device)
 
 
 def save_model(model: UNet, path: str | os.PathLike, **spec_updates: Any) -> Any:
@@ -45,22 +55,20 @@ def save_model(model: UNet, path: str | os.PathLike, **spec_updates: Any) -> Any
 
 
 def resolve_model(model: Any) -> UNet:
-    """A UNet from a UNet, a model file path, or None (the bundled nuclei model)."""
+    """A UNet from a UNet, a model file path, a built-in model name, or None (the built-in nuclei model)."""
     from .core.model.unet import UNet
 
     if isinstance(model, UNet):
         return model
+    from .core.model.bundled import resolve_model_file
     from .core.model.cache import cached_model
 
-    if isinstance(model, (str, os.PathLike)):
-        if not os.path.isfile(model):
-            return load_model(model)  # its own clear error
-        return cached_model(model)  # the same object for repeated calls: prepared (and compiled) once
-    if model is None:
-        from .core.model.bundled import bundled_model_path
-
-        return cached_model(bundled_model_path())
-    raise TypeError(f"model must be a UNet or a model file path, got {type(model).__name__}")
+    if isinstance(model, (str, os.PathLike)) or model is None:
+        path = resolve_model_file(model)  # a bare unknown name: ValueError listing the built-in names
+        if not path.is_file():
+            return load_model(path)  # its own clear error
+        return cached_model(path)  # the same object for repeated calls: prepared (and compiled) once
+    raise TypeError(f"model must be a UNet, a model file path or a built-in model name, got {type(model).__name__}")
 
 
 @dataclass(frozen=True)
@@ -187,7 +195,7 @@ def estimate_object_size(
     ----------
     image : array-like, napari Image layer or ImageFile (from ``read_image``)
     model : UNet or path
-        The network, or a model file; None (default) uses the bundled nuclei model.
+        The network, a model file, or a built-in model by name; None (default): ``"nuclei"``.
     axes, channels
         As for :func:`segment`.
 
@@ -243,7 +251,7 @@ def predict(
     ----------
     image : array-like, napari Image layer or ImageFile (from ``read_image``)
     model : UNet or path
-        The network, or a model file; None (default) uses the bundled nuclei model.
+        The network, a model file, or a built-in model by name; None (default): ``"nuclei"``.
     axes : str, optional
         The image's axes, e.g. ``"TZCYX"``; taken from the layer or guessed (with a warning).
     channels : int, str or list, optional
@@ -341,3 +349,7 @@ def segment(
         compile=compile, tta=tta, **src.core_options(),
     )
     return _run(gen, progress)
+
+
+
+from ._api_training import evaluate, train  # noqa: E402 - training and evaluation, at home beside the rest

@@ -44,8 +44,9 @@ def _parse_channels(text: str | None) -> list[int | str] | None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .core.model.bundled import resolve_model_file
     from .core.options import resolve_device
-    from .core.progress import TextProgress, drain
+    from .core.progress import StepProgress, TextProgress, drain
     from .core.training.data import pairs_from_folders
     from .core.training.loop import iter_train
 
@@ -54,19 +55,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise CLIError("--val-images and --val-masks go together")
     if args.resume and args.from_model:
         raise CLIError("--resume continues a run; --from starts a new one from a model: use one")
-    if args.from_model is not None and not args.from_model.exists():
-        from .core.model.bundled import bundled_models
-
-        builtin = bundled_models()
-        if str(args.from_model) in builtin:  # e.g. --from nuclei: fine-tune the bundled model
-            args.from_model = builtin[str(args.from_model)]
+    if args.from_model is not None:  # a model file, or a built-in model by name (--from nuclei)
+        try:
+            args.from_model = resolve_model_file(args.from_model)
+        except ValueError as err:
+            raise CLIError(f"--from: {err}") from None
     pairs = pairs_from_folders(args.images, args.masks)
     val = pairs_from_folders(args.val_images, args.val_masks) if args.val_images else None
     bar = None if args.no_progress else TextProgress()
 
     def show(event: Any) -> None:
         if event.kind == "step" and bar is not None:
-            bar(_StepProgress(event))
+            bar(StepProgress(event))
         elif event.kind == "epoch":
             print(event.message + (" (best, saved)" if event.improved else ""), flush=True)
         elif event.kind in ("start", "done"):
@@ -89,23 +89,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-class _StepProgress:
-    """A training step seen as a Progress event within its epoch (for TextProgress)."""
-
-    def __init__(self, event: Any) -> None:
-        per_epoch = max(1, event.total_steps // max(1, event.epochs))
-        self.stage = f"epoch {event.epoch}"
-        self.step = event.step - (event.epoch - 1) * per_epoch
-        self.total = per_epoch
-        self.fraction = self.step / self.total
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Segment the bundled nuclei sample with the bundled model; write labels + overlay; score it."""
     from .core.image.io import read_image, write_labels
     from .core.image.overlay import write_overlay_png
     from .core.image.samples import SAMPLES, sample_path
-    from .core.model.bundled import bundled_model_path
+    from .core.model.bundled import DEFAULT_MODEL_NAME, bundled_model_path
     from .core.model.file import load_model
     from .core.options import resolve_device
     from .core.progress import drain
@@ -126,7 +115,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = write_labels(
         args.output / f"{stem}_labels.tif", labels, axes=image.axes, scale=image.scale, units=image.units,
         provenance={"software": f"napari-unet {__version__}", "command": "napari-unet demo",
-                    "input": SAMPLES["nuclei"].file, "model": model_path.name, "device": str(device)},
+                    "input": SAMPLES["nuclei"].file, "model": DEFAULT_MODEL_NAME, "device": str(device)},
     )
     png = write_overlay_png(args.output / f"{stem}_overlay.png", np.asarray(image.data), labels)
     ap = average_precision(truth, labels, thresholds=(0.5,))[0.5]
@@ -140,6 +129,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .core.model.bundled import model_label, resolve_model_file
     from .core.model.file import load_model
     from .core.options import resolve_device
     from .core.progress import drain
@@ -147,12 +137,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .core.training.evaluate import iter_evaluate
 
     resolve_device(args.device)
-    model = load_model(args.model)
+    try:
+        model_file = resolve_model_file(args.model)
+    except ValueError as err:
+        raise CLIError(f"--model: {err}") from None
+    model = load_model(model_file)
     pairs = pairs_from_folders(args.images, args.masks)
     result = drain(iter_evaluate(model, pairs, axes=args.axes, channels=_parse_channels(args.channels),
                                  min_size=args.min_size, device=args.device, tta=args.tta))
     tta = " with test-time augmentation" if args.tta else ""
-    print(f"{args.model.name} on {result['n_images']} images from {args.images}{tta}")
+    name = model_label(model_file)
+    name = model_file.name if name == str(model_file) else name
+    print(f"{name} on {result['n_images']} images from {args.images}{tta}")
     if "mAP" in result:
         keys = [k for k in result if k.startswith("AP")]
         print("IoU threshold  " + "  ".join(f"{k[2:]:>5}" for k in keys) + "   mean")
@@ -181,11 +177,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     channels = _parse_channels(args.channels)
     device = resolve_device(args.device)  # a bad or absent device fails once, not once per input
-    if args.model is None:
-        from .core.model.bundled import bundled_model_path
+    from .core.model.bundled import model_label, resolve_model_file
 
-        args.model = bundled_model_path()
-    model = load_model(args.model)
+    try:
+        model_file = resolve_model_file(args.model)  # a file, a built-in name, or None: the default
+    except ValueError as err:
+        raise CLIError(f"--model: {err}") from None
+    model_name = model_label(model_file)  # what the provenance records: "nuclei" for the built-in model
+    model = load_model(model_file)
     outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
     seen: dict[Path, Path] = {}
     for path, out in zip(args.inputs, outputs):
@@ -226,7 +225,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 "software": f"napari-unet {__version__}",
                 "command": "napari-unet segment",
                 "input": str(path),
-                "model": str(args.model),
+                "model": model_name,
                 "model_description": model.spec.description,
                 "mode": args.mode,
                 "min_size": args.min_size,

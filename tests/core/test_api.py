@@ -372,9 +372,11 @@ def test_public_api_is_lazy():
         steps = {"import": ["torch" in sys.modules, "napari_unet.api" in sys.modules]}
         segment = napari_unet.segment
         steps["segment"] = ["torch" in sys.modules, "napari_unet.api" in sys.modules, callable(segment)]
+        steps["train"] = ["torch" in sys.modules, callable(napari_unet.train), callable(napari_unet.evaluate)]
         unet = napari_unet.UNet
         steps["UNet"] = ["torch" in sys.modules, unet.__name__]
-        steps["dir"] = [n in dir(napari_unet) for n in ("segment", "predict", "load_model", "save_model", "UNet")]
+        steps["dir"] = [n in dir(napari_unet) for n in ("segment", "predict", "train", "evaluate", "load_model",
+                                                         "save_model", "UNet")]
         try:
             napari_unet.no_such_thing
         except AttributeError as err:
@@ -388,6 +390,7 @@ def test_public_api_is_lazy():
     assert steps["import"] == [False, False]
     assert steps["segment"][1:] == [True, True]
     assert steps["segment"][0] is False  # the API module itself does not import torch
+    assert steps["train"] == [False, True, True]  # nor do train and evaluate until they are called
     assert steps["UNet"] == [True, "UNet"]
     assert all(steps["dir"])
     assert "no_such_thing" in steps["missing"]
@@ -408,3 +411,71 @@ def test_model_files_are_loaded_once_per_file_version(tmp_path):
     second = api.resolve_model(str(path))
     assert second is not first and second.n_classes == 3
     assert api.resolve_model(None) is api.resolve_model(None)  # the bundled model
+
+
+# ---------------------------------------------------------------------------- train and evaluate
+TINY_TRAINING = dict(depth=2, base_features=4, patch_size=32, batch_size=2, epochs=1, steps_per_epoch=2,
+                     device="cpu", warmup_steps=1, seed=0, object_size=None)
+
+
+def training_pairs(n: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Squares images (shifted per image) and their instance labels."""
+    pairs = []
+    for i in range(n):
+        squares = tuple((slice(a.start + i, a.stop + i), slice(b.start, b.stop)) for a, b in SQUARES)
+        labels = np.zeros((37, 41), np.uint16)
+        for k, (a, b) in enumerate(squares, start=1):
+            labels[a, b] = k
+        pairs.append((squares_image(squares, seed=i), labels))
+    return pairs
+
+
+def test_train_and_evaluate_are_the_public_api(tmp_path):
+    import napari_unet
+
+    assert napari_unet.train is api.train and napari_unet.evaluate is api.evaluate
+    output = tmp_path / "squares.safetensors"
+    events = []
+    model = napari_unet.train(training_pairs(), output=output, val_fraction=0.34, progress=events.append,
+                              **TINY_TRAINING)
+    assert isinstance(model, UNet) and model.in_channels == 1 and model.spec.target == "instances"
+    assert output.is_file()
+    assert isinstance(api.load_model(output), UNet)
+    assert events[0].kind == "start" and events[-1].kind == "done"
+    assert [e.kind for e in events].count("step") == 2
+
+    scores = napari_unet.evaluate(model, training_pairs(2), device="cpu")
+    assert scores["n_images"] == 2
+    assert {"AP50", "AP95", "mAP", "mIoU", "per_image"} <= set(scores)
+    assert all(0.0 <= scores[k] <= 1.0 for k in ("AP50", "mAP", "mIoU"))
+    assert napari_unet.evaluate(output, training_pairs(2), device="cpu")["AP50"] == scores["AP50"]
+
+
+def test_train_and_evaluate_take_folders_and_a_text_bar(tmp_path, capsys):
+    import tifffile
+
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    images.mkdir()
+    masks.mkdir()
+    for i, (img, lab) in enumerate(training_pairs()):
+        tifffile.imwrite(images / f"im{i}.tif", img)
+        tifffile.imwrite(masks / f"im{i}_masks.tif", lab)
+    output = tmp_path / "from_folders.safetensors"
+    model = api.train(images, masks, output=output, progress=True, **TINY_TRAINING)
+    assert isinstance(model, UNet) and output.is_file()
+    assert "epoch 1" in capsys.readouterr().err
+    scores = api.evaluate(str(output), images, masks, device="cpu", progress=True)
+    assert scores["n_images"] == 3 and "mAP" in scores
+    assert "evaluate" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="masks"):
+        api.train(images, output=output, **TINY_TRAINING)  # a folder of images needs its masks
+    with pytest.raises(ValueError, match="built-in models: nuclei"):
+        api.evaluate("cells", images, masks)
+
+
+def test_a_built_in_model_by_name_and_an_unknown_name():
+    img = np.zeros((37, 41), np.float32)
+    assert api.resolve_model("nuclei") is api.resolve_model(None)
+    assert api.load_model("nuclei").spec.channel_names == ["nuclei"]
+    with pytest.raises(ValueError, match=r"no built-in model named 'cells'.*built-in models: nuclei"):
+        api.segment(img, "cells")

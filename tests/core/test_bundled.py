@@ -10,7 +10,16 @@ from napari_unet import segment
 from napari_unet.cli import main
 from napari_unet.core.image.io import read_image, read_provenance
 from napari_unet.core.image.samples import sample_path
-from napari_unet.core.model.bundled import bundled_model_path, bundled_models, load_default_model
+from napari_unet.core.model.bundled import (
+    DEFAULT_MODEL_NAME,
+    builtin_name,
+    builtin_names,
+    bundled_model_path,
+    bundled_models,
+    load_default_model,
+    model_label,
+    resolve_model_file,
+)
 from napari_unet.core.model.file import read_model_info
 from napari_unet.core.training.metrics import average_precision
 
@@ -110,7 +119,7 @@ def test_cli_segment_without_model(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "nuclei_dsb2018_labels.tif" in result.stdout
-    assert read_provenance(tmp_path / "nuclei_dsb2018_labels.tif")["model"].endswith("nuclei.safetensors")
+    assert read_provenance(tmp_path / "nuclei_dsb2018_labels.tif")["model"] == "nuclei"  # named, not located
 
 
 def test_fine_tune_the_bundled_model_from_the_cli(tmp_path, capsys):
@@ -132,3 +141,35 @@ def test_fine_tune_the_bundled_model_from_the_cli(tmp_path, capsys):
     spec = read_model_info(out)["spec"]
     arch = read_model_info(out)["architecture"]
     assert arch["base_features"] == 16 and arch["depth"] == 4 and spec["channel_names"] == ["nuclei"]
+
+
+def test_one_resolver_for_built_in_names_and_files(tmp_path):
+    path = bundled_model_path()
+    assert DEFAULT_MODEL_NAME == "nuclei" and "nuclei" in builtin_names()
+    assert resolve_model_file(None) == path and resolve_model_file("nuclei") == path
+    own = tmp_path / "mine.safetensors"
+    own.write_bytes(b"")
+    assert resolve_model_file(own) == own and resolve_model_file(str(own)) == own
+    missing = tmp_path / "missing.safetensors"
+    assert resolve_model_file(missing) == missing  # loading it gives the file's own error
+    with pytest.raises(ValueError, match=r"no built-in model named 'cells'.*built-in models: nuclei"):
+        resolve_model_file("cells")
+    # the way back: a built-in model's file is named, never located
+    assert builtin_name(path) == builtin_name(str(path)) == builtin_name("nuclei") == "nuclei"
+    assert builtin_name(own) is None and builtin_name(None) is None
+    assert builtin_name(tmp_path / "nuclei.safetensors") is None  # a user's file of the same name
+    assert model_label(path) == model_label(None) == "nuclei" and model_label(own) == str(own)
+
+
+def test_cli_names_built_in_models(tmp_path, capsys):
+    import tifffile
+
+    image = np.asarray(read_image(sample_path("nuclei")).data)[:96, :96]
+    tifffile.imwrite(tmp_path / "a.tif", image)
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "a.tif"), "--model", "nuclei", "-o", str(out), "--no-progress",
+                 "--device", "cpu"]) == 0
+    assert read_provenance(out / "a_labels.tif")["model"] == "nuclei"
+    capsys.readouterr()
+    assert main(["segment", str(tmp_path / "a.tif"), "--model", "cells", "-o", str(out), "--no-progress"]) == 1
+    assert "built-in models: nuclei" in capsys.readouterr().err

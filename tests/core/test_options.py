@@ -260,3 +260,18 @@ def test_cli_train_options_checked_by_the_core(tmp_path, capsys, folders, option
                               "--device", "cpu", "--no-progress", *option])
     assert fragment in line
     assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_one_list_of_precisions_for_the_cli_and_the_checks():
+    from napari_unet._cli_parser import build_parser
+    from napari_unet.core.options import PRECISIONS, check_inference_options
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.choices and "segment" in a.choices).choices
+    for command in ("segment", "train"):
+        action = next(a for a in subparsers[command]._actions if a.dest == "precision")
+        assert tuple(action.choices) == PRECISIONS
+    for precision in PRECISIONS:
+        check_inference_options(precision=precision)
+    with pytest.raises(ValueError, match="precision"):
+        check_inference_options(precision="float64")

@@ -629,3 +629,20 @@ def test_tta_checkbox_reaches_the_job_the_provenance_and_the_console_call(
     assert "tta=True" in widget.last_console_call
     exec(widget.last_console_call, {"viewer": viewer})  # noqa: S102 - the line the widget shows the user
     np.testing.assert_array_equal(viewer.layers[-1].data, labels.data)
+
+
+def test_the_default_model_is_named_not_located(make_napari_viewer: Any) -> None:
+    from napari_unet._napari.segment_job import console_call
+    from napari_unet.core.options import PRECISIONS
+
+    viewer = make_napari_viewer()
+    viewer.add_image(squares(), name="cells")
+    widget = SegmentWidget(viewer)  # the built-in nuclei model, selected by default
+    assert tuple(widget._precision.choices) == PRECISIONS  # the one list of precisions
+    widget._device.value = "cpu"
+    job = widget._make_job()
+    call = console_call(job)
+    assert "model=" not in call and "site-packages" not in call and ".safetensors" not in call
+    assert job.provenance()["model"] == "nuclei"
+    exec(call, {"viewer": viewer})  # noqa: S102 - the line works on any machine
+    assert viewer.layers[-1].data.shape == (40, 50)

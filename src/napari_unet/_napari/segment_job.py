@@ -19,6 +19,7 @@ import numpy as np
 
 from .._version import __version__
 from ..core.image.layout import Layout, plan_layout
+from ..core.model.bundled import DEFAULT_MODEL_NAME, builtin_name, model_label
 from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
 from .layer_inputs import ImageInput
 
@@ -134,7 +135,7 @@ class SegmentJob:
         return {
             "software": f"napari-unet {__version__}",
             "napari_unet_version": __version__,
-            "model": self.model_path,
+            "model": model_label(self.model_path),  # a built-in model by name, not its path in this installation
             "image": self.source.layer.name,
             "image_axes": self.source.axes,
             "options": self.options(),
@@ -179,7 +180,8 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
 def console_call(job: SegmentJob) -> str:
     """The console line that reproduces ``job`` with :mod:`napari_unet`'s API.
 
-    Only options that differ from the API's defaults are written. For combined channel
+    Only options that differ from the API's defaults are written: the default built-in model is
+    left out, another built-in model is given by name, a model file by its path. For combined channel
     layers the stack is written out with ``np.stack`` and channels given by name are turned
     into indices (an array carries no channel names).
 
@@ -203,7 +205,12 @@ def console_call(job: SegmentJob) -> str:
     else:
         image = f"viewer.layers[{src.layer.name!r}]"
         explicit_axes = src.origin in ("given", "guessed")
-    args = [image, f"model={job.model_path!r}"]
+    args = [image]
+    builtin = builtin_name(job.model_path)  # built-in models by name: their path is this installation's only
+    if builtin is None:
+        args.append(f"model={job.model_path!r}")
+    elif builtin != DEFAULT_MODEL_NAME:
+        args.append(f"model={builtin!r}")
     if explicit_axes:
         args.append(f"axes={src.axes!r}")
     if channels is not None:

@@ -88,3 +88,17 @@ class TextProgress:
             self._last_decile = decile
             self.stream.write(line + "\n")
             self.stream.flush()
+
+
+class StepProgress:
+    """A training step event (``TrainEvent`` of kind ``"step"``) seen as a Progress event within its epoch.
+
+    Lets :class:`TextProgress` draw training: ``bar(StepProgress(event))``.
+    """
+
+    def __init__(self, event: Any) -> None:
+        per_epoch = max(1, event.total_steps // max(1, event.epochs))
+        self.stage = f"epoch {event.epoch}"
+        self.step = event.step - (event.epoch - 1) * per_epoch
+        self.total = per_epoch
+        self.fraction = self.step / self.total
