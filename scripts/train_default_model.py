@@ -1,25 +1,16 @@
 """Retrain the bundled nuclei model exactly as shipped.
 
     python scripts/train_default_model.py [--data ../shared/data/dsb2018_fluo] [--device auto]
-                                          [--out build/nuclei] [--resume] [--stage1 FILE]
-                                          [--finalize-only]
+                                          [--epochs N] [--out build/nuclei] [--resume] [--finalize-only]
 
 Builds train/validation folders (symbolic links) from the fixed split in
-``scripts/dsb2018_split.json`` (seed 20181, 49 validation images) and trains in two stages with
-``napari-unet train`` (each ends by fitting the object-size regression):
-
-1. ``STAGE1`` from scratch into ``<out>/stage1.safetensors`` (the v2 model shipped in commit
-   57de801 is this stage's finalised result);
-2. ``STAGE2``: fine-tuned from stage 1 with a lower peak learning rate (a warm restart of the
-   cosine schedule) into ``<out>/nuclei.safetensors``.
-
-After each stage the model is finalised: ``scripts/tune_postprocess.py --write`` chooses the
-post-processing on the validation images, the input channel is named ``nuclei``, the halo is
-measured on the bundled sample and stored; ``napari-unet evaluate`` scores the result. Copy
-``<out>/nuclei.safetensors`` to ``src/napari_unet/data/models/`` to ship it. ``--resume``
-continues the stage that was interrupted; ``--stage1 FILE`` starts stage 2 from an existing
-stage-1 model. The settings and the seed are the record: the same command on the same hardware
-gives the same model.
+``scripts/dsb2018_split.json`` (seed 20181, 49 validation images), runs ``napari-unet train`` with
+the settings below (which ends by fitting the object-size regression), then finalises the model:
+``scripts/tune_postprocess.py --write`` chooses the post-processing on the validation images, the
+input channel is named ``nuclei``, the halo is measured on the bundled sample and stored, and
+``napari-unet evaluate`` scores the result. Copy ``<out>/nuclei.safetensors`` to
+``src/napari_unet/data/models/`` to ship it. The settings and the seed are the record: the same
+command on the same hardware gives the same model.
 """
 
 from __future__ import annotations
@@ -34,8 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
-# The shipped model's settings (also stored in the model files' training record).
-STAGE1 = {
+# The shipped model's settings (also stored in the model file's training record).
+SETTINGS = {
     "--mode": "instances",
     "--depth": "4",
     "--features": "16",
@@ -46,17 +37,6 @@ STAGE1 = {
     # every training image zoomed so its median nucleus is 18 px across, patches zoomed by 1/1.35..1.35
     "--object-size": "18",
     "--scale-jitter": "1.35",
-    "--epochs": "42",
-    "--steps-per-epoch": "200",
-}
-STAGE2 = {
-    "--lr": "0.0005",
-    "--seed": "1",
-    "--scale-jitter": "1.35",
-    "--patch-size": "256",
-    "--batch-size": "8",
-    "--epochs": "30",
-    "--steps-per-epoch": "200",
 }
 DESCRIPTION = ("Fluorescence nuclei: 2D instance U-Net with a distance head, trained on DSB2018 stage1_train "
                "(BBBC038v1, CC0); finds the nucleus size in each image")
@@ -98,37 +78,14 @@ def finalize(path: Path) -> None:
     print(f"finalised {path}: channel 'nuclei', halo {halo} px (effective radius {radius} px)", flush=True)
 
 
-def run_stage(exe: list[str], out: Path, output: Path, settings: dict[str, str], device: str,
-              resume: bool, start: Path | None = None) -> None:
-    cmd = exe + [
-        "train", "--images", str(out / "train" / "images"), "--masks", str(out / "train" / "masks"),
-        "--val-images", str(out / "val" / "images"), "--val-masks", str(out / "val" / "masks"),
-        "--output", str(output), "--device", device,
-        "--description", DESCRIPTION, "--data-description", DATA,
-        *[x for kv in settings.items() for x in kv],
-    ] + (["--resume"] if resume else ["--from", str(start)] if start else [])
-    print(" ".join(cmd), flush=True)
-    subprocess.run(cmd, check=True)
-
-
-def finish(exe: list[str], out: Path, model: Path, device: str) -> None:
-    subprocess.run([sys.executable, str(HERE / "tune_postprocess.py"), str(model), "--images",
-                    str(out / "val" / "images"), "--masks", str(out / "val" / "masks"), "--write"],
-                   check=True)
-    finalize(model)
-    subprocess.run(exe + ["evaluate", "--model", str(model), "--images", str(out / "val" / "images"),
-                          "--masks", str(out / "val" / "masks"), "--device", device], check=True)
-
-
 def main() -> int:
-    from napari_unet.core.training.checkpoints import last_paths
-
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "dsb2018_fluo")
     parser.add_argument("--out", type=Path, default=REPO / "build" / "nuclei")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted stage in --out")
-    parser.add_argument("--stage1", type=Path, help="a finalised stage-1 model: train stage 2 only")
+    parser.add_argument("--epochs", default="42")
+    parser.add_argument("--steps-per-epoch", default="200")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument("--finalize-only", action="store_true",
                         help="skip training: finalise and evaluate the model already in --out")
     args = parser.parse_args()
@@ -136,18 +93,24 @@ def main() -> int:
     link_split(args.data, split["train"], args.out / "train")
     link_split(args.data, split["validation"], args.out / "val")
     exe = [sys.executable, "-m", "napari_unet.cli"]
-    stage1 = args.stage1 or args.out / "stage1.safetensors"
     model = args.out / "nuclei.safetensors"
-    if args.finalize_only:
-        finish(exe, args.out, model, args.device)
-        return 0
-    stage2_started = last_paths(model)[0].exists()
-    if args.stage1 is None and not (args.resume and stage2_started):
-        stage1_started = last_paths(stage1)[0].exists()
-        run_stage(exe, args.out, stage1, STAGE1, args.device, resume=args.resume and stage1_started)
-        finish(exe, args.out, stage1, args.device)
-    run_stage(exe, args.out, model, STAGE2, args.device, resume=args.resume and stage2_started, start=stage1)
-    finish(exe, args.out, model, args.device)
+    cmd = exe + [
+        "train", "--images", str(args.out / "train" / "images"), "--masks", str(args.out / "train" / "masks"),
+        "--val-images", str(args.out / "val" / "images"), "--val-masks", str(args.out / "val" / "masks"),
+        "--output", str(model), "--device", args.device, "--epochs", args.epochs,
+        "--steps-per-epoch", args.steps_per_epoch,
+        "--description", DESCRIPTION, "--data-description", DATA,
+        *[x for kv in SETTINGS.items() for x in kv],
+    ] + (["--resume"] if args.resume else [])
+    if not args.finalize_only:
+        print(" ".join(cmd), flush=True)
+        subprocess.run(cmd, check=True)
+    subprocess.run([sys.executable, str(HERE / "tune_postprocess.py"), str(model), "--images",
+                    str(args.out / "val" / "images"), "--masks", str(args.out / "val" / "masks"), "--write"],
+                   check=True)
+    finalize(model)
+    subprocess.run(exe + ["evaluate", "--model", str(model), "--images", str(args.out / "val" / "images"),
+                          "--masks", str(args.out / "val" / "masks"), "--device", args.device], check=True)
     return 0
 
 
