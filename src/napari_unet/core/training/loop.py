@@ -14,7 +14,6 @@ button) stops within one step and leaves the last good checkpoints as they are.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
@@ -25,22 +24,22 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..inference.planning import resolve_precision
 from ..inference.run import iter_predict
 from ..labels.postprocess import labels_from_probabilities
-from ..model.spec import ModelSpec
 from ..model.unet import UNet
-from ..options import check_training_options, resolve_device
+from ..options import check_training_options
 from ..progress import drain
 from .augment import augment
+from .build import Run, build, check_run, resume_from, start_model, training_record
 from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
-from .data import PreparedData, Sample, prepare, split
+from .config import TrainConfig
+from .data import PreparedData, Sample
 from .guards import check_loss, check_written
 from .losses import ce_dice_loss, distance_loss
 from .metrics import ap_counts, mean_iou, summarize_ap
-from .patches import PatchSampler, Prefetcher
-from .state import best_or_last, load_net, load_optimizer_state, save_net, save_optimizer_state
-from .targets import BOUNDARY_CLASS, DISTANCE_POSTPROCESS, INSTANCE_POSTPROCESS
+from .patches import Prefetcher
+from .state import best_or_last, save_net, save_optimizer_state
+from .targets import BOUNDARY_CLASS
 
 log = logging.getLogger(__name__)
 
@@ -91,47 +90,26 @@ class TrainEvent:
     message: str = ""
 
 
-def iter_train(  # noqa: C901
+def iter_train(
     pairs: Sequence[tuple[Any, Any]] | PreparedData,
     *,
     val_pairs: Sequence[tuple[Any, Any]] | None = None,
-    val_fraction: float = 0.15,
-    mode: str = "instances",
     output: str | Path | None = None,
     model: UNet | str | Path | None = None,
     resume: bool = False,
-    depth: int = 4,
-    base_features: int = 32,
-    ndim: int = 2,
-    upsampling: str = "interpolate",
-    epochs: int = 50,
-    steps_per_epoch: int | None = None,
-    patch_size: int = 256,
-    batch_size: int = 8,
-    lr: float = 1e-3,
-    weight_decay: float = 1e-4,
-    dice_weight: float = 1.0,
-    patience: int | None = None,
-    warmup_steps: int = 100,
-    augmentation: bool = True,
-    elastic: bool = False,
-    device: str = "auto",
-    precision: str = "auto",
-    seed: int = 0,
-    axes: str | None = None,
-    channels: Sequence[int | str] | int | str | None = None,
-    percentiles: tuple[float, float] = (1.0, 99.8),
-    preview_every: int = 0,
     preview_image: Any = None,
     preview_axes: str | None = None,
-    description: str = "",
-    data_description: str = "",
-    distance_head: bool = True,
-    object_size: float | str | None = "auto",
-    scale_jitter: float = 1.25,
-    noise: bool = True,
+    config: TrainConfig | None = None,
+    **options: Any,
 ) -> Generator[TrainEvent, None, UNet]:
     """Train a U-Net, yielding progress events; returns the model.
+
+    The options (all keyword arguments but ``val_pairs``, ``output``, ``model``, ``resume``,
+    ``preview_image`` and ``preview_axes``) make a :class:`~.config.TrainConfig`, checked before
+    anything else happens; or pass one as ``config=``. Global state is left as it was: the random
+    state of torch (the initial weights come from ``seed`` in a forked generator) and
+    ``torch.backends.cudnn.benchmark`` (switched on while training on CUDA). A ``model`` passed as
+    a :class:`UNet` is copied, never changed; the trained copy is returned.
 
     Parameters
     ----------
@@ -144,7 +122,7 @@ def iter_train(  # noqa: C901
     output : path, optional
         Where the best model file goes (and the ``.last`` checkpoint beside it).
     model : UNet or path, optional
-        Fine-tune this model (its architecture, channels and normalisation are kept).
+        Fine-tune (a copy of) this model (its architecture, channels and normalisation are kept).
     resume : bool
         Continue the run whose ``.last`` checkpoint sits beside ``output``.
     depth, base_features, ndim, upsampling
@@ -177,266 +155,161 @@ def iter_train(  # noqa: C901
         ``preview`` event.
     """
     t_start = time.perf_counter()
-    o = check_training_options(
-        epochs=epochs, steps_per_epoch=steps_per_epoch, patch_size=patch_size, batch_size=batch_size, lr=lr,
-        weight_decay=weight_decay, dice_weight=dice_weight, patience=patience, warmup_steps=warmup_steps,
-        val_fraction=val_fraction, seed=seed, preview_every=preview_every, ndim=ndim, mode=mode, depth=depth,
-        base_features=base_features, device=device, precision=precision, channels=channels, axes=axes,
-        resume=resume, augmentation=augmentation, elastic=elastic, noise=noise, distance_head=distance_head,
-    )
-    epochs, steps_per_epoch = o["epochs"], o["steps_per_epoch"]
-    patch_size, batch_size = o["patch_size"], o["batch_size"]
-    lr, weight_decay, dice_weight, patience = o["lr"], o["weight_decay"], o["dice_weight"], o["patience"]
-    warmup_steps, val_fraction = o["warmup_steps"], o["val_fraction"]
-    seed, preview_every = o["seed"], o["preview_every"]
-    ndim, depth, base_features = o["ndim"], o["depth"], o["base_features"]
-    dev = resolve_device(device)
-    autocast = resolve_precision(precision, dev)
-    if resume and output is None:
-        raise ValueError("resume=True needs output= (the model file of the run to resume)")
-    if output is not None:
-        output = Path(output)
-        if output.is_dir():
-            raise ValueError(f"output {str(output)!r} is a folder; give a model file name such as model.safetensors")
-        if not output.parent.exists():
-            raise ValueError(f"output folder {str(output.parent)!r} does not exist")
+    if config is not None and options:
+        raise TypeError(f"give the options either as config= or as keywords, not both: {sorted(options)}")
+    cfg = config if config is not None else TrainConfig(**options)
+    resume = check_training_options(resume=resume)["resume"]
+    output = check_run(output, resume)
+    base, cfg = start_model(last_paths(output)[0] if resume else model, cfg)  # type: ignore[arg-type]
 
+    yield TrainEvent("start", epochs=cfg.epochs, message="preparing data (normalisation, targets)")
+    run = build(pairs, val_pairs, base, cfg)
     if resume:
-        last, state_file = last_paths(output)  # type: ignore[arg-type]
-        if not last.exists() or not state_file.exists():
-            raise ValueError(f"nothing to resume: {last.name} and {state_file.name} not found beside {output}")
-        model = last
-    base_model: UNet | None = load_net(model) if model is not None else None
-    if object_size is not None and object_size != "auto" and (
-        isinstance(object_size, (bool, str)) or not np.isfinite(object_size) or object_size <= 0
-    ):
-        raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {object_size!r}")
-    if isinstance(scale_jitter, bool) or not isinstance(scale_jitter, (int, float)) or not 1 <= scale_jitter <= 4:
-        raise ValueError(f"scale_jitter must be a number in 1..4, got {scale_jitter!r}")
-    if base_model is not None:
-        ndim = base_model.ndim
-        percentiles = base_model.spec.percentiles
-        distance_head = "distance" in base_model.heads
-        # a model trained at a common object size keeps it; others see images as they are
-        object_size = base_model.spec.object_size if base_model.spec.training.get("rescaled") else None
-        if base_model.spec.target != mode:
-            raise ValueError(
-                f"the model was trained for {base_model.spec.target!r}; training it in mode {mode!r} is not possible"
-            )
-
-    # ---------------------------------------------------------------- data
-    yield TrainEvent("start", epochs=epochs, message="preparing data (normalisation, targets)")
-    n_channels = base_model.in_channels if base_model is not None else None
-    rescale = object_size if mode == "instances" and ndim == 2 else None
-    data = pairs if isinstance(pairs, PreparedData) else prepare(
-        pairs, mode=mode, ndim=ndim, axes=axes, channels=channels, percentiles=percentiles,
-        n_channels=n_channels, object_size=rescale,
-    )
-    if isinstance(pairs, PreparedData):
-        rescaled = any(s.zoom != 1.0 for s in data.samples)
-    else:
-        rescaled = rescale is not None
-    if val_pairs is not None:
-        val_data = prepare(val_pairs, mode=mode, ndim=ndim, axes=axes, channels=channels,
-                           percentiles=percentiles, class_values=data.class_values, n_channels=data.n_channels,
-                           object_size=data.object_size if rescaled else None)
-        train_samples, val_samples = data.samples, val_data.samples
-    else:
-        train_samples, val_samples = split(data.samples, val_fraction, seed)
-    n_classes = len(data.class_names)
-    if base_model is not None and base_model.n_classes != n_classes:
-        raise ValueError(
-            f"the model outputs {base_model.n_classes} classes but the labels give {n_classes} "
-            f"({', '.join(data.class_names)})"
-        )
-    for s in train_samples:
-        if min(s.target.shape) < 1:
-            raise ValueError(f"empty image {s.name}")
-
-    # ---------------------------------------------------------------- model
-    torch.manual_seed(seed)
-    if base_model is None:
-        spec = ModelSpec(
-            channel_names=data.channel_names, class_names=data.class_names, target=mode,
-            boundary_class=BOUNDARY_CLASS if mode == "instances" else None,
-            normalization={"method": "percentile", "low": percentiles[0], "high": percentiles[1]},
-            axes="ZYX" if ndim == 3 else "YX", object_size=data.object_size, description=description,
-            postprocess=(dict(DISTANCE_POSTPROCESS if distance_head else INSTANCE_POSTPROCESS)
-                         if mode == "instances" else {}),
-        )
-        heads = ["distance"] if distance_head and mode == "instances" else []
-        net = UNet(data.n_channels, n_classes, depth=depth, base_features=base_features, ndim=ndim,
-                   upsampling=upsampling, heads=heads, spec=spec)
-    else:
-        net = base_model
-        net.spec.size_model = None  # fitted to the old weights: fitted again after training
-        if data.object_size and not net.spec.object_size:
-            net.spec.object_size = data.object_size
-        if description:
-            net.spec.description = description
-    if patch_size % net.size_multiple:
-        raise ValueError(f"patch_size {patch_size} must be a multiple of {net.size_multiple} (2**depth)")
-    net.to(dev)
-    channels_last = ndim == 2 and (dev.type == "cuda" or (dev.type == "cpu" and autocast is not None))
-    if dev.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    if channels_last:
-        net = net.to(memory_format=torch.channels_last)
-    use_distance = "distance" in net.heads
-    sampler = PatchSampler(train_samples, patch_size, distance=use_distance,
-                           scale_jitter=scale_jitter if rescaled else 1.0)
-    if steps_per_epoch is None:
-        pixels = sum(s.target.size for s in train_samples)
-        steps_per_epoch = int(np.clip(pixels / (batch_size * patch_size**ndim), 10, 200))
-    total_steps = epochs * steps_per_epoch
-    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
-    warm = max(1, min(warmup_steps, total_steps // 10))
-
-    def lr_factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        progress = (step - warm) / max(1, total_steps - warm)
-        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-    weights = torch.as_tensor(data.class_weights, device=dev)
-    metric_name = "AP50" if mode == "instances" else "mIoU"
-    history: list[dict[str, Any]] = []
-    best = -math.inf
-    start_epoch, step = 1, 0
-    if resume:
-        saved = load_optimizer_state(state_file, opt, dev)  # type: ignore[possibly-undefined]
-        start_epoch, step = saved["epoch"] + 1, saved["step"]
-        best, history = saved["best"], saved["history"]
-        if saved.get("total_steps") != total_steps:
-            log.warning("resuming with a different schedule (%s vs %s steps)", total_steps, saved.get("total_steps"))
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor, last_epoch=step - 1) if step else sched
-        if start_epoch > epochs:
-            yield TrainEvent("done", epoch=epochs, epochs=epochs, step=step, total_steps=total_steps,
+        resume_from(run, output)  # type: ignore[arg-type]
+        if run.start_epoch > cfg.epochs:
+            yield TrainEvent("done", epoch=cfg.epochs, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
                              message="the resumed run had already finished")
-            return best_or_last(net, output)
-    record = {
-        "software": f"napari-unet {__version__}", "mode": mode, "seed": seed, "epochs": epochs,
-        "steps_per_epoch": steps_per_epoch, "patch_size": patch_size, "batch_size": batch_size, "lr": lr,
-        "weight_decay": weight_decay, "augmentation": augmentation, "elastic": elastic,
-        "train_images": [s.name for s in train_samples], "val_images": [s.name for s in val_samples],
-        "data": data_description, "device": str(dev), "precision": str(autocast or "float32"),
-        "heads": net.heads, "rescaled": bool(rescaled), "scale_jitter": scale_jitter if rescaled else 1.0,
-        "noise": noise,
-    }
+            return best_or_last(run.net, output)
+    cudnn_autotune = torch.backends.cudnn.benchmark
+    try:
+        if run.dev.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        return (yield from _epochs(run, output, preview_image, preview_axes, t_start))
+    finally:
+        torch.backends.cudnn.benchmark = cudnn_autotune
 
-    # ---------------------------------------------------------------- loop
-    epochs_since_best = 0
-    stop = False
+
+def _epochs(run: Run, output: Path | None, preview_image: Any, preview_axes: str | None,
+            t_start: float) -> Generator[TrainEvent, None, UNet]:
+    """The epochs of a built run, then the best model (and its object-size estimate)."""
+    cfg, net = run.cfg, run.net
+    record = training_record(run, __version__)
+    epochs_since_best, stop, epoch = 0, False, run.start_epoch
     best_state: dict[str, torch.Tensor] | None = None  # the best weights, kept in memory when there is no output
-    for epoch in range(start_epoch, epochs + 1):
-        net.train()
-        rng = np.random.default_rng([seed, epoch])
-        gen = torch.Generator(device=dev)
-        gen.manual_seed(seed * 100003 + epoch)
-        loader = Prefetcher(sampler, batch_size, steps_per_epoch, rng)
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        t_epoch = time.perf_counter()
         losses: list[float] = []
-        t_epoch, wait = time.perf_counter(), 0.0
-        try:
-            for i in range(steps_per_epoch):
-                t0 = time.perf_counter()
-                xb, yb, *db = loader.get()
-                wait += time.perf_counter() - t0
-                x = torch.from_numpy(xb).to(dev, non_blocking=True)
-                y = torch.from_numpy(yb).to(dev, non_blocking=True).long()
-                d = torch.from_numpy(db[0]).to(dev, non_blocking=True) if db else None
-                if augmentation:
-                    x, y, *rest = augment(x, y, gen, elastic=elastic, distance=d, noise=noise)
-                    d = rest[0] if rest else None
-                if channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
-                    logits = net(x)
-                loss = ce_dice_loss(logits[:, :n_classes], y, weights, dice_weight)
-                if d is not None:
-                    loss = loss + distance_loss(logits[:, n_classes], d, y > 0)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                step += 1
-                losses.append(float(loss.detach()))
-                check_loss(losses[-1], epoch=epoch, step=step, lr=lr)  # NaN: stop, save nothing more
-                elapsed = time.perf_counter() - t_start
-                per_step = (time.perf_counter() - t_epoch) / (i + 1)
-                yield TrainEvent(
-                    "step", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
-                    loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"], elapsed_s=elapsed,
-                    eta_s=per_step * (total_steps - step),
-                )
-        finally:
-            loader.close()
+        wait = yield from _one_epoch(run, epoch, losses, t_start)
         train_time = time.perf_counter() - t_epoch
-        metrics = {"steps_per_s": steps_per_epoch / train_time, "data_wait_share": wait / train_time}
-        val_loss = None
-        if val_samples:
-            val_loss, val_metrics = evaluate_samples(net, val_samples, mode, dev, precision)
-            metrics.update(val_metrics)
-            score = val_metrics[metric_name]
-        else:
-            score = -float(np.mean(losses))
-        improved = score > best
+        metrics = {"steps_per_s": run.steps_per_epoch / train_time, "data_wait_share": wait / train_time}
+        val_loss, improved, checkpoint = _validate_and_save(run, epoch, losses, metrics, output, record)
         if improved:
-            best, epochs_since_best = score, 0
-            if output is None and val_samples:
+            epochs_since_best = 0
+            if output is None and run.val_samples:
                 best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             epochs_since_best += 1
-        history.append({"epoch": epoch, "step": step, "loss": float(np.mean(losses)), "val_loss": val_loss,
-                        **{k: float(v) for k, v in metrics.items()}})
-        checkpoint = None
-        if output is not None:
-            record_now = {**record, "epochs_done": epoch, "history": history[-200:],
-                          "best_" + (metric_name if val_samples else "neg_train_loss"): best}
-            last, state_file = last_paths(output)
-            save_net(net, last, record_now)
-            save_optimizer_state(state_file, opt, {"epoch": epoch, "step": step, "best": best, "history": history,
-                                          "total_steps": total_steps})
-            if improved:
-                save_net(net, output, record_now)
-                checkpoint = output
-            else:
-                checkpoint = last
-        if patience is not None and val_samples and epochs_since_best >= patience:
+        if cfg.patience is not None and run.val_samples and epochs_since_best >= cfg.patience:
             stop = True
         elapsed = time.perf_counter() - t_start
         yield TrainEvent(
-            "epoch", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
-            loss=float(np.mean(losses)), val_loss=val_loss, metrics=metrics, lr=opt.param_groups[0]["lr"],
-            elapsed_s=elapsed, eta_s=elapsed / max(1, epoch - start_epoch + 1) * (epochs - epoch),
+            "epoch", epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
+            loss=float(np.mean(losses)), val_loss=val_loss, metrics=metrics, lr=run.opt.param_groups[0]["lr"],
+            elapsed_s=elapsed, eta_s=elapsed / max(1, epoch - run.start_epoch + 1) * (cfg.epochs - epoch),
             checkpoint=checkpoint, improved=improved,
-            message=_epoch_line(epoch, epochs, float(np.mean(losses)), val_loss, metrics, metric_name),
+            message=_epoch_line(epoch, cfg.epochs, float(np.mean(losses)), val_loss, metrics, run.metric_name),
         )
-        if preview_every and preview_image is not None and epoch % preview_every == 0:
-            yield TrainEvent("preview", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
-                             preview=_preview(net, preview_image, preview_axes, dev, precision))
+        if cfg.preview_every and preview_image is not None and epoch % cfg.preview_every == 0:
+            yield TrainEvent("preview", epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
+                             preview=_preview(net, preview_image, preview_axes, run.dev, cfg.precision))
         if stop:
             break
     net.eval()
     if best_state is not None:
         net.load_state_dict(best_state)
-    check_written(output, abs(best), metric_name if val_samples else "training loss")
-    result = best_or_last(net, output) if val_samples else net
-    if rescaled and result.ndim == 2 and result.spec.object_size:
-        yield TrainEvent("start", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
-                         message="fitting the object-size estimate (images zoomed 1/3x..5x)")
-        result.spec.size_model = fit_size_model_on(result, train_samples, seed=seed)
+    metric_name = run.metric_name if run.val_samples else "training loss"
+    check_written(output, abs(run.best), metric_name)
+    result = best_or_last(net, output) if run.val_samples else net
+    done = dict(epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps)
+    if run.rescaled and result.ndim == 2 and result.spec.object_size:
+        yield TrainEvent("start", **done, message="fitting the object-size estimate (images zoomed 1/3x..5x)")
+        result.spec.size_model = fit_size_model_on(result, run.train_samples, seed=cfg.seed)
         if output is not None:
             from ..model.file import read_model_info
 
             save_net(result, Path(output), read_model_info(output)["spec"].get("training", {}))
     yield TrainEvent(
-        "done", epoch=epoch, epochs=epochs, step=step, total_steps=total_steps,
-        elapsed_s=time.perf_counter() - t_start, checkpoint=Path(output) if output else None,
-        message=("stopped early: " if stop else "") + f"best {metric_name if val_samples else 'loss'} "
-        f"{abs(best):.4f}",
+        "done", **done, elapsed_s=time.perf_counter() - t_start, checkpoint=Path(output) if output else None,
+        message=("stopped early: " if stop else "") + f"best {run.metric_name if run.val_samples else 'loss'} "
+        f"{abs(run.best):.4f}",
     )
     return result
+
+
+def _one_epoch(run: Run, epoch: int, losses: list[float], t_start: float) -> Generator[TrainEvent, None, float]:
+    """The optimiser steps of one epoch (losses appended to ``losses``); returns the time spent
+    waiting for data. Patches and augmentation come from generators seeded by ``seed`` and ``epoch``."""
+    cfg, net, dev, opt = run.cfg, run.net, run.dev, run.opt
+    net.train()
+    rng = np.random.default_rng([cfg.seed, epoch])
+    gen = torch.Generator(device=dev)
+    gen.manual_seed(cfg.seed * 100003 + epoch)
+    loader = Prefetcher(run.sampler, cfg.batch_size, run.steps_per_epoch, rng)
+    t_epoch, wait = time.perf_counter(), 0.0
+    try:
+        for i in range(run.steps_per_epoch):
+            t0 = time.perf_counter()
+            xb, yb, *db = loader.get()
+            wait += time.perf_counter() - t0
+            x = torch.from_numpy(xb).to(dev, non_blocking=True)
+            y = torch.from_numpy(yb).to(dev, non_blocking=True).long()
+            d = torch.from_numpy(db[0]).to(dev, non_blocking=True) if db else None
+            if cfg.augmentation:
+                x, y, *rest = augment(x, y, gen, elastic=cfg.elastic, distance=d, noise=cfg.noise)
+                d = rest[0] if rest else None
+            if run.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(dev.type, dtype=run.autocast, enabled=run.autocast is not None):
+                logits = net(x)
+            loss = ce_dice_loss(logits[:, :run.n_classes], y, run.weights, cfg.dice_weight)
+            if d is not None:
+                loss = loss + distance_loss(logits[:, run.n_classes], d, y > 0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            run.sched.step()
+            run.step += 1
+            losses.append(float(loss.detach()))
+            check_loss(losses[-1], epoch=epoch, step=run.step, lr=cfg.lr)  # NaN: stop, save nothing more
+            per_step = (time.perf_counter() - t_epoch) / (i + 1)
+            yield TrainEvent(
+                "step", epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
+                loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t_start,
+                eta_s=per_step * (run.total_steps - run.step),
+            )
+    finally:
+        loader.close()
+    return wait
+
+
+def _validate_and_save(run: Run, epoch: int, losses: list[float], metrics: dict[str, float], output: Path | None,
+                       record: dict[str, Any]) -> tuple[float | None, bool, Path | None]:
+    """Validate after an epoch (``metrics`` updated), note the history and write the checkpoints.
+    Returns the validation loss, whether the score improved and the checkpoint written."""
+    val_loss = None
+    if run.val_samples:
+        val_loss, val_metrics = evaluate_samples(run.net, run.val_samples, run.cfg.mode, run.dev, run.cfg.precision)
+        metrics.update(val_metrics)
+        score = val_metrics[run.metric_name]
+    else:
+        score = -float(np.mean(losses))
+    improved = score > run.best
+    if improved:
+        run.best = score
+    run.history.append({"epoch": epoch, "step": run.step, "loss": float(np.mean(losses)), "val_loss": val_loss,
+                        **{k: float(v) for k, v in metrics.items()}})
+    if output is None:
+        return val_loss, improved, None
+    record_now = {**record, "epochs_done": epoch, "history": run.history[-200:],
+                  "best_" + (run.metric_name if run.val_samples else "neg_train_loss"): run.best}
+    last, state_file = last_paths(output)
+    save_net(run.net, last, record_now)
+    save_optimizer_state(state_file, run.opt, {"epoch": epoch, "step": run.step, "best": run.best,
+                                               "history": run.history, "total_steps": run.total_steps})
+    if improved:
+        save_net(run.net, output, record_now)
+        return val_loss, True, output
+    return val_loss, False, last
 
 
 def train(pairs: Any, *, progress: Callable[[TrainEvent], Any] | None = None, **options: Any) -> UNet:
