@@ -263,7 +263,7 @@ def test_axes_line_says_when_axes_are_guessed_and_can_be_corrected(make_napari_v
     viewer.add_image(squares((3, 40, 50)), name="stack")
     widget = SegmentWidget(viewer)
     assert "CYX" in flat(widget._axes_info.value) and "guessed" in flat(widget._axes_info.value)
-    widget._axes.value = "ZYX"
+    widget.configure(axes="ZYX")
     assert "ZYX" in flat(widget._axes_info.value) and "typed" in flat(widget._axes_info.value)
     widget.set_model(model_2d)
     assert "iterating over Z" in flat(widget._axes_info.value)
@@ -300,7 +300,7 @@ def test_run_on_2d_image_adds_calibrated_labels_and_rerun_replaces(
     assert settings.recent_models()[0] == Path(model_2d)
 
     first = result.data.copy()
-    widget._min_size.value = 10_000  # removes every object
+    widget.configure(min_size=10_000)  # removes every object
     run_and_wait(qtbot, widget)
     assert len(labels_layers(viewer)) == 1, "re-running added a second result layer"
     assert viewer.layers["nuclei labels"] is result
@@ -355,7 +355,7 @@ def test_channels_by_name_pick_from_a_wider_layer(make_napari_viewer: Any, qtbot
                      metadata={"axes": "CYX", "channel_names": ["a", "DNA", "membrane"]})
     widget = SegmentWidget(viewer)
     widget.set_model(model_2ch)
-    widget._channels.value = "DNA, membrane"
+    widget.configure(channels="DNA, membrane")
     assert "channels C[1, 2]" in flat(widget._axes_info.value)
     run_and_wait(qtbot, widget)
     assert viewer.layers["three labels"].data.shape == (40, 50)
@@ -387,7 +387,7 @@ def test_bad_axes_and_bad_model_file_are_notifications(
     viewer.add_image(squares(), name="img")
     widget = SegmentWidget(viewer)
     widget.set_model(model_2d)
-    widget._axes.value = "ZYX"
+    widget.configure(axes="ZYX")
     assert widget.run() is None
     assert any("axes 'ZYX' name 3 dimensions" in m for m in errors(notes))
     bad = tmp_path / "not_a_model.safetensors"
@@ -409,7 +409,7 @@ def test_error_inside_the_worker_is_one_notification(
     widget = SegmentWidget(viewer)
     widget.set_model(model_2d)
     # a device this machine does not have: the error is raised in the worker thread
-    widget._device.value = "mps" if torch.cuda.is_available() else "cuda"
+    widget.configure(device="mps" if torch.cuda.is_available() else "cuda")
     run_and_wait(qtbot, widget)
     msgs = errors(notes)
     assert len(msgs) == 1 and "available" in msgs[0] and "device" in msgs[0] and msgs[0].startswith("Segment with U-Net failed")  # noqa: E501
@@ -424,9 +424,7 @@ def test_cancel_mid_run_adds_nothing_and_returns_to_idle(
     viewer.add_image(squares((1024, 1024)), name="big")
     widget = SegmentWidget(viewer)
     widget.set_model(model_2d)
-    widget._tile_size.value = 32
-    widget._halo.value = 4
-    widget._batch_size.value = 1
+    widget.configure(tile_size=32, halo=4, batch_size=1)
     worker = widget.run()
     assert worker is not None and widget._cancel_button.enabled and not widget._run_button.enabled
     qtbot.waitUntil(lambda: getattr(widget.last_event, "stage", None) == "tiles" or not widget.running,
@@ -450,7 +448,7 @@ def test_probabilities_output_is_an_image_layer_with_one_channel_per_class(
     viewer.add_image(squares(), name="img", scale=SCALE, translate=TRANSLATE)
     widget = SegmentWidget(viewer)
     widget.set_model(model)
-    widget._output.value = "probabilities"
+    widget.configure(output="probabilities")
     run_and_wait(qtbot, widget)
     probs = viewer.layers["img probabilities"]
     assert isinstance(probs, Image) and not labels_layers(viewer)
@@ -469,8 +467,7 @@ def test_console_call_reproduces_the_labels(make_napari_viewer: Any, qtbot: Any,
     viewer.add_image(squares(), name="nuclei")
     widget = SegmentWidget(viewer)
     widget.set_model(model_2d)
-    widget._min_size.value = 3
-    widget._device.value = "cpu"
+    widget.configure(min_size=3, device="cpu")
     run_and_wait(qtbot, widget)
     call = widget.last_console_call
     assert "viewer.layers['nuclei']" in call and repr(model_2d) in call
@@ -583,7 +580,7 @@ def test_object_size_zooms_and_is_in_the_console_call(
     widget = SegmentWidget(viewer)
     widget.set_model(model)
     assert "20 px diameter" in flat(widget._model_info.value)
-    widget._object_size.value = 10
+    widget.configure(object_size=10)
     run_and_wait(qtbot, widget)
     labels = viewer.layers["cells labels"]
     assert labels.data.shape == (40, 50)
@@ -598,7 +595,7 @@ def test_object_size_with_a_model_that_lacks_one_is_refused(
     viewer.add_image(squares(), name="cells")
     widget = SegmentWidget(viewer)
     widget.set_model(model_2d)
-    widget._object_size.value = 12
+    widget.configure(object_size=12)
     n_layers = len(viewer.layers)
     assert widget.run() is None
     assert len(viewer.layers) == n_layers
@@ -618,8 +615,7 @@ def test_tta_checkbox_reaches_the_job_the_provenance_and_the_console_call(
     assert widget._tta.value is False and "8×" in widget._tta.text
     job = widget._make_job()
     assert job.tta is False and job.core_options()["tta"] is False and "tta=" not in console_call(job)
-    widget._tta.value = True
-    widget._device.value = "cpu"
+    widget.configure(tta=True, device="cpu")
     job = widget._make_job()
     assert job.tta is True and job.core_options()["tta"] is True and job.options()["tta"] is True
     run_and_wait(qtbot, widget)
@@ -639,10 +635,39 @@ def test_the_default_model_is_named_not_located(make_napari_viewer: Any) -> None
     viewer.add_image(squares(), name="cells")
     widget = SegmentWidget(viewer)  # the built-in nuclei model, selected by default
     assert tuple(widget._precision.choices) == PRECISIONS  # the one list of precisions
-    widget._device.value = "cpu"
+    widget.configure(device="cpu")
     job = widget._make_job()
     call = console_call(job)
     assert "model=" not in call and "site-packages" not in call and ".safetensors" not in call
     assert job.provenance()["model"] == "nuclei"
     exec(call, {"viewer": viewer})  # noqa: S102 - the line works on any machine
     assert viewer.layers[-1].data.shape == (40, 50)
+
+
+def test_options_and_configure_by_name(make_napari_viewer: Any, model_2d: str) -> None:
+    viewer = make_napari_viewer()
+    viewer.add_image(squares(), name="cells")
+    widget = SegmentWidget(viewer)
+    defaults = widget.options()
+    assert defaults["model"].endswith("nuclei.safetensors")
+    assert {k: v for k, v in defaults.items() if k != "model"} == {
+        "axes": None, "channels": None, "output": "instances", "tile_size": None, "device": "auto",
+        "min_size": 0, "object_size": None, "halo": None, "batch_size": None, "precision": "auto",
+        "tta": False,
+    }
+    widget.configure(model=model_2d, axes="YX", channels=[0], tile_size=64, halo=8, batch_size=2,
+                     device="cpu", precision="float32", tta=True, min_size=5, object_size=12.0,
+                     output="semantic")
+    options = widget.options()
+    assert options["model"] == model_2d and widget.model_path == model_2d
+    assert options["axes"] == "YX" and options["channels"] == [0] and widget._channels.value == "0"
+    assert (options["tile_size"], options["halo"], options["batch_size"]) == (64, 8, 2)
+    assert options["tta"] is True and options["precision"] == "float32" and options["output"] == "semantic"
+    widget.configure(axes=None, channels=None, tile_size=None, object_size=None)
+    options = widget.options()
+    assert options["axes"] is None and options["channels"] is None
+    assert options["tile_size"] is None and options["object_size"] is None
+    widget.configure(**options)  # a round trip changes nothing
+    assert widget.options() == options
+    with pytest.raises(KeyError, match="unknown option.*'tile'"):
+        widget.configure(tile=3)

@@ -31,7 +31,7 @@ def test_panel_warms_up_the_selected_model_and_run_reuses_it(make_napari_viewer,
     viewer.add_image(np.random.default_rng(0).random((40, 50)).astype(np.float32), name="img")
     widget = SegmentWidget(viewer)
     widget.set_model(path)
-    widget._device.value = "cpu"
+    widget.configure(device="cpu")
     qtbot.waitUntil(lambda: modelcache.is_cached(path), timeout=120_000)
     model = modelcache.cached_model(path)
     qtbot.waitUntil(lambda: model in fastnet._cache, timeout=120_000)  # inference copy prepared

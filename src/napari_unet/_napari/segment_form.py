@@ -8,6 +8,8 @@ panel's logic is not buried in widget construction.
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Sequence
+from typing import Any
 
 from magicgui.widgets import (
     CheckBox,
@@ -24,6 +26,7 @@ from magicgui.widgets import (
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QSizePolicy
 
+from ..core.image.axes import parse_channels
 from .segment_job import DEVICES, OUTPUTS, PRECISIONS
 
 __all__ = ["SegmentForm", "wrap_text"]
@@ -34,6 +37,10 @@ def wrap_text(text: str, width: int = 48) -> str:
         "\n".join(textwrap.wrap(line, width, break_long_words=True, break_on_hyphens=False)) or line
         for line in text.splitlines()
     )
+
+
+#: Controls whose 0 means "choose automatically" (None in :meth:`SegmentForm.options`).
+_AUTO_ZERO = ("tile_size", "halo", "batch_size", "object_size")
 
 
 class SegmentForm(Container):
@@ -115,3 +122,55 @@ class SegmentForm(Container):
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self._advanced.visible = False
+
+    # ------------------------------------------------------------------ options by name
+    def _option_controls(self) -> dict[str, Any]:
+        return {
+            "model": self._model, "axes": self._axes, "channels": self._channels, "output": self._output,
+            "tile_size": self._tile_size, "device": self._device, "min_size": self._min_size,
+            "object_size": self._object_size, "halo": self._halo, "batch_size": self._batch_size,
+            "precision": self._precision, "tta": self._tta,
+        }
+
+    def options(self) -> dict[str, Any]:
+        """The current choices as keyword arguments like those of :func:`napari_unet.segment`
+        (``output`` is its ``mode``, or ``"probabilities"``): ``model`` (file path or None),
+        ``axes`` and ``channels`` (None when blank), ``output``, ``min_size``, ``object_size``,
+        ``tile_size``, ``halo``, ``batch_size`` (None for 0 = auto), ``device``, ``precision``, ``tta``."""
+        values = {name: widget.value for name, widget in self._option_controls().items()}
+        for name in _AUTO_ZERO:
+            values[name] = values[name] or None
+        values["axes"] = values["axes"].strip() or None
+        values["channels"] = parse_channels(values["channels"])
+        return values
+
+    def configure(self, **options: Any) -> None:
+        """Set controls by name, e.g. ``configure(device="cpu", tile_size=256, tta=True)``.
+
+        Names are those of :meth:`options`; None sets ``axes``, ``channels`` to blank and
+        ``tile_size``, ``halo``, ``batch_size``, ``object_size`` to 0 (auto). ``channels`` may
+        be a list (``[0, 1]``, ``["DNA", "membrane"]``) or a string (``"0,1"``). ``model``
+        takes a model file (see ``set_model``).
+
+        Raises
+        ------
+        KeyError
+            For an unknown name.
+        """
+        controls = self._option_controls()
+        unknown = sorted(set(options) - set(controls))
+        if unknown:
+            raise KeyError(f"unknown option(s) {unknown}; known: {sorted(controls)}")
+        for name, value in options.items():
+            if name == "model":
+                self._choose_model(value)
+                continue
+            if value is None and (name in _AUTO_ZERO or name in ("axes", "channels")):
+                value = 0 if name in _AUTO_ZERO else ""
+            elif name == "channels" and not isinstance(value, str):
+                items = [value] if isinstance(value, int) or not isinstance(value, Sequence) else value
+                value = ", ".join(str(v) for v in items)
+            controls[name].value = value
+
+    def _choose_model(self, path: Any) -> None:
+        self._model.value = path

@@ -187,6 +187,12 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self._model.reset_choices()
         self._model.value = path
 
+    def _choose_model(self, path: Any) -> None:  # configure(model=...)
+        if path:
+            self.set_model(path)
+        else:
+            self._model.value = path
+
     def run(self) -> UNetWorker | None:
         """Start segmenting with the current options.
 

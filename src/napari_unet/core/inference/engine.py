@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Generator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -42,6 +42,19 @@ def is_oom(err: BaseException) -> bool:
 
 
 # ---------------------------------------------------------------------------- sinks
+class Sink(Protocol):
+    """Where :class:`BandBlender` (and so :func:`run_grid`) writes finished rows of blended
+    probabilities: :class:`ProbabilitySink`, :class:`FeatureSink`."""
+
+    def put(self, loop: tuple[int, ...], rows: slice, probs: torch.Tensor) -> None:
+        """Keep ``probs`` (``(n_outputs, len(rows), *rest of the plane)``, on the device) for
+        plane ``loop``, image rows ``rows``."""
+
+    @property
+    def result(self) -> Any:
+        """What the sink kept, once every row is in (returned by the tiled run)."""
+
+
 class ProbabilitySink:
     """Keeps blended probabilities, float32 (float64 for float64 models), layout order
     ``(n_classes, *loop, *spatial)``."""
@@ -81,7 +94,7 @@ class FeatureSink:
 class BandBlender:
     """Accumulates weighted tile probabilities of one row of tiles of one plane on the device."""
 
-    def __init__(self, grid: TileGrid, n_classes: int, device: torch.device, dtype: torch.dtype, sink: Any) -> None:
+    def __init__(self, grid: TileGrid, n_classes: int, device: torch.device, dtype: torch.dtype, sink: Sink) -> None:
         self.grid, self.sink, self.device, self.dtype = grid, sink, device, dtype
         self.height = min(grid.tile_size[0], grid.shape[0])
         self.acc = torch.zeros((n_classes, self.height, *grid.shape[1:]), device=device, dtype=dtype)
@@ -273,7 +286,7 @@ def forward_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype |
 # ---------------------------------------------------------------------------- the loop
 def run_grid(
     view: Any, layout: Layout, grid: TileGrid, net: torch.nn.Module, *, n_classes: int, device: torch.device,
-    autocast: torch.dtype | None, batch: int, lo: np.ndarray, hi: np.ndarray, dtype: torch.dtype, sink: Any,
+    autocast: torch.dtype | None, batch: int, lo: np.ndarray, hi: np.ndarray, dtype: torch.dtype, sink: Sink,
     memory_format: torch.memory_format | None = None, fixed_batch: bool = False, n_outputs: int | None = None,
     tta: bool = False,
 ) -> Generator[tuple[int, int], None, None]:

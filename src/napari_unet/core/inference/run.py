@@ -24,13 +24,13 @@ from ..image.rescale import zoom_back, zoom_factor, zoom_image, zoom_ranges
 from ..model.unet import UNet
 from ..options import check_inference_options, resolve_device
 from ..progress import Progress, drain
-from .engine import FeatureSink, ProbabilitySink, TileOutOfMemory, run_grid
+from .engine import FeatureSink, ProbabilitySink, Sink, TileOutOfMemory, run_grid
 from .fastnet import has_compiled, inference_network, memory_format
 from .features import check_classes
 from .halo import auto_halo
 from .planning import COMPILE_WORTH_PIXELS, check_tta, default_tile_and_batch, plan_for, resolve_precision
 from .sizing import auto_zoom_size, can_estimate_size, iter_object_size
-from .tiling import TileGrid, round_up
+from .tiling import TilePlan, fits_one_tile, plan_tiles, smaller_plan
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +48,8 @@ def _engine_options(model: UNet, layout: Layout, precision: str, device: Any, ba
     return dev, autocast, dtype
 
 
-def _iter_tiled(  # noqa: C901
-    image: Any, model: UNet, layout: Layout, make_sink: Callable[[], Any], *,
+def _iter_tiled(
+    image: Any, model: UNet, layout: Layout, make_sink: Callable[[], Sink], *,
     tile_size: Any, halo: Any, batch_size: Any, device: Any, precision: str, percentiles: Any,
     normalized: bool, image_name: str, compile: bool | str, store_bytes: int, tta: bool = False,
 ) -> Generator[Progress, None, Any]:
@@ -69,37 +69,28 @@ def _iter_tiled(  # noqa: C901
     log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
 
     spatial = layout.spatial_shape
-    width = math.prod(spatial[1:])
+    loops = math.prod(layout.loop_shape)
     auto_tile, auto_batch = default_tile_and_batch(
         model, dev, int(max(np.atleast_1d(halo if halo is not None else 0))), autocast,
-        plane_width=width, rows=spatial[0], store_bytes=store_bytes,
+        plane_width=math.prod(spatial[1:]), rows=spatial[0], store_bytes=store_bytes,
     )
-    tile = auto_tile if tile_size is None else tile_size
-    batch = auto_batch if batch_size is None else int(batch_size)
+
     def measured_halo() -> int:
         return auto_halo(model, _probe(view, layout, lo, hi), device=next(model.parameters()).device)
 
-    measure_later = False
-    if halo is None:
-        fits = TileGrid(spatial, tile, 0, multiple=model.size_multiple)
-        if len(fits) == 1:
-            halo, measure_later = 0, True  # one tile holds the whole image: nothing to blend
-        else:
-            yield Progress(0, 1, "halo", "measuring how much context the network needs")
-            halo = measured_halo()
-            if tile_size is None:
-                tile = max(tile, 2 * halo + 4 * model.size_multiple)
-            else:  # the user's tiles win: as much context as they can hold
-                room = (min(np.atleast_1d(tile)) - model.size_multiple) // 2
-                if halo > room:
-                    room = max(int(room), 0)
-                    log.warning("%s", f"tile_size {tile} leaves room for a halo of {room} px only "
-                                      f"(the network needs {halo})")
-                    halo = room
+    needed_halo = None
+    if halo is None and not fits_one_tile(spatial, auto_tile if tile_size is None else tile_size,
+                                          model.size_multiple):
+        yield Progress(0, 1, "halo", "measuring how much context the network needs")
+        needed_halo = measured_halo()
+    plan = plan_tiles(spatial, multiple=model.size_multiple, tile_size=tile_size, halo=halo,
+                      batch_size=batch_size, auto_tile=auto_tile, auto_batch=auto_batch, loops=loops,
+                      needed_halo=needed_halo)
+    if plan.note:
+        log.warning("%s", plan.note)
     use_compile = compile is True
     if compile == "auto" and dev.type == "cuda":
-        work = len(TileGrid(spatial, tile, halo, multiple=model.size_multiple)) * math.prod(layout.loop_shape)
-        work *= math.prod(np.broadcast_to(tile, (len(spatial),)))
+        work = plan.n_tiles * math.prod(np.broadcast_to(plan.tile, (len(spatial),)))
         use_compile = work >= COMPILE_WORTH_PIXELS or has_compiled(model, dev)
     elif compile not in (True, False, "auto"):
         raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
@@ -113,43 +104,36 @@ def _iter_tiled(  # noqa: C901
         net = inference_network(model, dev, compile=use_compile)
         fmt = memory_format(model, dev)
         while True:
-            grid = TileGrid(spatial, tile, halo, multiple=model.size_multiple)
             sink = make_sink()
-            total = len(grid) * math.prod(layout.loop_shape)
-            # equal batches: 9 tiles in batches of at most 8 run as 5 + 4, not 8 + 1 (which a
-            # compiled network, seeing one batch shape only, would pad to 8 + 8)
-            batch = math.ceil(total / math.ceil(total / batch))
-            yield Progress(0, total, "tiles", f"{total} tiles of {grid.tile_size} px, halo {grid.halo}"
+            yield Progress(0, plan.n_tiles, "tiles", f"{plan.n_tiles} tiles of {plan.tile_size} px, halo {plan.halo}"
                            + (", 8 flips/rotations each (test-time augmentation)" if tta else ""))
             try:
                 for done, total in run_grid(
-                    view, layout, grid, net, n_classes=model.n_classes, n_outputs=model.n_outputs,
+                    view, layout, plan.grid, net, n_classes=model.n_classes, n_outputs=model.n_outputs,
                     device=dev, autocast=autocast,
-                    batch=batch, lo=lo, hi=hi, dtype=dtype, sink=sink, memory_format=fmt,
+                    batch=plan.batch, lo=lo, hi=hi, dtype=dtype, sink=sink, memory_format=fmt,
                     fixed_batch=use_compile, tta=tta,
                 ):
                     yield Progress(done, total, "tiles", f"tile {done}/{total}")
                 break
             except TileOutOfMemory:
-                smaller = [round_up(t // 2, model.size_multiple) for t in grid.tile_size]
-                too_small = any(s < 2 * h + model.size_multiple for s, h in zip(smaller, grid.halo))
-                if too_small or smaller == list(grid.tile_size):
-                    raise MemoryError(
-                        f"the GPU ran out of memory on a single tile of {grid.tile_size} px with "
-                        f"halo {grid.halo}; use device='cpu' or a smaller halo"
-                    ) from None
-                tile, batch = smaller, 1
-                if measure_later:  # now there will be seams to hide
-                    halo, measure_later = measured_halo(), False
-                    tile = [max(t, 2 * halo + 4 * model.size_multiple) for t in tile]
+                plan = _retry_plan(plan, model.size_multiple, measured_halo)
                 if dev.type == "cuda":
                     torch.cuda.empty_cache()
-                yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {smaller}")
+                yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {list(plan.tile_size)}")
     finally:
         model.train(was_training)
         torch.backends.cudnn.benchmark = cudnn_autotune
     yield Progress(1, 1, "done", "prediction finished")
     return sink.result
+
+
+def _retry_plan(plan: TilePlan, multiple: int, measure_halo: Callable[[], int]) -> TilePlan:
+    """:func:`~napari_unet.core.inference.tiling.smaller_plan`, its MemoryError without the OOM traceback."""
+    try:
+        return smaller_plan(plan, multiple, measure_halo)
+    except MemoryError as err:
+        raise MemoryError(str(err)) from None
 
 
 def _probe(view: Any, layout: Layout, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

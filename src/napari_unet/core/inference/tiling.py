@@ -13,8 +13,8 @@ up to rounding; smaller halos still give seam-free, smoothly blended output.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, replace
 from itertools import product
 
 import numpy as np
@@ -174,6 +174,130 @@ class TileGrid:
             img, til = self.valid(tile)
             total[img] += self.window(tile, dtype)[til]
         return total
+
+
+# ---------------------------------------------------------------------------- planning
+@dataclass(frozen=True)
+class TilePlan:
+    """How an image is cut into tiles: the result of :func:`plan_tiles` (no torch, no side effects).
+
+    Attributes
+    ----------
+    grid : TileGrid
+        The tiles (``grid.tile_size``, ``grid.halo``, ``len(grid)`` tiles per plane).
+    batch : int
+        Tiles per forward pass, evened out so the batches have (nearly) equal sizes.
+    tile : int or tuple of int
+        The tile edge asked of the grid (before it is rounded and fitted to the image).
+    loops : int
+        Planes (or stacks) the grid is run over; ``len(grid) * loops`` tiles in all.
+    halo_pending : bool
+        The halo was left to be measured but one tile holds the whole image, so none was
+        needed (halo 0); a smaller plan (:func:`smaller_plan`) has to measure it.
+    note : str or None
+        Why the plan differs from what was asked (a user's tile too small for the needed halo),
+        for the caller to log as a warning.
+    """
+
+    grid: TileGrid
+    batch: int
+    tile: int | tuple[int, ...]
+    loops: int = 1
+    halo_pending: bool = False
+    note: str | None = None
+
+    @property
+    def tile_size(self) -> tuple[int, ...]:
+        return self.grid.tile_size
+
+    @property
+    def halo(self) -> tuple[int, ...]:
+        return self.grid.halo
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles in all planes."""
+        return len(self.grid) * self.loops
+
+
+def fits_one_tile(shape: Sequence[int], tile_size: int | Sequence[int], multiple: int = 1) -> bool:
+    """Whether one tile of ``tile_size`` (without halo) holds the whole image of spatial ``shape``."""
+    return len(TileGrid(shape, tile_size, 0, multiple=multiple)) == 1
+
+
+def even_batch(total: int, batch: int) -> int:
+    """At most ``batch`` tiles per pass in equal passes: 9 tiles in batches of at most 8 run as
+    5 + 4, not 8 + 1 (which a compiled network, seeing one batch shape only, would pad to 8 + 8)."""
+    return math.ceil(total / math.ceil(total / batch))
+
+
+def plan_tiles(
+    shape: Sequence[int],
+    *,
+    multiple: int,
+    tile_size: int | Sequence[int] | None,
+    halo: int | Sequence[int] | None,
+    batch_size: int | None,
+    auto_tile: int | Sequence[int],
+    auto_batch: int,
+    loops: int = 1,
+    needed_halo: int | None = None,
+) -> TilePlan:
+    """The tile plan for an image of spatial ``shape`` and a network whose sizes are multiples
+    of ``multiple``: pure, no torch.
+
+    ``tile_size``, ``halo``, ``batch_size``: what the user asked (None: choose).
+    ``auto_tile``, ``auto_batch``: what the memory budget allows (see
+    :func:`~napari_unet.core.inference.planning.default_tile_and_batch`). ``needed_halo``: the
+    context the network needs (:func:`~napari_unet.core.inference.halo.auto_halo`), used when
+    ``halo`` is None and the image needs more than one tile (:func:`fits_one_tile`); automatic
+    tiles grow to hold it, a user's ``tile_size`` keeps its size and the halo is clipped to the
+    room it leaves (explained in ``note``). ``loops``: planes the grid runs over (for the batch).
+    """
+    tile = auto_tile if tile_size is None else tile_size
+    batch = int(auto_batch if batch_size is None else batch_size)
+    pending, note = False, None
+    if halo is None:
+        if fits_one_tile(shape, tile, multiple):
+            halo, pending = 0, True  # one tile holds the whole image: nothing to blend
+        else:
+            if needed_halo is None:
+                raise ValueError("the image needs more than one tile: give the halo the network needs")
+            halo = int(needed_halo)
+            if tile_size is None:
+                tile = max(tile, 2 * halo + 4 * multiple)  # type: ignore[call-overload]
+            else:  # the user's tiles win: as much context as they can hold
+                room = (min(np.atleast_1d(tile)) - multiple) // 2
+                if halo > room:
+                    room = max(int(room), 0)
+                    note = f"tile_size {tile} leaves room for a halo of {room} px only (the network needs {halo})"
+                    halo = room
+    grid = TileGrid(shape, tile, halo, multiple=multiple)
+    tile = tile if np.isscalar(tile) else tuple(int(t) for t in tile)  # type: ignore[union-attr]
+    return TilePlan(grid, even_batch(len(grid) * loops, batch), tile, loops, pending, note)
+
+
+def smaller_plan(plan: TilePlan, multiple: int, measure_halo: Callable[[], int] | None = None) -> TilePlan:
+    """The plan to retry with after the device ran out of memory: tiles of half the edge,
+    one per batch. A pending halo (:attr:`TilePlan.halo_pending`) is measured now with
+    ``measure_halo()`` (there will be seams to hide). Raises MemoryError when the tiles cannot
+    shrink any more."""
+    grid = plan.grid
+    smaller = [round_up(t // 2, multiple) for t in grid.tile_size]
+    too_small = any(s < 2 * h + multiple for s, h in zip(smaller, grid.halo))
+    if too_small or smaller == list(grid.tile_size):
+        raise MemoryError(
+            f"the GPU ran out of memory on a single tile of {grid.tile_size} px with "
+            f"halo {grid.halo}; use device='cpu' or a smaller halo"
+        )
+    tile: list[int] = smaller
+    halo: int | tuple[int, ...] = grid.halo
+    pending = plan.halo_pending
+    if pending and measure_halo is not None:
+        halo, pending = int(measure_halo()), False
+        tile = [max(t, 2 * halo + 4 * multiple) for t in tile]
+    new = TileGrid(grid.shape, tile, halo, multiple=multiple)
+    return replace(plan, grid=new, batch=1, tile=tuple(tile), halo_pending=pending, note=None)
 
 
 def _per_axis(name: str, value: int | Sequence[int], nd: int, minimum: int = 1) -> tuple[int, ...]:
