@@ -29,9 +29,9 @@ import numpy as np
 from ._cli_errors import CLIError, report
 from ._cli_parser import build_parser
 from ._cli_warnings import warnings_as_lines
-from ._version import __version__
 from .core.image.axes import parse_channels
 from .core.image.files import file_stem as output_stem
+from .core.image.provenance import build_provenance
 
 log = logging.getLogger("napari_unet")
 
@@ -114,8 +114,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     stem = output_stem(image.path)
     out = write_labels(
         args.output / f"{stem}_labels.tif", labels, axes=image.axes, scale=image.scale, units=image.units,
-        provenance={"software": f"napari-unet {__version__}", "command": "napari-unet demo",
-                    "input": SAMPLES["nuclei"].file, "model": DEFAULT_MODEL_NAME, "device": str(device)},
+        provenance=build_provenance(command="napari-unet demo", model=DEFAULT_MODEL_NAME,
+                                    model_description=model.spec.description, input=SAMPLES["nuclei"].file,
+                                    axes=image.axes, device=device),
     )
     png = write_overlay_png(args.output / f"{stem}_overlay.png", np.asarray(image.data), labels)
     ap = average_precision(truth, labels, thresholds=(0.5,))[0.5]
@@ -221,24 +222,14 @@ def cmd_segment(args: argparse.Namespace) -> int:
             keep = [i for i, a in enumerate(layout.axes) if a != layout.channel_axis]
             scale = [img.scale[i] for i in keep] if len(img.scale) == len(axes) else None
             units = [img.units[i] for i in keep] if len(img.units) == len(axes) else None
-            provenance = {
-                "software": f"napari-unet {__version__}",
-                "command": "napari-unet segment",
-                "input": str(path),
-                "model": model_name,
-                "model_description": model.spec.description,
-                "mode": args.mode,
-                "min_size": args.min_size,
-                "axes": axes,
-                "channels": channels,
-                "device": str(device),
-                "tile_size": args.tile_size,
-                "halo": args.halo,
-                "precision": args.precision,
-                "object_size": args.object_size,
-                "object_size_estimated": found.get("object_size"),
-                "tta": args.tta,
-            }
+            provenance = build_provenance(
+                command="napari-unet segment", model=model_name, model_description=model.spec.description,
+                input=str(path), axes=axes, device=device, flat=True,
+                options={"mode": args.mode, "min_size": args.min_size, "axes": axes, "channels": channels,
+                         "device": str(device), "tile_size": args.tile_size, "halo": args.halo,
+                         "precision": args.precision, "object_size": args.object_size,
+                         "object_size_estimated": found.get("object_size"), "tta": args.tta},
+            )
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
         except Exception as err:  # noqa: BLE001 - one line per failed input, then the next input
             failures += 1

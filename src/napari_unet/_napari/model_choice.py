@@ -16,10 +16,7 @@ from typing import Any
 from ..core.model.file import read_model_info
 from . import settings
 
-__all__ = ["ModelInfoCache", "builtin_models", "model_choices", "model_summary"]
-
-_TRAINING_DATA_KEYS = ("data", "dataset", "training_data", "train_data", "images")
-
+__all__ = ["ModelInfoCache", "builtin_models", "model_choices"]
 
 def builtin_models() -> list[tuple[str, str]]:
     """Models shipped with napari-unet, listed first in the Model box.
@@ -63,38 +60,6 @@ def model_choices(session_models: Iterable[str] = ()) -> list[tuple[str, str]]:
         (f"{label} ({pathlib.Path(path).parent.name})" if names.count(label) > 1 else label, path)
         for label, path in entries
     ]
-
-
-def model_summary(info: dict[str, Any]) -> str:
-    """A few lines about a model, from :func:`~napari_unet.core.model.file.read_model_info`.
-
-    Parameters
-    ----------
-    info : dict
-        The model file's config.
-
-    Returns
-    -------
-    str
-        Input channels, classes and target, training data and pixel size.
-    """
-    arch, spec = info["architecture"], info["spec"]
-    channels = spec.get("channel_names") or []
-    classes = spec.get("class_names") or []
-    lines = []
-    description = str(spec.get("description") or "").strip()
-    if description:
-        lines.append(description.splitlines()[0])
-    lines.append(f"{arch['ndim']}D U-Net; input: {len(channels)} channel(s) ({', '.join(map(str, channels))})")
-    lines.append(f"output: {len(classes)} classes ({', '.join(map(str, classes))}); target: {spec.get('target', '?')}")
-    training = spec.get("training") or {}
-    data = next((training[k] for k in _TRAINING_DATA_KEYS if training.get(k)), None)
-    lines.append(f"training data: {data if data is not None else 'not recorded'}")
-    pixel = spec.get("pixel_size")
-    lines.append("pixel size: " + (" x ".join(f"{p:g}" for p in pixel) if pixel else "unknown"))
-    if spec.get("object_size"):
-        lines.append(f"trained on objects of about {spec['object_size']:.0f} px diameter")
-    return "\n".join(lines)
 
 
 class ModelInfoCache:

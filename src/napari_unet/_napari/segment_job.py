@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .._version import __version__
 from ..core.image.layout import Layout, plan_layout
+from ..core.image.provenance import build_provenance
 from ..core.model.bundled import DEFAULT_MODEL_NAME, builtin_name, model_label
 from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
 from .layer_inputs import ImageInput
@@ -80,6 +80,8 @@ class SegmentJob:
         (about 8 times slower).
     class_names : list of str
         The model's classes (names the probability channels).
+    model_description : str or None
+        The model's description, recorded in the provenance.
     """
 
     source: ImageInput
@@ -96,6 +98,7 @@ class SegmentJob:
     precision: str = "auto"
     tta: bool = False
     class_names: list[str] = field(default_factory=list)
+    model_description: str | None = None
 
     def core_options(self) -> dict[str, Any]:
         """Keyword options shared by ``iter_predict`` and ``iter_segment``."""
@@ -131,15 +134,14 @@ class SegmentJob:
         }
 
     def provenance(self) -> dict[str, Any]:
-        """What the result layer records about how it was made."""
-        return {
-            "software": f"napari-unet {__version__}",
-            "napari_unet_version": __version__,
-            "model": model_label(self.model_path),  # a built-in model by name, not its path in this installation
-            "image": self.source.layer.name,
-            "image_axes": self.source.axes,
-            "options": self.options(),
-        }
+        """What the result layer records about how it was made (the one schema:
+        :func:`~napari_unet.core.image.provenance.build_provenance`)."""
+        return build_provenance(
+            command="napari panel",
+            model=model_label(self.model_path),  # a built-in model by name, not its path in this installation
+            model_description=self.model_description, input=self.source.layer.name, axes=self.source.axes,
+            device=self.device, options=self.options(),
+        )
 
 
 def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:

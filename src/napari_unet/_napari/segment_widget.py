@@ -29,12 +29,12 @@ from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_info
 
 from ..core.image.axes import parse_channels
-from ..core.model.file import describe_model, read_model_info
+from ..core.model.file import describe_model, read_model_info, summarize_model
 from ..core.options import check_inference_options
 from . import settings
 from .layer_inputs import ImageInput, combine_input, extra_channel_candidates, unwrap
 from .layer_watch import LayerListWatch, LayerWatch
-from .model_choice import ModelInfoCache, builtin_models, model_choices, model_summary
+from .model_choice import ModelInfoCache, builtin_models, model_choices
 from .result_layers import is_result_layer, result_layer_name, show_result
 from .segment_form import SegmentForm, wrap_text
 from .segment_job import DEVICES, OUTPUTS, PRECISIONS, SegmentJob, console_call, plan_job, run_segment_job
@@ -51,7 +51,6 @@ __all__ = [
     "SegmentWidget",
     "builtin_models",
     "console_call",
-    "model_summary",
     "parse_channels",
 ]
 
@@ -256,6 +255,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             batch_size=int(self._batch_size.value) or None, device=self._device.value,
             precision=self._precision.value, tta=bool(self._tta.value),
             class_names=list(info["spec"].get("class_names") or []),
+            model_description=info["spec"].get("description") or None,
         )
         check_inference_options(**job.core_options())  # the API's checks, before the worker starts
         return job
@@ -350,7 +350,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         else:
             try:
                 info = self._model_info_for(path)
-                self._model_info.value = wrap_text(model_summary(info))
+                self._model_info.value = wrap_text(summarize_model(info))
                 self._model_info.tooltip = describe_model(path)
             except (ValueError, OSError) as exc:
                 self._model_info.value = wrap_text(f"⚠ {error_message(exc)}")

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_unet._version import __version__
 from napari_unet.core.image.io import write_labels
+from napari_unet.core.image.provenance import complete_provenance
 
 __all__ = ["default_axes", "labels_for_file", "write_labels_layer"]
 
@@ -113,8 +113,8 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
         ``axis_labels`` and ``metadata``. Axes come from ``metadata["axes"]`` when it has one
         letter per dimension, else from single-letter ``axis_labels`` (``("z", "y", "x")``), else
         :func:`default_axes`. Units are the layer's own, else ``metadata["units"]``. The
-        provenance is ``metadata["provenance"]`` plus ``layer_name`` (and ``software`` when
-        absent).
+        provenance is ``metadata["provenance"]`` completed to the one schema
+        (:func:`~napari_unet.core.image.provenance.complete_provenance`) plus ``layer_name``.
 
     Returns
     -------
@@ -135,9 +135,7 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     scale = meta.get("scale")
     scale = [float(s) for s in scale] if scale is not None and len(scale) == labels.ndim else None
     units = _layer_units(labels.ndim, meta.get("units"), metadata)
-    provenance = dict(metadata.get("provenance") or {})
-    provenance.setdefault("software", f"napari-unet {__version__}")
-    provenance["layer_name"] = str(meta.get("name", ""))
+    provenance = complete_provenance(metadata.get("provenance"), layer_name=str(meta.get("name", "")))
     written = write_labels(file, labels, axes=axes, scale=scale, units=units, provenance=provenance)
     logger.info("saved labels layer %r (%s, axes %s) to %s", meta.get("name"), labels.shape, axes, written)
     return [str(written)]

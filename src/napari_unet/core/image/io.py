@@ -28,6 +28,7 @@ import numpy as np
 import tifffile
 
 from .files import atomic_write
+from .provenance import normalize_provenance
 from .tiffcheck import magic_problem, series_problem
 
 __all__ = [
@@ -373,16 +374,18 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
     -------
     dict or None
         The provenance mapping; None when the file records none (or was not written by us).
+        Records written before the one schema (:mod:`~napari_unet.core.image.provenance`) are
+        read with their old keys also under the new names.
     """
     meta = read_image(path).metadata
     if "shaped" in meta:
         prov = meta["shaped"].get("provenance")
-        return dict(prov) if isinstance(prov, Mapping) and prov else None
+        return normalize_provenance(prov) if isinstance(prov, Mapping) else None
     info = (meta.get("imagej") or {}).get("Info")
     if isinstance(info, str) and info.lstrip().startswith("{"):
         try:
             prov = json.loads(info).get("provenance")
         except (ValueError, AttributeError):
             return None
-        return dict(prov) if isinstance(prov, Mapping) and prov else None
+        return normalize_provenance(prov) if isinstance(prov, Mapping) else None
     return None

@@ -13,7 +13,9 @@ The JSON config holds ``format``, ``format_version``, ``napari_unet_version``, `
 Loading never executes code from the file: there is no pickle and no ``torch.load``.
 Importing this module does not import torch; :func:`read_model_info` and
 :func:`describe_model` parse the header themselves and never import it, so the CLI and
-the napari widget can describe a model cheaply.
+the napari widget can describe a model cheaply. This module is the one home of model
+descriptions: :func:`describe_model` (``napari-unet info``, the panel's tooltip) and its short
+form :func:`summarize_model` (the panel's Model box).
 """
 
 from __future__ import annotations
@@ -336,3 +338,40 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
         model.to(dev)
     logger.info("loaded model from %s (%dD, %d -> %d channels)", path, model.ndim, model.in_channels, model.n_classes)
     return model
+
+
+_TRAINING_DATA_KEYS = ("data", "dataset", "training_data", "train_data", "images")
+
+
+def summarize_model(info: dict[str, Any]) -> str:
+    """A few lines about a model (the panel's Model box), from :func:`read_model_info`'s dict.
+
+    The short form of :func:`describe_model`: the one home of model descriptions is this module.
+
+    Parameters
+    ----------
+    info : dict
+        The model file's config.
+
+    Returns
+    -------
+    str
+        Input channels, classes and target, training data and pixel size.
+    """
+    arch, spec = info["architecture"], info["spec"]
+    channels = spec.get("channel_names") or []
+    classes = spec.get("class_names") or []
+    lines = []
+    description = str(spec.get("description") or "").strip()
+    if description:
+        lines.append(description.splitlines()[0])
+    lines.append(f"{arch['ndim']}D U-Net; input: {len(channels)} channel(s) ({', '.join(map(str, channels))})")
+    lines.append(f"output: {len(classes)} classes ({', '.join(map(str, classes))}); target: {spec.get('target', '?')}")
+    training = spec.get("training") or {}
+    data = next((training[k] for k in _TRAINING_DATA_KEYS if training.get(k)), None)
+    lines.append(f"training data: {data if data is not None else 'not recorded'}")
+    pixel = spec.get("pixel_size")
+    lines.append("pixel size: " + (" x ".join(f"{p:g}" for p in pixel) if pixel else "unknown"))
+    if spec.get("object_size"):
+        lines.append(f"trained on objects of about {spec['object_size']:.0f} px diameter")
+    return "\n".join(lines)

@@ -144,24 +144,6 @@ class ModelSpec:
                 f"normalisation percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}"
             )
 
-    def describe(self) -> str:
-        """Human-readable one-paragraph summary."""
-        low, high = self.percentiles
-        parts = [
-            f"{len(self.channel_names)} input channel(s) ({', '.join(self.channel_names)})",
-            f"{len(self.class_names)} classes ({', '.join(self.class_names)})",
-            f"target: {self.target}",
-            f"axes: {self.axes}",
-            f"normalisation: percentiles {low:g}-{high:g}",
-        ]
-        if self.pixel_size:
-            parts.append("pixel size: " + " x ".join(f"{p:g}" for p in self.pixel_size))
-        if self.object_size:
-            found = " (found in each image)" if self.size_model else ""
-            parts.append(f"object size: {self.object_size:g} px{found}")
-        text = "; ".join(parts)
-        return f"{self.description}\n{text}" if self.description else text
-
 
 def _positive(value: Any, zero: bool = False) -> bool:
     """A finite number > 0 (>= 0 with ``zero``), not a bool."""
