@@ -20,10 +20,11 @@ from napari_unet.core.model.file import load_model, save_model
 from napari_unet.core.model.spec import ModelSpec
 from napari_unet.core.model.unet import UNet
 from napari_unet.core.training import loop
+from napari_unet.core.training.checkpoints import last_paths
 from napari_unet.core.training.data import prepare
 from napari_unet.core.training.evaluate import evaluate
 from napari_unet.core.training.guards import TrainingError
-from napari_unet.core.training.loop import iter_train, last_paths, train
+from napari_unet.core.training.loop import iter_train, train
 from napari_unet.core.training.targets import INSTANCE_CLASSES
 
 QUICK: dict[str, Any] = dict(depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=2, epochs=1,

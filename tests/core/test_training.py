@@ -26,9 +26,10 @@ from napari_unet.core.model.unet import UNet
 from napari_unet.core.progress import drain
 from napari_unet.core.segment import iter_segment
 from napari_unet.core.training.augment import augment
+from napari_unet.core.training.checkpoints import last_paths
 from napari_unet.core.training.data import class_weights, pairs_from_folders, prepare, split
 from napari_unet.core.training.evaluate import evaluate, iter_evaluate
-from napari_unet.core.training.loop import TrainEvent, iter_train, last_paths, train
+from napari_unet.core.training.loop import TrainEvent, iter_train, train
 from napari_unet.core.training.losses import ce_dice_loss
 from napari_unet.core.training.patches import PatchSampler
 from napari_unet.core.training.targets import INSTANCE_CLASSES

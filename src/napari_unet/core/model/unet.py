@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .check import HEADS, UPSAMPLING_MODES, check_architecture  # noqa: F401 - HEADS re-exported
+from .check import check_architecture
 from .spec import ModelSpec
 
 
@@ -98,7 +98,7 @@ class UNet(nn.Module):
     norm : bool
         BatchNorm after every convolution.
     heads : sequence of str
-        Extra outputs after the class logits (see :data:`HEADS`), e.g. ``("distance",)``.
+        Extra outputs after the class logits (see :data:`~napari_unet.core.model.check.HEADS`), e.g. ``("distance",)``.
         The output then has ``n_classes + len(heads)`` channels.
     spec : ModelSpec, optional
         What the model expects and produces (channel and class names, normalisation,

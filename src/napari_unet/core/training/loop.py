@@ -31,7 +31,7 @@ from ..options import check_training_options
 from ..progress import drain
 from .augment import augment
 from .build import Run, build, check_run, resume_from, start_model, training_record
-from .checkpoints import last_paths  # was defined here; ``loop.last_paths`` still works
+from .checkpoints import last_paths
 from .config import TrainConfig
 from .data import PreparedData, Sample
 from .guards import check_loss, check_written
