@@ -47,7 +47,7 @@ def main() -> None:
     h, w = sample.shape
     for y in range(0, args.size, h):
         for x in range(0, args.size, w):
-            block = image[y: y + h, x: x + w]
+            block = image[y : y + h, x : x + w]
             noise = rng.integers(0, 512, block.shape, dtype=np.uint16)
             block[...] = sample[: block.shape[0], : block.shape[1]] * 256 + noise
     base = peak_rss_gib()
@@ -66,13 +66,19 @@ def main() -> None:
     in_gib = image.nbytes / 2**30
     out_gib = labels.nbytes / 2**30
     target = in_gib + out_gib + 2
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.machine()}), "
-          f"torch {torch.__version__}, threads {torch.get_num_threads()}")
+    print(
+        f"device {dev} ({torch.cuda.get_device_name(dev) if dev.type == 'cuda' else platform.machine()}), "
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}"
+    )
     print(f"image {args.size}x{args.size} uint16 ({in_gib:.2f} GiB); plan: {plan[-1] if plan else '?'}")
-    print(f"{int(labels.max())} objects, labels {labels.dtype} ({out_gib:.2f} GiB); {seconds:.0f} s "
-          f"({image.size / 1e6 / seconds:.2f} Mpx/s)")
-    print(f"peak host memory {peak:.2f} GiB (before segmenting: {base:.2f} GiB, which includes the input); "
-          f"target input + output + 2 GiB = {target:.2f} GiB -> {'met' if peak <= target else 'NOT met'}")
+    print(
+        f"{int(labels.max())} objects, labels {labels.dtype} ({out_gib:.2f} GiB); {seconds:.0f} s "
+        f"({image.size / 1e6 / seconds:.2f} Mpx/s)"
+    )
+    print(
+        f"peak host memory {peak:.2f} GiB (before segmenting: {base:.2f} GiB, which includes the input); "
+        f"target input + output + 2 GiB = {target:.2f} GiB -> {'met' if peak <= target else 'NOT met'}"
+    )
     if dev.type == "cuda":
         print(f"peak GPU memory {torch.cuda.max_memory_allocated(dev) / 2**30:.2f} GiB")
 

@@ -153,8 +153,7 @@ def child_run(wait_s: float = 0.0) -> dict:
     return result
 
 
-CHILDREN = {"open": child_open, "import": child_import, "run": child_run,
-            "run_after_3s": lambda: child_run(wait_s=3.0)}
+CHILDREN = {"open": child_open, "import": child_import, "run": child_run, "run_after_3s": lambda: child_run(wait_s=3.0)}
 
 
 # ---------------------------------------------------------------------------- parent
@@ -181,8 +180,13 @@ def cpu_info() -> str:
 
 def run_child(name: str, config_dir: str) -> dict:
     env = {**os.environ, "NAPARI_UNET_CONFIG_DIR": config_dir}
-    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name],
-                          capture_output=True, text=True, env=env, timeout=TIMEOUT_S + 120)
+    proc = subprocess.run(
+        [sys.executable, os.path.abspath(__file__), "--child", name],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=TIMEOUT_S + 120,
+    )
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"child {name!r} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -209,18 +213,42 @@ def main() -> None:
 
     first, second = ran["first"], ran["second"]
     rows = [
-        ("torch imported after opening napari + Segment panel",
-         "yes" if opened["torch_after"] else "no", "no", yes_no(not opened["torch_after"])),
-        ("Segment panel opens (add_plugin_dock_widget)",
-         f"{opened['dock_s']:.3f} s", f"< {OPEN_TARGET_S:g} s", yes_no(opened["dock_s"] < OPEN_TARGET_S)),
-        ("  of which: import napari_unet + segment_widget",
-         f"{imported['import_s']:.3f} s", "(part of the above)", "-"),
-        (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run, clicked at once",
-         f"{first['s']:.3f} s", f"< {RUN_TARGET_S:g} s", yes_no(first["s"] < RUN_TARGET_S)),
-        (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run, 3 s after opening",
-         f"{waited['first']['s']:.3f} s", f"< {RUN_TARGET_S:g} s", yes_no(waited["first"]["s"] < RUN_TARGET_S)),
-        (f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: second run",
-         f"{second['s']:.3f} s", f"< {RUN_TARGET_S:g} s", yes_no(second["s"] < RUN_TARGET_S)),
+        (
+            "torch imported after opening napari + Segment panel",
+            "yes" if opened["torch_after"] else "no",
+            "no",
+            yes_no(not opened["torch_after"]),
+        ),
+        (
+            "Segment panel opens (add_plugin_dock_widget)",
+            f"{opened['dock_s']:.3f} s",
+            f"< {OPEN_TARGET_S:g} s",
+            yes_no(opened["dock_s"] < OPEN_TARGET_S),
+        ),
+        (
+            "  of which: import napari_unet + segment_widget",
+            f"{imported['import_s']:.3f} s",
+            "(part of the above)",
+            "-",
+        ),
+        (
+            f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run, clicked at once",
+            f"{first['s']:.3f} s",
+            f"< {RUN_TARGET_S:g} s",
+            yes_no(first["s"] < RUN_TARGET_S),
+        ),
+        (
+            f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: first run, 3 s after opening",
+            f"{waited['first']['s']:.3f} s",
+            f"< {RUN_TARGET_S:g} s",
+            yes_no(waited["first"]["s"] < RUN_TARGET_S),
+        ),
+        (
+            f"Run -> Labels layer, {CROP}x{CROP}, bundled model, CPU: second run",
+            f"{second['s']:.3f} s",
+            f"< {RUN_TARGET_S:g} s",
+            yes_no(second["s"] < RUN_TARGET_S),
+        ),
     ]
     header = ("measurement", "value", "target", "met")
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(4)]
@@ -229,13 +257,17 @@ def main() -> None:
     for row in [header, None, *rows]:
         print(line if row is None else "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
     print(line)
-    print(f"python {platform.python_version()}, torch {version('torch')} ({ran['torch_threads']} threads), "
-          f"napari {version('napari')}, napari-unet {version('napari-unet')}, "
-          f"Qt binding {os.environ.get('QT_API') or _qt_binding()}")
+    print(
+        f"python {platform.python_version()}, torch {version('torch')} ({ran['torch_threads']} threads), "
+        f"napari {version('napari')}, napari-unet {version('napari-unet')}, "
+        f"Qt binding {os.environ.get('QT_API') or _qt_binding()}"
+    )
     print(f"CPU: {cpu_info()}; {platform.system()} {platform.release()}")
-    print(f"torch imported before Run: first run {'yes' if first['torch_before'] else 'no'}, "
-          f"second run {'yes' if second['torch_before'] else 'no'}; results: {first['layer']!r} "
-          f"{first['objects']} objects, {second['objects']} objects (shape {tuple(second['shape'])})")
+    print(
+        f"torch imported before Run: first run {'yes' if first['torch_before'] else 'no'}, "
+        f"second run {'yes' if second['torch_before'] else 'no'}; results: {first['layer']!r} "
+        f"{first['objects']} objects, {second['objects']} objects (shape {tuple(second['shape'])})"
+    )
 
 
 def _qt_binding() -> str:

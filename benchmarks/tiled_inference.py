@@ -94,8 +94,9 @@ def main() -> None:  # noqa: C901
         rows.append((name, t, peak_rss_gib(), gpu_peak))
 
     def ours(compile: bool | str = "auto") -> np.ndarray:
-        gen = iter_segment(image, net, axes="YX", device=dev, precision=args.precision, tile_size=args.ours_tile,
-                           compile=compile)
+        gen = iter_segment(
+            image, net, axes="YX", device=dev, precision=args.precision, tile_size=args.ours_tile, compile=compile
+        )
         while True:
             try:
                 event: Progress = next(gen)
@@ -113,12 +114,14 @@ def main() -> None:  # noqa: C901
     except ImportError:
         sliding_window_inference = None
     if sliding_window_inference is not None and not args.skip_monai:
+
         def monai_run() -> np.ndarray:
             lo, hi = percentile_range(strided_sample(image[None], keep=(0,)), 1, 99.8)
             x = torch.from_numpy(apply_range(image[None], lo, hi))[None].to(dev)
             with torch.inference_mode(), torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
-                logits = sliding_window_inference(x, (args.tile, args.tile), batch, net, overlap=0.25,
-                                                  mode="gaussian", sw_device=dev, device=dev)
+                logits = sliding_window_inference(
+                    x, (args.tile, args.tile), batch, net, overlap=0.25, mode="gaussian", sw_device=dev, device=dev
+                )
             probs = torch.softmax(logits.float(), 1)[0].cpu().numpy()
             return instance_labels(probs)
 
@@ -133,6 +136,7 @@ def main() -> None:  # noqa: C901
         ("forward, channels-last", net.to(memory_format=fmt), tiles.contiguous(memory_format=fmt)),
         ("forward, napari-unet's net", fast, tiles.contiguous(memory_format=fmt)),
     ]:
+
         def forward(model=model, x=x) -> None:
             with torch.inference_mode(), torch.autocast(dev.type, dtype=autocast, enabled=autocast is not None):
                 model(x)
@@ -141,19 +145,22 @@ def main() -> None:  # noqa: C901
         ceilings.append((name, batch * args.tile**2 / 1e6 / t_fwd))
     net.to(memory_format=torch.contiguous_format)
 
-    print(f"device {dev} ({torch.cuda.get_device_name(dev) if gpu else platform.processor() or platform.machine()}),"
-          f" torch {torch.__version__}, threads {torch.get_num_threads()}, precision {args.precision}"
-          f" (autocast {autocast})")
-    print(f"seed U-Net ({args.features} features, depth 4), image {size}x{size} uint16; MONAI roi {args.tile}, "
-          f"batch {batch}, overlap 0.25; napari-unet: {plan[0] if plan else '?'}")
+    print(
+        f"device {dev} ({torch.cuda.get_device_name(dev) if gpu else platform.processor() or platform.machine()}),"
+        f" torch {torch.__version__}, threads {torch.get_num_threads()}, precision {args.precision}"
+        f" (autocast {autocast})"
+    )
+    print(
+        f"seed U-Net ({args.features} features, depth 4), image {size}x{size} uint16; MONAI roi {args.tile}, "
+        f"batch {batch}, overlap 0.25; napari-unet: {plan[0] if plan else '?'}"
+    )
     best = max(rate for _, rate in ceilings)
     monai_rate = next((mpx / t for name, t, _, _ in rows if name.startswith("monai")), None)
     print(f"{'method':<30}{'seconds':>9}{'Mpx/s':>9}{'vs monai':>10}{'vs best fwd':>13}{'host GiB':>10}{'GPU GiB':>9}")
     for name, t, host, gmem in rows:
         rate = mpx / t
         vs_monai = f"{rate / monai_rate:.2f}x" if monai_rate else "-"
-        print(f"{name:<30}{t:>9.2f}{rate:>9.3f}{vs_monai:>10}{rate / best:>12.2f}x{host:>10.2f}"
-              f"{gmem:>9.2f}")
+        print(f"{name:<30}{t:>9.2f}{rate:>9.3f}{vs_monai:>10}{rate / best:>12.2f}x{host:>10.2f}{gmem:>9.2f}")
     for name, rate in ceilings:
         print(f"{name:<30}{'':>9}{rate:>9.3f}{'':>10}{rate / best:>12.2f}x")
     print("host GiB: peak resident memory of the process so far (includes the input, model and torch)")

@@ -47,8 +47,19 @@ TRAIN_WINDOW_SIZE = (1500, 1260)  # tall enough for the whole Train panel, curve
 SCREEN = "1600x1300x24"
 PLUGIN, WIDGET, TRAIN_WIDGET = "napari-unet", "Segment with U-Net", "Train U-Net"
 #: The screenshot's training run: tiny and short, on the CPU (a real model trains for longer).
-TRAIN_OPTIONS = dict(epochs=2, steps_per_epoch=20, patch_size=128, batch_size=4, depth=3, base_features=8,
-                     lr=0.01, device="cpu", seed=0, val_last=True, preview_every=1)
+TRAIN_OPTIONS = dict(
+    epochs=2,
+    steps_per_epoch=20,
+    patch_size=128,
+    batch_size=4,
+    depth=3,
+    base_features=8,
+    lr=0.01,
+    device="cpu",
+    seed=0,
+    val_last=True,
+    preview_every=1,
+)
 
 
 def _restart_under_xvfb() -> None:
@@ -69,8 +80,11 @@ def save_png(image: Any, path: pathlib.Path, max_bytes: int = MAX_BYTES) -> path
     picture = Image.fromarray(np.ascontiguousarray(np.asarray(image)[..., :3]))
     scale = 1.0
     while True:
-        sized = picture if scale == 1.0 else picture.resize(
-            (round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)
+        sized = (
+            picture
+            if scale == 1.0
+            else picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.Resampling.LANCZOS)
+        )
         for candidate in (sized, sized.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)):
             buffer = io.BytesIO()
             candidate.save(buffer, format="PNG", optimize=True)
@@ -136,8 +150,12 @@ def choose_model(folder: pathlib.Path) -> tuple[pathlib.Path, bool]:
 
     torch.manual_seed(0)
     path = folder / "untrained-random.safetensors"
-    save_model(UNet(1, 2, depth=2, base_features=8), path, channel_names=["nuclei"],
-               description="untrained: random weights, for the screenshots only")
+    save_model(
+        UNet(1, 2, depth=2, base_features=8),
+        path,
+        channel_names=["nuclei"],
+        description="untrained: random weights, for the screenshots only",
+    )
     return path, False
 
 
@@ -176,8 +194,14 @@ def add_crop(viewer: Any, layer: Any, columns: slice, name: str, **kwargs: Any) 
     step = float(layer.scale[-1])
     translate = (float(layer.translate[0]), float(layer.translate[1]) + (columns.start or 0) * step)
     add = viewer.add_labels if isinstance(layer, Labels) else viewer.add_image
-    return add(layer.data[:, columns], name=name, scale=tuple(layer.scale), translate=translate,
-               metadata=dict(layer.metadata), **kwargs)
+    return add(
+        layer.data[:, columns],
+        name=name,
+        scale=tuple(layer.scale),
+        translate=translate,
+        metadata=dict(layer.metadata),
+        **kwargs,
+    )
 
 
 def train_screenshot(viewer: Any, folder: pathlib.Path, path: pathlib.Path) -> None:
@@ -261,8 +285,9 @@ def main(argv: list[str] | None = None) -> int:
         result = widget.result_layer
         if result is None:
             raise RuntimeError(f"the panel gave no result: {widget._status.value}")
-        log.info("result %r: %d objects; console line: %s", result.name, int(result.data.max()),
-                 widget.last_console_call)
+        log.info(
+            "result %r: %d objects; console line: %s", result.name, int(result.data.max()), widget.last_console_call
+        )
         viewer.layers.selection.active = result
         settle(0.5)
         viewer.reset_view()

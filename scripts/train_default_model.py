@@ -38,10 +38,14 @@ SETTINGS = {
     "--object-size": "18",
     "--scale-jitter": "1.35",
 }
-DESCRIPTION = ("Fluorescence nuclei: 2D instance U-Net with a distance head, trained on DSB2018 stage1_train "
-               "(BBBC038v1, CC0); finds the nucleus size in each image")
-DATA = ("DSB2018 stage1_train (BBBC038v1, CC0 1.0; Caicedo et al., Nature Methods 16:1247, 2019): "
-        "442 grayscale fluorescence images, split scripts/dsb2018_split.json")
+DESCRIPTION = (
+    "Fluorescence nuclei: 2D instance U-Net with a distance head, trained on DSB2018 stage1_train "
+    "(BBBC038v1, CC0); finds the nucleus size in each image"
+)
+DATA = (
+    "DSB2018 stage1_train (BBBC038v1, CC0 1.0; Caicedo et al., Nature Methods 16:1247, 2019): "
+    "442 grayscale fluorescence images, split scripts/dsb2018_split.json"
+)
 
 
 def link_split(data: Path, names: list[str], dest: Path) -> None:
@@ -69,8 +73,10 @@ def finalize(path: Path) -> None:
     lo, hi = percentile_range(image, *model.spec.percentiles)
     image = apply_range(image, lo, hi)
     h, w = image.shape[1:]
-    crops = [image[:, y: y + 320, x: x + 320] for y, x in
-             ((0, 0), (0, w - 320), (h - 320, 0), (h - 320, w - 320), ((h - 320) // 2, (w - 320) // 2))]
+    crops = [
+        image[:, y : y + 320, x : x + 320]
+        for y, x in ((0, 0), (0, w - 320), (h - 320, 0), (h - 320, w - 320), ((h - 320) // 2, (w - 320) // 2))
+    ]
     radius = max(effective_radius(model, crop) for crop in crops)
     halo = min(round_up(radius, 8), round_up(model.receptive_radius(), 8))
     training = read_model_info(path)["spec"].get("training") or {}
@@ -86,31 +92,75 @@ def main() -> int:
     parser.add_argument("--epochs", default="42")
     parser.add_argument("--steps-per-epoch", default="200")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
-    parser.add_argument("--finalize-only", action="store_true",
-                        help="skip training: finalise and evaluate the model already in --out")
+    parser.add_argument(
+        "--finalize-only", action="store_true", help="skip training: finalise and evaluate the model already in --out"
+    )
     args = parser.parse_args()
     split = json.loads((HERE / "dsb2018_split.json").read_text())
     link_split(args.data, split["train"], args.out / "train")
     link_split(args.data, split["validation"], args.out / "val")
     exe = [sys.executable, "-m", "napari_unet.cli"]
     model = args.out / "nuclei.safetensors"
-    cmd = exe + [
-        "train", "--images", str(args.out / "train" / "images"), "--masks", str(args.out / "train" / "masks"),
-        "--val-images", str(args.out / "val" / "images"), "--val-masks", str(args.out / "val" / "masks"),
-        "--output", str(model), "--device", args.device, "--epochs", args.epochs,
-        "--steps-per-epoch", args.steps_per_epoch,
-        "--description", DESCRIPTION, "--data-description", DATA,
-        *[x for kv in SETTINGS.items() for x in kv],
-    ] + (["--resume"] if args.resume else [])
+    cmd = (
+        exe
+        + [
+            "train",
+            "--images",
+            str(args.out / "train" / "images"),
+            "--masks",
+            str(args.out / "train" / "masks"),
+            "--val-images",
+            str(args.out / "val" / "images"),
+            "--val-masks",
+            str(args.out / "val" / "masks"),
+            "--output",
+            str(model),
+            "--device",
+            args.device,
+            "--epochs",
+            args.epochs,
+            "--steps-per-epoch",
+            args.steps_per_epoch,
+            "--description",
+            DESCRIPTION,
+            "--data-description",
+            DATA,
+            *[x for kv in SETTINGS.items() for x in kv],
+        ]
+        + (["--resume"] if args.resume else [])
+    )
     if not args.finalize_only:
         print(" ".join(cmd), flush=True)
         subprocess.run(cmd, check=True)
-    subprocess.run([sys.executable, str(HERE / "tune_postprocess.py"), str(model), "--images",
-                    str(args.out / "val" / "images"), "--masks", str(args.out / "val" / "masks"), "--write"],
-                   check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "tune_postprocess.py"),
+            str(model),
+            "--images",
+            str(args.out / "val" / "images"),
+            "--masks",
+            str(args.out / "val" / "masks"),
+            "--write",
+        ],
+        check=True,
+    )
     finalize(model)
-    subprocess.run(exe + ["evaluate", "--model", str(model), "--images", str(args.out / "val" / "images"),
-                          "--masks", str(args.out / "val" / "masks"), "--device", args.device], check=True)
+    subprocess.run(
+        exe
+        + [
+            "evaluate",
+            "--model",
+            str(model),
+            "--images",
+            str(args.out / "val" / "images"),
+            "--masks",
+            str(args.out / "val" / "masks"),
+            "--device",
+            args.device,
+        ],
+        check=True,
+    )
     return 0
 
 

@@ -43,8 +43,8 @@ def main() -> int:
     from napari_unet.core.model.file import load_model, read_model_info, save_model
     from napari_unet.core.progress import drain
     from napari_unet.core.training.data import pairs_from_folders, prepare
-    from napari_unet.core.training.loop import fit_size_model_on
     from napari_unet.core.training.metrics import ap_counts, summarize_ap
+    from napari_unet.core.training.validation import fit_size_model_on
 
     model = load_model(args.model)
     if model.spec.target != "instances" or model.spec.boundary_class is None:
@@ -64,17 +64,25 @@ def main() -> int:
     distance = model.head_channel("distance")
     cached = []
     for image_path, mask_path in pairs:
-        probs = drain(iter_predict(tifffile.imread(image_path), model, axes="YX", device=args.device,
-                                   heads=True, layout_order=True))
+        probs = drain(
+            iter_predict(
+                tifffile.imread(image_path), model, axes="YX", device=args.device, heads=True, layout_order=True
+            )
+        )
         cached.append((probs, tifffile.imread(mask_path)))
     rows = []
     for thr, seed, keep, fill in itertools.product(SEED_THRESHOLDS, MIN_SEED_SIZES, KEEP_SEEDLESS, FILL_HOLES):
         counts = []
         for probs, truth in cached:
             labels = labels_from_probabilities(
-                probs if distance is not None else probs[: model.n_classes], mode="instances",
-                boundary_class=model.spec.boundary_class, distance_channel=distance,
-                seed_threshold=thr, min_seed_size=seed, keep_seedless=keep, fill_holes=fill,
+                probs if distance is not None else probs[: model.n_classes],
+                mode="instances",
+                boundary_class=model.spec.boundary_class,
+                distance_channel=distance,
+                seed_threshold=thr,
+                min_seed_size=seed,
+                keep_seedless=keep,
+                fill_holes=fill,
             )
             counts.append(ap_counts(truth, labels))
         ap = summarize_ap(counts, pooled=True)
@@ -89,9 +97,16 @@ def main() -> int:
     if args.write:
         training = dict(read_model_info(args.model)["spec"].get("training") or {})
         training["postprocess_tuning"] = {
-            "images": len(cached), "AP50": best[1], "mAP": best[0], "grid": {
-                "seed_threshold": SEED_THRESHOLDS, "min_seed_size": MIN_SEED_SIZES, "keep_seedless": KEEP_SEEDLESS,
-            "fill_holes": FILL_HOLES}}
+            "images": len(cached),
+            "AP50": best[1],
+            "mAP": best[0],
+            "grid": {
+                "seed_threshold": SEED_THRESHOLDS,
+                "min_seed_size": MIN_SEED_SIZES,
+                "keep_seedless": KEEP_SEEDLESS,
+                "fill_holes": FILL_HOLES,
+            },
+        }
         save_model(model, args.model, postprocess=settings, training=training)
         print(f"wrote {settings} to {args.model}")
     else:

@@ -60,7 +60,7 @@ def imports_of(path: Path) -> list[tuple[int, str]]:
 
 def part_of(module: str) -> str | None:
     """The layer or shared module of a ``napari_unet.core`` module name (None for core itself)."""
-    rest = module[len(CORE) + 1:] if module.startswith(CORE + ".") else ""
+    rest = module[len(CORE) + 1 :] if module.startswith(CORE + ".") else ""
     return rest.split(".")[0] or None
 
 
@@ -97,8 +97,11 @@ def layering_problems() -> list[str]:
 
 
 def test_every_part_of_core_has_a_place_in_the_layering() -> None:
-    parts = {p.stem if p.is_file() else p.name for p in CORE_DIR.iterdir()
-             if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").is_file()}
+    parts = {
+        p.stem if p.is_file() else p.name
+        for p in CORE_DIR.iterdir()
+        if (p.suffix == ".py" and p.name != "__init__.py") or (p / "__init__.py").is_file()
+    }
     assert parts == set(LAYERS) | set(SHARED)
 
 
@@ -125,8 +128,9 @@ def test_core_layers_import_only_downwards() -> None:
         ("segment.py", "from .labels.postprocess import MODES\nfrom .options import check_bool", False),
     ],
 )
-def test_layering_check_catches_upward_imports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rel: str,
-                                               source: str, bad: bool) -> None:
+def test_layering_check_catches_upward_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rel: str, source: str, bad: bool
+) -> None:
     package = tmp_path / "napari_unet"
     shutil.copytree(CORE_DIR, package / "core", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("_version.py", "__init__.py"):
@@ -138,8 +142,10 @@ def test_layering_check_catches_upward_imports(tmp_path: Path, monkeypatch: pyte
 
 
 def test_source_modules_stay_small() -> None:
-    sizes = {str(p.relative_to(PACKAGE_DIR.parent)): len(p.read_text(encoding="utf-8").splitlines())
-             for p in PACKAGE_DIR.rglob("*.py")}
+    sizes = {
+        str(p.relative_to(PACKAGE_DIR.parent)): len(p.read_text(encoding="utf-8").splitlines())
+        for p in PACKAGE_DIR.rglob("*.py")
+    }
     too_long = sorted(f"{name}: {n} lines" for name, n in sizes.items() if n > MAX_LINES and name not in OVERSIZED)
     assert not too_long, f"split modules over {MAX_LINES} lines:\n" + "\n".join(too_long)
     fixed = sorted(name for name in OVERSIZED if sizes.get(name, 0) <= MAX_LINES)

@@ -16,8 +16,20 @@ def _run(*args: str) -> str:
 
 
 def test_tiled_inference_benchmark_prints_its_table():
-    out = _run(str(BENCH / "tiled_inference.py"), "--device", "cpu", "--size", "160", "--tile", "64",
-               "--batch", "2", "--features", "4", "--skip-monai")
+    out = _run(
+        str(BENCH / "tiled_inference.py"),
+        "--device",
+        "cpu",
+        "--size",
+        "160",
+        "--tile",
+        "64",
+        "--batch",
+        "2",
+        "--features",
+        "4",
+        "--skip-monai",
+    )
     assert "image 160x160 uint16" in out
     rows = {line.split("  ")[0].strip() for line in out.splitlines()}
     assert {"napari-unet", "forward, plain", "forward, channels-last", "forward, napari-unet's net"} <= rows
@@ -58,8 +70,8 @@ def _one_image_folder(path: Path) -> Path:
     image = np.random.default_rng(1).integers(0, 40, (96, 96)).astype(np.uint8)
     mask = np.zeros((96, 96), np.uint16)
     for k, (y, x) in enumerate([(20, 20), (20, 60), (60, 40)], start=1):
-        image[y: y + 14, x: x + 14] += 160
-        mask[y: y + 14, x: x + 14] = k
+        image[y : y + 14, x : x + 14] += 160
+        mask[y : y + 14, x : x + 14] = k
     tifffile.imwrite(path / "images" / "a.tif", image)
     tifffile.imwrite(path / "masks" / "a.tif", mask)
     return path

@@ -120,7 +120,8 @@ def evaluate(
         ``AP50`` … ``AP95`` and ``mAP`` pooled over all images (instance models), the same per
         image under ``per_image``, ``mIoU`` and ``n_images``.
     """
-    from .api import _run, resolve_model
+    from ._sources import resolve_model
+    from .api import _run
     from .core.training.evaluate import iter_evaluate
 
     pairs = _pairs(images, masks, "images")

@@ -28,40 +28,54 @@ def _int_at_least(minimum: int) -> Any:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="napari-unet", description="Segment microscopy images with a U-Net."
-    )
+    parser = argparse.ArgumentParser(prog="napari-unet", description="Segment microscopy images with a U-Net.")
     parser.add_argument("--version", action="version", version=f"napari-unet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log details to stderr")
-    parser.add_argument("--debug", action="store_true",
-                        help=f"print the traceback of an error (same as {DEBUG_ENV}=1)")
+    parser.add_argument("--debug", action="store_true", help=f"print the traceback of an error (same as {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     seg = sub.add_parser("segment", help="segment image files, writing <stem>_labels.tif")
     seg.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s)")
-    seg.add_argument("--model", "-m", type=Path, default=None,
-                     help="model file (.safetensors) or a built-in model by name (nuclei); default: nuclei")
-    seg.add_argument("--object-size", type=float, default=None,
-                     help="typical object diameter in pixels: zoom so objects match the model's training size")
+    seg.add_argument(
+        "--model",
+        "-m",
+        type=Path,
+        default=None,
+        help="model file (.safetensors) or a built-in model by name (nuclei); default: nuclei",
+    )
+    seg.add_argument(
+        "--object-size",
+        type=float,
+        default=None,
+        help="typical object diameter in pixels: zoom so objects match the model's training size",
+    )
     seg.add_argument("--output", "-o", type=Path, required=True, help="output folder (created if needed)")
     seg.add_argument("--axes", help="axes of the input when its file has none, e.g. ZCYX")
     seg.add_argument("--channels", help="channels to feed the model, by index or name: 0,2 or DAPI")
     seg.add_argument("--mode", choices=("instances", "semantic"), default="instances")
-    seg.add_argument("--min-size", type=_int_at_least(0), default=0,
-                     help="drop objects smaller than this many pixels")
+    seg.add_argument("--min-size", type=_int_at_least(0), default=0, help="drop objects smaller than this many pixels")
     seg.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
-    seg.add_argument("--tile-size", type=_int_at_least(1), default=None,
-                     help="tile edge in pixels (default: from memory)")
-    seg.add_argument("--halo", type=_int_at_least(0), default=None,
-                     help="tile context in pixels (default: from the network)")
+    seg.add_argument(
+        "--tile-size", type=_int_at_least(1), default=None, help="tile edge in pixels (default: from memory)"
+    )
+    seg.add_argument(
+        "--halo", type=_int_at_least(0), default=None, help="tile context in pixels (default: from the network)"
+    )
     seg.add_argument("--batch-size", type=_int_at_least(1), default=None, help="tiles per forward pass")
     seg.add_argument("--precision", default="auto", choices=PRECISIONS)
-    seg.add_argument("--compile", choices=("auto", "yes", "no"), default="auto",
-                     help="torch.compile the network: once per run, then faster for every file "
-                          "(auto: on CUDA when the work is large)")
-    seg.add_argument("--tta", action="store_true",
-                     help="test-time augmentation: average over the 8 flips/quarter turns of every tile "
-                          "(about 8x slower, slightly better)")
+    seg.add_argument(
+        "--compile",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="torch.compile the network: once per run, then faster for every file "
+        "(auto: on CUDA when the work is large)",
+    )
+    seg.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over the 8 flips/quarter turns of every tile "
+        "(about 8x slower, slightly better)",
+    )
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     info = sub.add_parser("info", help="describe a model file")
@@ -69,11 +83,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a U-Net on folders of images and masks")
     tr.add_argument("--images", type=Path, required=True, help="folder of training images (.tif)")
-    tr.add_argument("--masks", type=Path, required=True,
-                    help="folder of label images matched by name (a.tif, a_mask.tif, a_labels.tif)")
+    tr.add_argument(
+        "--masks",
+        type=Path,
+        required=True,
+        help="folder of label images matched by name (a.tif, a_mask.tif, a_labels.tif)",
+    )
     tr.add_argument("--output", "-o", type=Path, required=True, help="model file to write (.safetensors)")
-    tr.add_argument("--mode", choices=("instances", "semantic"), default="instances",
-                    help="instances: touching objects (background/interior/boundary); semantic: classes")
+    tr.add_argument(
+        "--mode",
+        choices=("instances", "semantic"),
+        default="instances",
+        help="instances: touching objects (background/interior/boundary); semantic: classes",
+    )
     tr.add_argument("--epochs", type=_int_at_least(1), default=50)
     tr.add_argument("--steps-per-epoch", type=_int_at_least(1), default=None)
     tr.add_argument("--patch-size", type=_int_at_least(16), default=256)
@@ -93,38 +115,62 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--axes", help="axes of the images when their files have none")
     tr.add_argument("--channels", help="channels to train on, by index or name")
     tr.add_argument("--resume", action="store_true", help="continue the run that writes --output")
-    tr.add_argument("--from", dest="from_model", type=Path,
-                    help="fine-tune this model file, or a bundled model by name (nuclei)")
+    tr.add_argument(
+        "--from", dest="from_model", type=Path, help="fine-tune this model file, or a bundled model by name (nuclei)"
+    )
     tr.add_argument("--description", default="", help="free text stored in the model file")
-    tr.add_argument("--data-description", default=None,
-                    help="what the training data is, stored in the model's training record "
-                         "(default: the number of images and their folder)")
-    tr.add_argument("--object-size", default="auto", type=_object_size_option,
-                    help="instance models: zoom training images so their median object diameter is this "
-                         "many pixels; 'auto' (default): the median over all images; 'none': no zoom")
-    tr.add_argument("--scale-jitter", type=float, default=1.25,
-                    help="patches zoomed by a random factor in [1/J, J] (default 1.25; 1: none)")
-    tr.add_argument("--no-distance-head", action="store_true",
-                    help="instance models: no distance head (classes only, the older recipe)")
+    tr.add_argument(
+        "--data-description",
+        default=None,
+        help="what the training data is, stored in the model's training record "
+        "(default: the number of images and their folder)",
+    )
+    tr.add_argument(
+        "--object-size",
+        default="auto",
+        type=_object_size_option,
+        help="instance models: zoom training images so their median object diameter is this "
+        "many pixels; 'auto' (default): the median over all images; 'none': no zoom",
+    )
+    tr.add_argument(
+        "--scale-jitter",
+        type=float,
+        default=1.25,
+        help="patches zoomed by a random factor in [1/J, J] (default 1.25; 1: none)",
+    )
+    tr.add_argument(
+        "--no-distance-head",
+        action="store_true",
+        help="instance models: no distance head (classes only, the older recipe)",
+    )
     tr.add_argument("--no-noise", action="store_true", help="no Gaussian noise augmentation")
     tr.add_argument("--no-progress", action="store_true")
 
     demo = sub.add_parser("demo", help="segment the bundled sample with the bundled model")
-    demo.add_argument("--output", "-o", type=Path, default=Path("napari-unet-demo"),
-                      help="folder for the labels TIFF and the overlay PNG (default napari-unet-demo)")
+    demo.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=Path("napari-unet-demo"),
+        help="folder for the labels TIFF and the overlay PNG (default napari-unet-demo)",
+    )
     demo.add_argument("--device", default="auto")
 
     ev = sub.add_parser("evaluate", help="AP at IoU 0.5-0.95 and mean IoU of a model on labelled images")
-    ev.add_argument("--model", "-m", type=Path, required=True,
-                    help="model file (.safetensors) or a built-in model by name (nuclei)")
+    ev.add_argument(
+        "--model", "-m", type=Path, required=True, help="model file (.safetensors) or a built-in model by name (nuclei)"
+    )
     ev.add_argument("--images", type=Path, required=True)
     ev.add_argument("--masks", type=Path, required=True)
     ev.add_argument("--min-size", type=_int_at_least(0), default=0)
     ev.add_argument("--device", default="auto")
     ev.add_argument("--axes")
     ev.add_argument("--channels")
-    ev.add_argument("--tta", action="store_true",
-                    help="test-time augmentation: average over the 8 flips/quarter turns (about 8x slower)")
+    ev.add_argument(
+        "--tta",
+        action="store_true",
+        help="test-time augmentation: average over the 8 flips/quarter turns (about 8x slower)",
+    )
     return parser
 
 

@@ -16,20 +16,20 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from ._sources import console_source, resolve_model
 
 if TYPE_CHECKING:
     from .core.model.unet import UNet
     from .core.progress import Progress
 
+
 log = logging.getLogger(__name__)
 
-__all__ = ["ImageSource", "estimate_object_size", "evaluate", "image_source", "load_model", "predict",
-           "resolve_model", "save_model", "segment", "train"]
-
+__all__ = ["estimate_object_size", "evaluate", "load_model", "predict", "save_model", "segment", "train"]
 
 
 def load_model(path: str | os.PathLike, *, device: str | int | None = None) -> UNet:
@@ -54,112 +54,6 @@ def save_model(model: UNet, path: str | os.PathLike, **spec_updates: Any) -> Any
     return _save(model, path, **spec_updates)
 
 
-def resolve_model(model: Any) -> UNet:
-    """A UNet from a UNet, a model file path, a built-in model name, or None (the built-in nuclei model)."""
-    from .core.model.unet import UNet
-
-    if isinstance(model, UNet):
-        return model
-    from .core.model.bundled import resolve_model_file
-    from .core.model.cache import cached_model
-
-    if isinstance(model, (str, os.PathLike)) or model is None:
-        path = resolve_model_file(model)  # a bare unknown name: ValueError listing the built-in names
-        if not path.is_file():
-            return load_model(path)  # its own clear error
-        return cached_model(path)  # the same object for repeated calls: prepared (and compiled) once
-    raise TypeError(f"model must be a UNet, a model file path or a built-in model name, got {type(model).__name__}")
-
-
-@dataclass(frozen=True)
-class ImageSource:
-    """An image ready for the core: its array, axes and names (see :func:`image_source`).
-
-    Attributes
-    ----------
-    image : array-like
-        numpy, memory-mapped or dask array (level 0 of a multiscale layer).
-    axes : str or None
-        Its axes; None when they are left to the core to guess (with a warning).
-    image_name : str
-        How error messages name it: ``"image"``, ``"layer 'x'"`` or the file path.
-    channel_names : list of str or None
-        Names of its channels, for ``channels=`` given by name.
-    origin : str
-        Where ``axes`` came from (:data:`~napari_unet.core.image.axes.AXES_ORIGINS`).
-    note : str
-        Why recorded axes were ignored, if they were.
-    """
-
-    image: Any
-    axes: str | None
-    image_name: str
-    channel_names: list[str] | None
-    origin: str
-    note: str = ""
-
-    def core_options(self) -> dict[str, Any]:
-        """``axes``, ``channel_names`` and ``image_name`` for ``iter_predict``/``iter_segment``."""
-        return {"axes": self.axes, "channel_names": self.channel_names, "image_name": self.image_name}
-
-
-def _names(names: Any) -> list[str] | None:
-    return [str(n) for n in names] if isinstance(names, (list, tuple)) else None
-
-
-def image_source(image: Any, axes: str | None = None, *, guess: bool = False) -> ImageSource:
-    """Array, axes, name and channel names from an array, an ImageFile or a napari Image layer.
-
-    Axes are chosen with :func:`~napari_unet.core.image.axes.choose_axes`: ``axes`` when given, else
-    those recorded with the image (``layer.metadata["axes"]``, set by napari-unet's reader, or
-    the file's axes; ignored, with a ``note`` that predict and segment log, when they do not fit), else
-    ``...YXS`` for an RGB layer, ``YX`` for 2D data, else guessed: here when ``guess`` is True
-    (silently; ``origin`` says so), otherwise later by the core, with a warning.
-
-    Parameters
-    ----------
-    image : array-like, napari Image layer (any object with ``data`` and ``name``) or ImageFile
-        The image.
-    axes : str, optional
-        Its axes; wins over anything recorded.
-    guess : bool
-        Guess axes from the shape here instead of leaving them to the core.
-
-    Returns
-    -------
-    ImageSource
-
-    Raises
-    ------
-    ValueError
-        An axis of length 0, or ``axes`` that do not fit the data.
-    """
-    from .core.image.axes import choose_axes
-    from .core.image.checks import check_not_empty
-    from .core.image.io import ImageFile
-
-    if isinstance(image, ImageFile):
-        data, name, names, recorded, rgb = image.data, str(image.path), _names(image.channel_names), image.axes, False
-    elif isinstance(image, np.ndarray) or not hasattr(image, "data") or not hasattr(image, "name"):
-        data, name, names, recorded, rgb = image, "image", None, None, False
-    else:
-        meta = getattr(image, "metadata", None) or {}
-        data = image.data[0] if getattr(image, "multiscale", False) else image.data
-        name, names, recorded = f"layer {image.name!r}", _names(meta.get("channel_names")), meta.get("axes")
-        rgb = bool(getattr(image, "rgb", False))
-    check_not_empty(np.shape(data), name)  # before the axes: an empty image is not an axes problem
-    choice = choose_axes(np.shape(data), axes, recorded=recorded, rgb=rgb, guess=guess)
-    return ImageSource(data, choice.axes, name, names, choice.origin, choice.note)
-
-
-def _console_source(image: Any, axes: str | None) -> ImageSource:
-    """:func:`image_source` for ``predict``/``segment``: ignored metadata axes are logged."""
-    src = image_source(image, axes)
-    if src.note:
-        log.warning("%s: %s", src.image_name, src.note)
-    return src
-
-
 def _run(gen: Any, progress: Callable[[Progress], Any] | bool | None) -> Any:
     from .core.progress import drain
 
@@ -179,11 +73,7 @@ def _run(gen: Any, progress: Callable[[Progress], Any] | bool | None) -> Any:
 
 
 def estimate_object_size(
-    image: Any,
-    model: Any = None,
-    *,
-    axes: str | None = None,
-    channels: int | str | Sequence[int | str] | None = None,
+    image: Any, model: Any = None, *, axes: str | None = None, channels: int | str | Sequence[int | str] | None = None
 ) -> float:
     """The typical object diameter (pixels) the model finds in ``image``.
 
@@ -216,7 +106,7 @@ def estimate_object_size(
     from .core.progress import drain
 
     check_inference_options(axes=axes, channels=channels)
-    src = _console_source(image, axes)
+    src = console_source(image, axes)
     net = resolve_model(model)
     if not can_estimate_size(net):
         raise ValueError(
@@ -224,8 +114,14 @@ def estimate_object_size(
             "size, or it is a 3D model); give object_size= instead"
         )
     options = src.core_options()
-    layout = plan_for(src.image, net, axes=options.get("axes"), channels=channels,
-                      channel_names=options.get("channel_names"), image_name=options.get("image_name", "image"))
+    layout = plan_for(
+        src.image,
+        net,
+        axes=options.get("axes"),
+        channels=channels,
+        channel_names=options.get("channel_names"),
+        image_name=options.get("image_name", "image"),
+    )
     return float(drain(iter_object_size(src.image, net, layout)))
 
 
@@ -289,14 +185,33 @@ def predict(
     from .core.options import check_inference_options
 
     # every option checked before the model loads: one ValueError naming the parameter
-    check_inference_options(axes=axes, channels=channels, tile_size=tile_size, halo=halo, batch_size=batch_size,
-                            device=device, precision=precision, object_size=object_size, progress=progress,
-                            compile=compile, tta=tta)
-    src = _console_source(image, axes)
+    check_inference_options(
+        axes=axes,
+        channels=channels,
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        object_size=object_size,
+        progress=progress,
+        compile=compile,
+        tta=tta,
+    )
+    src = console_source(image, axes)
     net = resolve_model(model)
     gen = iter_predict(
-        src.image, net, channels=channels, tile_size=tile_size, halo=halo, batch_size=batch_size,
-        device=device, precision=precision, object_size=object_size, compile=compile, tta=tta,
+        src.image,
+        net,
+        channels=channels,
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        object_size=object_size,
+        compile=compile,
+        tta=tta,
         **src.core_options(),
     )
     return _run(gen, progress)
@@ -338,18 +253,40 @@ def segment(
     from .core.options import check_inference_options
     from .core.segment import iter_segment
 
-    check_inference_options(axes=axes, channels=channels, mode=mode, min_size=min_size, tile_size=tile_size,
-                            halo=halo, batch_size=batch_size, device=device, precision=precision,
-                            object_size=object_size, progress=progress, compile=compile, tta=tta)
-    src = _console_source(image, axes)
+    check_inference_options(
+        axes=axes,
+        channels=channels,
+        mode=mode,
+        min_size=min_size,
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        object_size=object_size,
+        progress=progress,
+        compile=compile,
+        tta=tta,
+    )
+    src = console_source(image, axes)
     net = resolve_model(model)
     gen = iter_segment(
-        src.image, net, mode=mode, min_size=min_size, channels=channels, tile_size=tile_size, halo=halo,
-        batch_size=batch_size, device=device, precision=precision, object_size=object_size,
-        compile=compile, tta=tta, **src.core_options(),
+        src.image,
+        net,
+        mode=mode,
+        min_size=min_size,
+        channels=channels,
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        object_size=object_size,
+        compile=compile,
+        tta=tta,
+        **src.core_options(),
     )
     return _run(gen, progress)
-
 
 
 from ._api_training import evaluate, train  # noqa: E402 - training and evaluation, at home beside the rest

@@ -72,17 +72,39 @@ def cmd_train(args: argparse.Namespace) -> int:
         elif event.kind in ("start", "done"):
             print(event.message, flush=True)
 
-    drain(iter_train(
-        pairs, val_pairs=val, val_fraction=args.val_fraction, mode=args.mode, output=args.output,
-        model=args.from_model, resume=args.resume, depth=args.depth, base_features=args.features,
-        ndim=args.ndim, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
-        patch_size=args.patch_size, batch_size=args.batch_size, lr=args.lr, patience=args.patience,
-        elastic=args.elastic, device=args.device, precision=args.precision, seed=args.seed,
-        axes=args.axes, channels=_parse_channels(args.channels), description=args.description,
-        data_description=args.data_description or f"{len(pairs)} images from {args.images}",
-        object_size=args.object_size, scale_jitter=args.scale_jitter,
-        distance_head=not args.no_distance_head, noise=not args.no_noise,
-    ), show)
+    drain(
+        iter_train(
+            pairs,
+            val_pairs=val,
+            val_fraction=args.val_fraction,
+            mode=args.mode,
+            output=args.output,
+            model=args.from_model,
+            resume=args.resume,
+            depth=args.depth,
+            base_features=args.features,
+            ndim=args.ndim,
+            epochs=args.epochs,
+            steps_per_epoch=args.steps_per_epoch,
+            patch_size=args.patch_size,
+            batch_size=args.batch_size,
+            lr=args.lr,
+            patience=args.patience,
+            elastic=args.elastic,
+            device=args.device,
+            precision=args.precision,
+            seed=args.seed,
+            axes=args.axes,
+            channels=_parse_channels(args.channels),
+            description=args.description,
+            data_description=args.data_description or f"{len(pairs)} images from {args.images}",
+            object_size=args.object_size,
+            scale_jitter=args.scale_jitter,
+            distance_head=not args.no_distance_head,
+            noise=not args.no_noise,
+        ),
+        show,
+    )
     if not args.output.is_file():  # never report a file that is not there
         raise CLIError(f"training finished but no model file was written to {args.output}")
     print(f"model written to {args.output}")
@@ -107,22 +129,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
     image = read_image(sample_path("nuclei"))
     truth = read_image(sample_path("nuclei_masks")).data
     start = time.perf_counter()
-    labels = drain(iter_segment(image.data, model, axes=image.axes, device=device,
-                                image_name="the nuclei sample"))
+    labels = drain(iter_segment(image.data, model, axes=image.axes, device=device, image_name="the nuclei sample"))
     seconds = time.perf_counter() - start
     args.output.mkdir(parents=True, exist_ok=True)
     stem = output_stem(image.path)
     out = write_labels(
-        args.output / f"{stem}_labels.tif", labels, axes=image.axes, scale=image.scale, units=image.units,
-        provenance=build_provenance(command="napari-unet demo", model=DEFAULT_MODEL_NAME,
-                                    model_description=model.spec.description, input=SAMPLES["nuclei"].file,
-                                    axes=image.axes, device=device),
+        args.output / f"{stem}_labels.tif",
+        labels,
+        axes=image.axes,
+        scale=image.scale,
+        units=image.units,
+        provenance=build_provenance(
+            command="napari-unet demo",
+            model=DEFAULT_MODEL_NAME,
+            model_description=model.spec.description,
+            input=SAMPLES["nuclei"].file,
+            axes=image.axes,
+            device=device,
+        ),
     )
     png = write_overlay_png(args.output / f"{stem}_overlay.png", np.asarray(image.data), labels)
     ap = average_precision(truth, labels, thresholds=(0.5,))[0.5]
     n_truth = len(np.unique(truth)) - 1
-    print(f"segmented the bundled sample ({image.data.shape[0]}x{image.data.shape[1]}, DSB2018, CC0) with "
-          f"the bundled model on {device} in {seconds:.1f} s")
+    print(
+        f"segmented the bundled sample ({image.data.shape[0]}x{image.data.shape[1]}, DSB2018, CC0) with "
+        f"the bundled model on {device} in {seconds:.1f} s"
+    )
     print(f"{int(labels.max())} nuclei found ({n_truth} in the ground truth), AP at IoU 0.5 = {ap:.3f}")
     print(f"labels: {out}")
     print(f"overlay: {png}")
@@ -144,8 +176,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise CLIError(f"--model: {err}") from None
     model = load_model(model_file)
     pairs = pairs_from_folders(args.images, args.masks)
-    result = drain(iter_evaluate(model, pairs, axes=args.axes, channels=_parse_channels(args.channels),
-                                 min_size=args.min_size, device=args.device, tta=args.tta))
+    result = drain(
+        iter_evaluate(
+            model,
+            pairs,
+            axes=args.axes,
+            channels=_parse_channels(args.channels),
+            min_size=args.min_size,
+            device=args.device,
+            tta=args.tta,
+        )
+    )
     tta = " with test-time augmentation" if args.tta else ""
     name = model_label(model_file)
     name = model_file.name if name == str(model_file) else name
@@ -201,14 +242,26 @@ def cmd_segment(args: argparse.Namespace) -> int:
             axes = args.axes.upper() if args.axes else img.axes
             progress = None if args.no_progress else TextProgress(prefix=f"{path.name}: ")
             gen = iter_segment(
-                img.data, model, mode=args.mode, min_size=args.min_size, axes=axes,
-                channels=channels, channel_names=img.channel_names, image_name=str(path),
-                tile_size=args.tile_size, halo=args.halo, batch_size=args.batch_size,
-                device=args.device, precision=args.precision, object_size=args.object_size,
-                compile={"yes": True, "no": False}.get(args.compile, "auto"), tta=args.tta,
+                img.data,
+                model,
+                mode=args.mode,
+                min_size=args.min_size,
+                axes=axes,
+                channels=channels,
+                channel_names=img.channel_names,
+                image_name=str(path),
+                tile_size=args.tile_size,
+                halo=args.halo,
+                batch_size=args.batch_size,
+                device=args.device,
+                precision=args.precision,
+                object_size=args.object_size,
+                compile={"yes": True, "no": False}.get(args.compile, "auto"),
+                tta=args.tta,
             )
-            layout = plan_for(img.data, model, axes=axes, channels=channels,
-                              channel_names=img.channel_names, image_name=str(path))
+            layout = plan_for(
+                img.data, model, axes=axes, channels=channels, channel_names=img.channel_names, image_name=str(path)
+            )
             found: dict[str, float] = {}
 
             def watch(event: Any, bar: Any = progress, found: dict[str, float] = found) -> None:
@@ -223,12 +276,26 @@ def cmd_segment(args: argparse.Namespace) -> int:
             scale = [img.scale[i] for i in keep] if len(img.scale) == len(axes) else None
             units = [img.units[i] for i in keep] if len(img.units) == len(axes) else None
             provenance = build_provenance(
-                command="napari-unet segment", model=model_name, model_description=model.spec.description,
-                input=str(path), axes=axes, device=device, flat=True,
-                options={"mode": args.mode, "min_size": args.min_size, "axes": axes, "channels": channels,
-                         "device": str(device), "tile_size": args.tile_size, "halo": args.halo,
-                         "precision": args.precision, "object_size": args.object_size,
-                         "object_size_estimated": found.get("object_size"), "tta": args.tta},
+                command="napari-unet segment",
+                model=model_name,
+                model_description=model.spec.description,
+                input=str(path),
+                axes=axes,
+                device=device,
+                flat=True,
+                options={
+                    "mode": args.mode,
+                    "min_size": args.min_size,
+                    "axes": axes,
+                    "channels": channels,
+                    "device": str(device),
+                    "tile_size": args.tile_size,
+                    "halo": args.halo,
+                    "precision": args.precision,
+                    "object_size": args.object_size,
+                    "object_size_estimated": found.get("object_size"),
+                    "tta": args.tta,
+                },
             )
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
         except Exception as err:  # noqa: BLE001 - one line per failed input, then the next input
@@ -239,8 +306,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         what = "objects" if args.mode == "instances" else "classes max"
         size = f", object size {found['object_size']:.0f} px (estimated)" if "object_size" in found else ""
         print(
-            f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}, "
-            f"{time.perf_counter() - start:.1f} s"
+            f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}, {time.perf_counter() - start:.1f} s"
         )
     return 1 if failures else 0
 
@@ -249,12 +315,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="napari-unet: %(levelname)s: %(message)s",
+        level=logging.INFO if args.verbose else logging.WARNING, format="napari-unet: %(levelname)s: %(message)s"
     )
     try:
-        commands = {"info": cmd_info, "segment": cmd_segment, "train": cmd_train, "evaluate": cmd_evaluate,
-                    "demo": cmd_demo}
+        commands = {
+            "info": cmd_info,
+            "segment": cmd_segment,
+            "train": cmd_train,
+            "evaluate": cmd_evaluate,
+            "demo": cmd_demo,
+        }
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)

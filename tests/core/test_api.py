@@ -21,7 +21,7 @@ import pytest
 import torch
 from known_nets import threshold_net
 
-from napari_unet import api
+from napari_unet import _sources, api
 from napari_unet.core.image.axes import AxesGuessWarning
 from napari_unet.core.model.unet import UNet
 
@@ -142,8 +142,9 @@ def test_channels_by_name_from_a_layer():
     bright = squares_image()
     one_square = squares_image(SQUARES[:1], seed=1)
     dark = np.random.default_rng(2).integers(0, 100, bright.shape).astype(np.uint16)
-    layer = FakeLayer(np.stack([dark, bright, one_square]), name="cells", axes="CYX",
-                      channel_names=["membrane", "nuclei", "golgi"])
+    layer = FakeLayer(
+        np.stack([dark, bright, one_square]), name="cells", axes="CYX", channel_names=["membrane", "nuclei", "golgi"]
+    )
     net = threshold_net()
     nuclei = api.segment(layer, net, channels=["nuclei"], device="cpu")
     assert nuclei.shape == (37, 41)
@@ -215,8 +216,7 @@ def test_image_from_read_image_brings_axes_and_channel_names(tmp_path):
     from napari_unet import read_image
 
     data = np.stack([np.stack([squares_image(SQUARES[:1]), squares_image(seed=1)])] * 2)  # ZCYX
-    tifffile.imwrite(tmp_path / "stack.tif", data, imagej=True,
-                     metadata={"axes": "ZCYX", "Labels": ["one", "two"] * 2})
+    tifffile.imwrite(tmp_path / "stack.tif", data, imagej=True, metadata={"axes": "ZCYX", "Labels": ["one", "two"] * 2})
     image = read_image(tmp_path / "stack.tif")
     assert image.axes == "ZCYX" and image.channel_names == ["one", "two"]
     labels = api.segment(image, threshold_net(), channels=["two"], device="cpu")
@@ -236,8 +236,7 @@ def test_model_file_path_gives_same_result_as_unet(tmp_path):
     from_path = api.segment(img, path, device="cpu")
     np.testing.assert_array_equal(from_object, from_str)
     np.testing.assert_array_equal(from_object, from_path)
-    np.testing.assert_allclose(api.predict(img, path, device="cpu"), api.predict(img, net, device="cpu"),
-                               atol=1e-6)
+    np.testing.assert_allclose(api.predict(img, path, device="cpu"), api.predict(img, net, device="cpu"), atol=1e-6)
     loaded = api.load_model(path)
     assert isinstance(loaded, UNet) and loaded.spec.description == "tiny test net"
 
@@ -298,8 +297,17 @@ def test_predict_returns_probabilities_summing_to_one():
 def test_tile_size_and_halo_are_honoured():
     img = squares_image(shape=(37, 41))
     events = []
-    labels = api.segment(img, threshold_net(), axes="YX", device="cpu", tile_size=16, halo=4,
-                         batch_size=3, precision="float32", progress=events.append)
+    labels = api.segment(
+        img,
+        threshold_net(),
+        axes="YX",
+        device="cpu",
+        tile_size=16,
+        halo=4,
+        batch_size=3,
+        precision="float32",
+        progress=events.append,
+    )
     np.testing.assert_array_equal(labels > 0, mask_of())
     tiles = [e for e in events if e.stage == "tiles"]
     assert tiles[-1].total > 1  # several tiles, blended seamlessly
@@ -405,17 +413,27 @@ def test_model_files_are_loaded_once_per_file_version(tmp_path):
     path = tmp_path / "m.safetensors"
     torch.manual_seed(0)
     _save(_UNet(1, 2, depth=1, base_features=2), path)
-    first = api.resolve_model(str(path))
-    assert api.resolve_model(path) is first
+    first = _sources.resolve_model(str(path))
+    assert _sources.resolve_model(path) is first
     _save(_UNet(1, 3, depth=1, base_features=2), path)
-    second = api.resolve_model(str(path))
+    second = _sources.resolve_model(str(path))
     assert second is not first and second.n_classes == 3
-    assert api.resolve_model(None) is api.resolve_model(None)  # the bundled model
+    assert _sources.resolve_model(None) is _sources.resolve_model(None)  # the bundled model
 
 
 # ---------------------------------------------------------------------------- train and evaluate
-TINY_TRAINING = dict(depth=2, base_features=4, patch_size=32, batch_size=2, epochs=1, steps_per_epoch=2,
-                     device="cpu", warmup_steps=1, seed=0, object_size=None)
+TINY_TRAINING = dict(
+    depth=2,
+    base_features=4,
+    patch_size=32,
+    batch_size=2,
+    epochs=1,
+    steps_per_epoch=2,
+    device="cpu",
+    warmup_steps=1,
+    seed=0,
+    object_size=None,
+)
 
 
 def training_pairs(n: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -436,8 +454,9 @@ def test_train_and_evaluate_are_the_public_api(tmp_path):
     assert napari_unet.train is api.train and napari_unet.evaluate is api.evaluate
     output = tmp_path / "squares.safetensors"
     events = []
-    model = napari_unet.train(training_pairs(), output=output, val_fraction=0.34, progress=events.append,
-                              **TINY_TRAINING)
+    model = napari_unet.train(
+        training_pairs(), output=output, val_fraction=0.34, progress=events.append, **TINY_TRAINING
+    )
     assert isinstance(model, UNet) and model.in_channels == 1 and model.spec.target == "instances"
     assert output.is_file()
     assert isinstance(api.load_model(output), UNet)
@@ -475,7 +494,7 @@ def test_train_and_evaluate_take_folders_and_a_text_bar(tmp_path, capsys):
 
 def test_a_built_in_model_by_name_and_an_unknown_name():
     img = np.zeros((37, 41), np.float32)
-    assert api.resolve_model("nuclei") is api.resolve_model(None)
+    assert _sources.resolve_model("nuclei") is _sources.resolve_model(None)
     assert api.load_model("nuclei").spec.channel_names == ["nuclei"]
     with pytest.raises(ValueError, match=r"no built-in model named 'cells'.*built-in models: nuclei"):
         api.segment(img, "cells")

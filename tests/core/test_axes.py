@@ -28,8 +28,15 @@ def test_validate_axes():
 
 @pytest.mark.parametrize(
     "shape, axes",
-    [((2, 64, 64), "CYX"), ((64, 64, 3), "YXS"), ((30, 64, 64), "ZYX"), ((45, 2, 64, 64), "ZCYX"),
-     ((2, 45, 64, 64), "CZYX"), ((10, 45, 64, 64), "TZYX"), ((3, 4, 2, 64, 64), "TZCYX")],
+    [
+        ((2, 64, 64), "CYX"),
+        ((64, 64, 3), "YXS"),
+        ((30, 64, 64), "ZYX"),
+        ((45, 2, 64, 64), "ZCYX"),
+        ((2, 45, 64, 64), "CZYX"),
+        ((10, 45, 64, 64), "TZYX"),
+        ((3, 4, 2, 64, 64), "TZCYX"),
+    ],
 )
 def test_guess_warns(shape, axes):
     with pytest.warns(AxesGuessWarning, match=axes):
@@ -70,8 +77,7 @@ def test_channels_by_name_and_reordered():
 
 def test_channel_mismatch_message_names_counts_and_axes():
     with pytest.raises(ValueError) as err:
-        plan_layout((3, 8, 8), "CYX", model_channels=2, model_channel_names=["DNA", "membrane"],
-                    image_name="layer 'x'")
+        plan_layout((3, 8, 8), "CYX", model_channels=2, model_channel_names=["DNA", "membrane"], image_name="layer 'x'")
     msg = str(err.value)
     assert "model expects 2 channels (DNA, membrane)" in msg and "layer 'x' gives 3" in msg
     assert "axes CYX" in msg and "channels=" in msg

@@ -82,8 +82,7 @@ def test_zoomed_sample_needs_no_object_size(sample, factor):
     from napari_unet.core.segment import iter_segment
 
     image, truth = sample
-    zoomed = rescale(np.asarray(image.data, np.float32), factor, order=1, preserve_range=True,
-                     anti_aliasing=factor < 1)
+    zoomed = rescale(np.asarray(image.data, np.float32), factor, order=1, preserve_range=True, anti_aliasing=factor < 1)
     events = []
     labels = drain(iter_segment(zoomed, load_default_model(), axes="YX", device="cpu"), events.append)
     assert labels.shape == zoomed.shape
@@ -113,9 +112,19 @@ def test_demo_command_writes_labels_and_overlay(tmp_path, capsys):
 
 def test_cli_segment_without_model(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "napari_unet.cli", "segment", str(sample_path("nuclei")), "-o", str(tmp_path),
-         "--no-progress"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "napari_unet.cli",
+            "segment",
+            str(sample_path("nuclei")),
+            "-o",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert "nuclei_dsb2018_labels.tif" in result.stdout
@@ -134,9 +143,30 @@ def test_fine_tune_the_bundled_model_from_the_cli(tmp_path, capsys):
         tifffile.imwrite(img_dir / f"{name}.tif", image)
         tifffile.imwrite(mask_dir / f"{name}.tif", truth)
     out = tmp_path / "tuned.safetensors"
-    code = main(["train", "--images", str(img_dir), "--masks", str(mask_dir), "--output", str(out), "--from", "nuclei",
-                 "--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "64", "--batch-size", "2",
-                 "--val-fraction", "0.5", "--no-progress"])
+    code = main(
+        [
+            "train",
+            "--images",
+            str(img_dir),
+            "--masks",
+            str(mask_dir),
+            "--output",
+            str(out),
+            "--from",
+            "nuclei",
+            "--epochs",
+            "1",
+            "--steps-per-epoch",
+            "2",
+            "--patch-size",
+            "64",
+            "--batch-size",
+            "2",
+            "--val-fraction",
+            "0.5",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     spec = read_model_info(out)["spec"]
     arch = read_model_info(out)["architecture"]
@@ -167,8 +197,22 @@ def test_cli_names_built_in_models(tmp_path, capsys):
     image = np.asarray(read_image(sample_path("nuclei")).data)[:96, :96]
     tifffile.imwrite(tmp_path / "a.tif", image)
     out = tmp_path / "out"
-    assert main(["segment", str(tmp_path / "a.tif"), "--model", "nuclei", "-o", str(out), "--no-progress",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "a.tif"),
+                "--model",
+                "nuclei",
+                "-o",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     assert read_provenance(out / "a_labels.tif")["model"] == "nuclei"
     capsys.readouterr()
     assert main(["segment", str(tmp_path / "a.tif"), "--model", "cells", "-o", str(out), "--no-progress"]) == 1

@@ -48,8 +48,13 @@ def model2(tmp_path) -> Path:
     """2-channel model ("nuclei", "membrane") that looks only at the first channel it is fed."""
     path = tmp_path / "models" / "two.safetensors"
     path.parent.mkdir()
-    save_model(threshold_net(2), path, channel_names=["nuclei", "membrane"],
-               class_names=["background", "nucleus"], description="threshold test model")
+    save_model(
+        threshold_net(2),
+        path,
+        channel_names=["nuclei", "membrane"],
+        class_names=["background", "nucleus"],
+        description="threshold test model",
+    )
     return path
 
 
@@ -67,7 +72,10 @@ def write_zcyx(path: Path, channel_names=("nucA", "nucB"), n_z=3) -> np.ndarray:
     Z spacing 2.5 micron, XY pixel 0.5 micron; channel names as ImageJ slice labels."""
     data = np.stack([np.stack([plane(ONE, seed=z), plane(TWO, seed=10 + z)]) for z in range(n_z)])
     tifffile.imwrite(
-        path, data, imagej=True, resolution=(2.0, 2.0),
+        path,
+        data,
+        imagej=True,
+        resolution=(2.0, 2.0),
         metadata={"axes": "ZCYX", "spacing": 2.5, "unit": "um", "Labels": list(channel_names) * n_z},
     )
     return data
@@ -98,8 +106,9 @@ def leftovers(folder: Path) -> list[str]:
 def test_segment_zcyx_hyperstack_keeps_shape_axes_scale_and_records_provenance(tmp_path, capsys, model2):
     write_zcyx(tmp_path / "stack.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "stack.tif", "--model", model2,
-                                 "--output", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "stack.tif", "--model", model2, "--output", out, "--no-progress"
+    )
     assert status == 0, err
     assert err == []
     result = out / "stack_labels.tif"
@@ -135,8 +144,9 @@ def test_segment_zcyx_hyperstack_keeps_shape_axes_scale_and_records_provenance(t
 def test_channels_option_reorders_channels(tmp_path, capsys, model2, channels):
     write_zcyx(tmp_path / "stack.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out,
-                                 "--channels", channels, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out, "--channels", channels, "--no-progress"
+    )
     assert status == 0, err
     data = np.asarray(read_image(out / "stack_labels.tif").data)
     assert data.max() == 6  # now channel 1 (two squares per plane) comes first
@@ -151,8 +161,20 @@ def test_semantic_mode_and_min_size(tmp_path, capsys, model1):
     img = plane(TWO + ((slice(33, 35), slice(2, 4)),))  # plus a 4 px speck
     tifffile.imwrite(tmp_path / "a.tif", img, imagej=True, metadata={"axes": "YX"})
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "a.tif", "-m", model1, "-o", out,
-                                 "--mode", "semantic", "--min-size", "5", "--no-progress")
+    status, lines, err = run_cli(
+        capsys,
+        "segment",
+        tmp_path / "a.tif",
+        "-m",
+        model1,
+        "-o",
+        out,
+        "--mode",
+        "semantic",
+        "--min-size",
+        "5",
+        "--no-progress",
+    )
     assert status == 0, err
     result = read_image(out / "a_labels.tif")
     np.testing.assert_array_equal(np.asarray(result.data), mask(TWO).astype(result.data.dtype))
@@ -162,13 +184,23 @@ def test_semantic_mode_and_min_size(tmp_path, capsys, model1):
 
 
 def test_ome_tif_output_name_and_several_inputs(tmp_path, capsys, model1):
-    tifffile.imwrite(tmp_path / "a.ome.tif", plane(TWO)[None], ome=True,
-                     metadata={"axes": "CYX", "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3,
-                               "PhysicalSizeXUnit": "µm", "PhysicalSizeYUnit": "µm"})
+    tifffile.imwrite(
+        tmp_path / "a.ome.tif",
+        plane(TWO)[None],
+        ome=True,
+        metadata={
+            "axes": "CYX",
+            "PhysicalSizeX": 0.3,
+            "PhysicalSizeY": 0.3,
+            "PhysicalSizeXUnit": "µm",
+            "PhysicalSizeYUnit": "µm",
+        },
+    )
     tifffile.imwrite(tmp_path / "b.tiff", plane(ONE), imagej=True, metadata={"axes": "YX"})
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "a.ome.tif", tmp_path / "b.tiff",
-                                 "-m", model1, "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "a.ome.tif", tmp_path / "b.tiff", "-m", model1, "-o", out, "--no-progress"
+    )
     assert status == 0, err
     assert sorted(p.name for p in out.iterdir()) == ["a_labels.tif", "b_labels.tif"]
     a = read_image(out / "a_labels.tif")
@@ -183,8 +215,7 @@ def test_ome_tif_output_name_and_several_inputs(tmp_path, capsys, model1):
 
 @pytest.mark.parametrize(
     ("name", "stem"),
-    [("a.ome.tif", "a"), ("a.OME.TIFF", "a"), ("b.tif", "b"), ("c.tiff", "c"), ("d.v2.tif", "d.v2"),
-     ("e.png", "e")],
+    [("a.ome.tif", "a"), ("a.OME.TIFF", "a"), ("b.tif", "b"), ("c.tiff", "c"), ("d.v2.tif", "d.v2"), ("e.png", "e")],
 )
 def test_output_stem(name, stem):
     assert output_stem(Path(name)) == stem
@@ -196,15 +227,26 @@ def test_axes_option_for_a_file_without_metadata(tmp_path, capsys, model2):
     assert read_image(tmp_path / "raw.tif").axes != "CYX"
     out = tmp_path / "out"
 
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "raw.tif", "-m", model2, "-o", out,
-                                 "--no-progress")
+    status, lines, err = run_cli(capsys, "segment", tmp_path / "raw.tif", "-m", model2, "-o", out, "--no-progress")
     assert status == 1
     assert_one_error(err, "raw.tif", "expects 2 channels", "no channel axis")
     assert lines == []
     assert leftovers(out) == []
 
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "raw.tif", "-m", model2, "-o", out,
-                                 "--axes", "cyx", "--channels", "1,0", "--no-progress")
+    status, lines, err = run_cli(
+        capsys,
+        "segment",
+        tmp_path / "raw.tif",
+        "-m",
+        model2,
+        "-o",
+        out,
+        "--axes",
+        "cyx",
+        "--channels",
+        "1,0",
+        "--no-progress",
+    )
     assert status == 0, err
     result = read_image(out / "raw_labels.tif")
     assert result.axes == "YX" and result.data.shape == SHAPE
@@ -234,8 +276,9 @@ def test_existing_output_folder_and_file_are_reused(tmp_path, capsys, model1):
 def test_missing_input_fails_but_other_inputs_are_processed(tmp_path, capsys, model1):
     tifffile.imwrite(tmp_path / "good.tif", plane(TWO), imagej=True, metadata={"axes": "YX"})
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "missing.tif", tmp_path / "good.tif",
-                                 "-m", model1, "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "missing.tif", tmp_path / "good.tif", "-m", model1, "-o", out, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "missing.tif", "not found")
     assert leftovers(out) == ["good_labels.tif"]
@@ -246,8 +289,9 @@ def test_non_image_file(tmp_path, capsys, model1):
     (tmp_path / "notes.tif").write_text("these are not pixels\n")
     tifffile.imwrite(tmp_path / "good.tif", plane(TWO), imagej=True, metadata={"axes": "YX"})
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "notes.tif", tmp_path / "good.tif",
-                                 "-m", model1, "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "notes.tif", tmp_path / "good.tif", "-m", model1, "-o", out, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "notes.tif", "cannot read")
     assert leftovers(out) == ["good_labels.tif"]
@@ -259,8 +303,9 @@ def test_channel_mismatch_hint_names_the_cli_option(tmp_path, capsys, model2):
     tifffile.imwrite(tmp_path / "three.tif", data, imagej=True, metadata={"axes": "CYX"})
     write_zcyx(tmp_path / "good.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "three.tif", tmp_path / "good.tif",
-                                 "-m", model2, "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "three.tif", tmp_path / "good.tif", "-m", model2, "-o", out, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "three.tif", "expects 2 channels", "gives 3", "--channels")
     assert "channels=[" not in err[0]
@@ -270,14 +315,19 @@ def test_channel_mismatch_hint_names_the_cli_option(tmp_path, capsys, model2):
 
 @pytest.mark.parametrize(
     ("channels", "fragment"),
-    [("0,5", "channel 5 does not exist"), ("nucA,nope", "no channel named 'nope'"), ("0,0", "twice"),
-     ("0", "expects 2 channels")],
+    [
+        ("0,5", "channel 5 does not exist"),
+        ("nucA,nope", "no channel named 'nope'"),
+        ("0,0", "twice"),
+        ("0", "expects 2 channels"),
+    ],
 )
 def test_bad_channels_for_a_file(tmp_path, capsys, model2, channels, fragment):
     write_zcyx(tmp_path / "stack.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out,
-                                 "--channels", channels, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out, "--channels", channels, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "stack.tif", fragment)
     assert lines == [] and leftovers(out) == []
@@ -287,8 +337,9 @@ def test_bad_channels_for_a_file(tmp_path, capsys, model2, channels, fragment):
 def test_malformed_channels_option(tmp_path, capsys, model2, channels):
     write_zcyx(tmp_path / "stack.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out,
-                                 "--channels", channels, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out, "--channels", channels, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "--channels")
     assert lines == [] and leftovers(out) == []
@@ -297,8 +348,9 @@ def test_malformed_channels_option(tmp_path, capsys, model2, channels):
 def test_missing_model_file(tmp_path, capsys):
     write_zcyx(tmp_path / "stack.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "stack.tif", "-m", tmp_path / "nope.safetensors",
-                                 "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "stack.tif", "-m", tmp_path / "nope.safetensors", "-o", out, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "nope.safetensors")
     assert lines == [] and leftovers(out) == []
@@ -330,8 +382,9 @@ def test_truncated_model_file(tmp_path, capsys, model2):
 def test_bad_axes_option(tmp_path, capsys, model2):
     write_zcyx(tmp_path / "stack.tif")
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out,
-                                 "--axes", "CYX", "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "stack.tif", "-m", model2, "-o", out, "--axes", "CYX", "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "stack.tif", "'CYX'", "4")
     assert leftovers(out) == []
@@ -342,8 +395,9 @@ def test_two_inputs_with_the_same_output_name(tmp_path, capsys, model1):
     for p in (tmp_path / "a.tif", tmp_path / "x" / "a.ome.tif"):
         tifffile.imwrite(p, plane(ONE), imagej=True, metadata={"axes": "YX"})
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "a.tif", tmp_path / "x" / "a.ome.tif",
-                                 "-m", model1, "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "a.tif", tmp_path / "x" / "a.ome.tif", "-m", model1, "-o", out, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "same name", "a.tif", "a.ome.tif", "a_labels.tif")
     assert lines == [] and leftovers(out) == []
@@ -354,16 +408,27 @@ def test_bad_device_is_reported_once(tmp_path, capsys, model1, device):
     for name in ("a.tif", "b.tif"):
         tifffile.imwrite(tmp_path / name, plane(ONE), imagej=True, metadata={"axes": "YX"})
     out = tmp_path / "out"
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "a.tif", tmp_path / "b.tif", "-m", model1,
-                                 "-o", out, "--device", device, "--no-progress")
+    status, lines, err = run_cli(
+        capsys,
+        "segment",
+        tmp_path / "a.tif",
+        tmp_path / "b.tif",
+        "-m",
+        model1,
+        "-o",
+        out,
+        "--device",
+        device,
+        "--no-progress",
+    )
     assert status == 1
     assert_one_error(err, repr(device))
     assert lines == [] and leftovers(out) == []
 
 
 @pytest.mark.parametrize(
-    "option", [["--tile-size", "0"], ["--halo", "-1"], ["--batch-size", "0"], ["--min-size", "-2"],
-               ["--tile-size", "big"]],
+    "option",
+    [["--tile-size", "0"], ["--halo", "-1"], ["--batch-size", "0"], ["--min-size", "-2"], ["--tile-size", "big"]],
 )
 def test_bad_numbers_are_usage_errors(tmp_path, capsys, model1, option):
     tifffile.imwrite(tmp_path / "a.tif", plane(ONE), imagej=True, metadata={"axes": "YX"})
@@ -401,8 +466,9 @@ def test_failure_while_writing_leaves_no_partial_file(tmp_path, capsys, model1, 
         return real_imwrite(file, data, *args, **kwargs)
 
     monkeypatch.setattr(tifffile, "imwrite", failing_imwrite)
-    status, lines, err = run_cli(capsys, "segment", tmp_path / "a.tif", tmp_path / "b.tif", "-m", model1,
-                                 "-o", out, "--no-progress")
+    status, lines, err = run_cli(
+        capsys, "segment", tmp_path / "a.tif", tmp_path / "b.tif", "-m", model1, "-o", out, "--no-progress"
+    )
     assert status == 1
     assert_one_error(err, "a.tif", "No space left on device")
     assert calls[0].parent == out and calls[0].name != "a_labels.tif"  # written to a temporary file
@@ -470,9 +536,25 @@ def test_console_script(tmp_path, model2):
     out = tmp_path / "out"
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     proc = subprocess.run(
-        [str(script), "segment", str(tmp_path / "stack.tif"), str(tmp_path / "broken.tif"), "--model", str(model2),
-         "--output", str(out), "--channels", "nucB,nucA", "--device", "cpu", "--no-progress"],
-        capture_output=True, text=True, check=False, env=env,
+        [
+            str(script),
+            "segment",
+            str(tmp_path / "stack.tif"),
+            str(tmp_path / "broken.tif"),
+            "--model",
+            str(model2),
+            "--output",
+            str(out),
+            "--channels",
+            "nucB,nucA",
+            "--device",
+            "cpu",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
     )
     assert proc.returncode == 1
     err = proc.stderr.splitlines()
@@ -501,13 +583,13 @@ def tta_calls(monkeypatch) -> list:
     from napari_unet.core.inference import run as inference
 
     calls: list = []
-    real = inference._iter_tiled
+    real = inference.iter_tiled
 
     def spy(*args, **kwargs):
         calls.append(kwargs.get("tta"))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(inference, "_iter_tiled", spy)
+    monkeypatch.setattr(inference, "iter_tiled", spy)
     return calls
 
 
@@ -515,8 +597,9 @@ def test_segment_tta_option_reaches_the_core_and_is_recorded(tmp_path, capsys, m
     tifffile.imwrite(tmp_path / "a.tif", plane(TWO), imagej=True, metadata={"axes": "YX"})
     for extra, expected in (((), False), (("--tta",), True)):
         out = tmp_path / f"out_{expected}"
-        status, lines, err = run_cli(capsys, "segment", tmp_path / "a.tif", "-m", model1, "-o", out,
-                                     "--no-progress", *extra)
+        status, lines, err = run_cli(
+            capsys, "segment", tmp_path / "a.tif", "-m", model1, "-o", out, "--no-progress", *extra
+        )
         assert status == 0, err
         assert tta_calls[-1] is expected
         assert read_provenance(out / "a_labels.tif")["tta"] is expected
@@ -528,8 +611,7 @@ def test_evaluate_tta_option(tmp_path, capsys, model1, tta_calls):
     (tmp_path / "images").mkdir()
     (tmp_path / "masks").mkdir()
     tifffile.imwrite(tmp_path / "images" / "a.tif", plane(TWO), imagej=True, metadata={"axes": "YX"})
-    tifffile.imwrite(tmp_path / "masks" / "a.tif", mask(TWO).astype(np.uint8), imagej=True,
-                     metadata={"axes": "YX"})
+    tifffile.imwrite(tmp_path / "masks" / "a.tif", mask(TWO).astype(np.uint8), imagej=True, metadata={"axes": "YX"})
     argv = ("evaluate", "-m", model1, "--images", tmp_path / "images", "--masks", tmp_path / "masks")
     status, lines, err = run_cli(capsys, *argv, "--tta")
     assert status == 0, err
@@ -562,8 +644,25 @@ def disc_folders(tmp_path) -> tuple[Path, Path]:
     return images, masks
 
 
-TINY_TRAIN = ("--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32", "--batch-size", "2",
-              "--depth", "2", "--features", "4", "--val-fraction", "0", "--device", "cpu", "--no-progress")
+TINY_TRAIN = (
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--patch-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--depth",
+    "2",
+    "--features",
+    "4",
+    "--val-fraction",
+    "0",
+    "--device",
+    "cpu",
+    "--no-progress",
+)
 
 
 @pytest.fixture
@@ -586,8 +685,14 @@ def train_calls(monkeypatch) -> list:
 
 @pytest.mark.parametrize(
     "extra, expected",
-    [(("--object-size", "none"), None), (("--object-size", "None"), None), (("--object-size", "12"), 12.0),
-     (("--object-size", "12.5"), 12.5), (("--object-size", "AUTO"), "auto"), ((), "auto")],
+    [
+        (("--object-size", "none"), None),
+        (("--object-size", "None"), None),
+        (("--object-size", "12"), 12.0),
+        (("--object-size", "12.5"), 12.5),
+        (("--object-size", "AUTO"), "auto"),
+        ((), "auto"),
+    ],
 )
 def test_train_object_size_option_reaches_the_core(tmp_path, capsys, disc_folders, train_calls, extra, expected):
     images, masks = disc_folders
@@ -605,8 +710,9 @@ def test_train_writes_a_distance_model_without_zoom(tmp_path, capsys, disc_folde
 
     images, masks = disc_folders
     out = tmp_path / "m.safetensors"
-    status, lines, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", out, *TINY_TRAIN,
-                                 "--object-size", "none")
+    status, lines, err = run_cli(
+        capsys, "train", "--images", images, "--masks", masks, "-o", out, *TINY_TRAIN, "--object-size", "none"
+    )
     assert status == 0, err
     assert lines[-1] == f"model written to {out}"
     model = load_model(out)
@@ -620,9 +726,23 @@ def test_train_no_distance_head_and_data_description(tmp_path, capsys, disc_fold
 
     images, masks = disc_folders
     out = tmp_path / "plain.safetensors"
-    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", out, *TINY_TRAIN,
-                             "--no-distance-head", "--no-noise", "--object-size", "none",
-                             "--data-description", "three disc images")
+    status, _, err = run_cli(
+        capsys,
+        "train",
+        "--images",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        out,
+        *TINY_TRAIN,
+        "--no-distance-head",
+        "--no-noise",
+        "--object-size",
+        "none",
+        "--data-description",
+        "three disc images",
+    )
     assert status == 0, err
     assert "heads" not in read_model_info(out)["architecture"]
     record = load_model(out).spec.training
@@ -632,8 +752,19 @@ def test_train_no_distance_head_and_data_description(tmp_path, capsys, disc_fold
 @pytest.mark.parametrize("value", ["-3", "0", "abc", "inf", "nan", ""])
 def test_train_bad_object_size_is_a_usage_error(tmp_path, capsys, value):
     with pytest.raises(SystemExit) as exc:
-        main(["train", "--images", str(tmp_path), "--masks", str(tmp_path), "-o", str(tmp_path / "m.safetensors"),
-              "--object-size", value])
+        main(
+            [
+                "train",
+                "--images",
+                str(tmp_path),
+                "--masks",
+                str(tmp_path),
+                "-o",
+                str(tmp_path / "m.safetensors"),
+                "--object-size",
+                value,
+            ]
+        )
     assert exc.value.code == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
     assert len(errors) == 1, errors
@@ -644,8 +775,19 @@ def test_train_bad_object_size_is_a_usage_error(tmp_path, capsys, value):
 @pytest.mark.parametrize("value", ["0.5", "9", "nan"])
 def test_train_bad_scale_jitter_is_one_error_line(tmp_path, capsys, disc_folders, value):
     images, masks = disc_folders
-    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors",
-                             *TINY_TRAIN, "--scale-jitter", value)
+    status, _, err = run_cli(
+        capsys,
+        "train",
+        "--images",
+        images,
+        "--masks",
+        masks,
+        "-o",
+        tmp_path / "m.safetensors",
+        *TINY_TRAIN,
+        "--scale-jitter",
+        value,
+    )
     assert status != 0
     assert_one_error(err, "scale_jitter must be a number in 1..4")
     assert not (tmp_path / "m.safetensors").exists()

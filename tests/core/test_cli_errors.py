@@ -15,10 +15,14 @@ from napari_unet.cli import main
 from napari_unet.core.model.file import save_model
 
 ERRORS = {
-    "RuntimeError": (RuntimeError("CUDA error: an illegal memory access was encountered"),
-                     "RuntimeError: CUDA error: an illegal memory access was encountered"),
-    "torch OOM": (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
-                  "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB"),
+    "RuntimeError": (
+        RuntimeError("CUDA error: an illegal memory access was encountered"),
+        "RuntimeError: CUDA error: an illegal memory access was encountered",
+    ),
+    "torch OOM": (
+        torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
+        "OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB",
+    ),
     "MemoryError": (MemoryError("Unable to allocate 19.1 GiB"), "out of memory: Unable to allocate 19.1 GiB"),
     "empty MemoryError": (MemoryError(), "out of memory"),
     "AssertionError": (AssertionError(), "AssertionError: AssertionError"),
@@ -26,9 +30,13 @@ ERRORS = {
     "multi-line": (RuntimeError("first line\n  second line"), "RuntimeError: first line second line"),
 }
 COMMANDS = ["info", "segment", "train", "evaluate", "demo"]
-ARGV = {"info": ["info", "m.safetensors"], "segment": ["segment", "a.tif", "-o", "out"],
-        "train": ["train", "--images", "i", "--masks", "m", "-o", "m.safetensors"],
-        "evaluate": ["evaluate", "-m", "m.safetensors", "--images", "i", "--masks", "m"], "demo": ["demo"]}
+ARGV = {
+    "info": ["info", "m.safetensors"],
+    "segment": ["segment", "a.tif", "-o", "out"],
+    "train": ["train", "--images", "i", "--masks", "m", "-o", "m.safetensors"],
+    "evaluate": ["evaluate", "-m", "m.safetensors", "--images", "i", "--masks", "m"],
+    "demo": ["demo"],
+}
 
 
 def failing(err: BaseException):
@@ -102,13 +110,26 @@ def test_an_unexpected_error_on_one_input_does_not_stop_the_others(tmp_path, cap
 
     monkeypatch.setattr(segment_module, "iter_segment", flaky)
     out = tmp_path / "out"
-    status = main(["segment", str(tmp_path / "a.tif"), str(tmp_path / "b.tif"), "-m", str(model), "-o", str(out),
-                   "--device", "cpu", "--no-progress"])
+    status = main(
+        [
+            "segment",
+            str(tmp_path / "a.tif"),
+            str(tmp_path / "b.tif"),
+            "-m",
+            str(model),
+            "-o",
+            str(out),
+            "--device",
+            "cpu",
+            "--no-progress",
+        ]
+    )
     captured = capsys.readouterr()
     assert status == 1
     errors = captured.err.splitlines()
     assert len(errors) == 1 and errors[0].startswith(
-        f"napari-unet: error: {tmp_path / 'a.tif'}: RuntimeError: cuDNN error: CUDNN_STATUS_INTERNAL_ERROR")
+        f"napari-unet: error: {tmp_path / 'a.tif'}: RuntimeError: cuDNN error: CUDNN_STATUS_INTERNAL_ERROR"
+    )
     assert sorted(p.name for p in out.iterdir()) == ["b_labels.tif"]
     assert "b.tif ->" in captured.out
 
@@ -123,16 +144,21 @@ def test_console_script_has_no_traceback_for_a_bad_model(tmp_path):
     path = save_model(threshold_net(1), tmp_path / "m.safetensors")
     raw = path.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     config = json.loads(header["__metadata__"]["napari_unet"])
     config["architecture"]["depth"] = 100
     header["__metadata__"]["napari_unet"] = json.dumps(config)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
-    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
-    proc = subprocess.run([sys.executable, "-m", "napari_unet.cli", "info", str(path)], capture_output=True,
-                          text=True, check=False, env={k: v for k, v in __import__("os").environ.items()
-                                                       if k != "NAPARI_UNET_DEBUG"})
+    path.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
+    proc = subprocess.run(
+        [sys.executable, "-m", "napari_unet.cli", "info", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={k: v for k, v in __import__("os").environ.items() if k != "NAPARI_UNET_DEBUG"},
+    )
     assert proc.returncode == 1
     assert proc.stderr.splitlines() == [
-        f"napari-unet: error: {path}: invalid architecture: depth must be an integer in 1..8, got 100 (int)"]
+        f"napari-unet: error: {path}: invalid architecture: depth must be an integer in 1..8, got 100 (int)"
+    ]

@@ -69,6 +69,7 @@ def test_compile_failure_falls_back_to_eager(monkeypatch, caplog):
     def broken_compile(module, **kwargs):
         def run(x):
             raise RuntimeError("no C++ compiler found (simulated)")
+
         return run
 
     monkeypatch.setattr(torch, "compile", broken_compile)
@@ -165,8 +166,9 @@ def test_one_tile_images_skip_the_halo_measurement(monkeypatch):
 def test_tile_budget_shrinks_for_huge_planes_and_stays_within_the_host_budget():
     net = UNet(1, 3, depth=4, base_features=64)
     small_tile, _ = default_tile_and_batch(net, torch.device("cpu"), 64, None, plane_width=2048)
-    huge_tile, batch = default_tile_and_batch(net, torch.device("cpu"), 64, None, plane_width=20000,
-                                              store_bytes=2 * 20000 * 20000)
+    huge_tile, batch = default_tile_and_batch(
+        net, torch.device("cpu"), 64, None, plane_width=20000, store_bytes=2 * 20000 * 20000
+    )
     assert huge_tile < small_tile
     per_px = 64 * 18
     work = per_px * huge_tile**2 * batch + 4 * 4 * huge_tile * 20000
@@ -220,7 +222,7 @@ def test_small_user_tiles_get_the_halo_they_can_hold(caplog):
     net = _net(depth=3)
     net.spec.halo = 40
     image = np.random.default_rng(6).random((100, 120))
-    with caplog.at_level(logging.WARNING, logger="napari_unet.core.inference.run"):
+    with caplog.at_level(logging.WARNING, logger="napari_unet.core.inference.runner"):
         probs = predict(image, net, axes="YX", device="cpu", tile_size=48)
     assert probs.shape == (3, 100, 120) and np.isfinite(probs).all()
     assert "room for a halo of 20 px" in caplog.text
@@ -302,12 +304,14 @@ def test_distance_features_equal_features_of_the_probabilities():
     image = np.random.default_rng(6).random((2, 70, 90))
     options = dict(axes="ZYX", device="cpu", tile_size=32, halo=8, batch_size=5)
     probs = predict(image, net, heads=True, **options)
-    codes, landscape = drain(iter_features(image, net, boundary_class=2, distance_channel=3, seed_threshold=0.5,
-                                           **options))
+    codes, landscape = drain(
+        iter_features(image, net, boundary_class=2, distance_channel=3, seed_threshold=0.5, **options)
+    )
     assert codes.shape == landscape.shape == (2, 70, 90)
     for z in range(2):
-        want_codes, want_land = features_from_probabilities(probs[:, z], boundary_class=2, distance_channel=3,
-                                                            seed_threshold=0.5)
+        want_codes, want_land = features_from_probabilities(
+            probs[:, z], boundary_class=2, distance_channel=3, seed_threshold=0.5
+        )
         assert np.mean(codes[z] == want_codes) > 0.999
         assert np.abs(landscape[z].astype(int) - want_land).max() <= 1
     assert (codes & SEED_BIT).any() and not (codes & SEED_BIT).all()

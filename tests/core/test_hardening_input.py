@@ -173,8 +173,18 @@ def test_nonfinite_pixels_do_not_spread_through_a_real_network():
 def test_cli_segments_an_image_with_nan_and_says_how_many(tmp_path, capsys, model1):
     dirty, _ = with_bad_pixels(squares_image(), "nan")
     tifffile.imwrite(tmp_path / "nan.tif", dirty)
-    status, out, err = run_cli(capsys, "segment", tmp_path / "nan.tif", "--model", model1,
-                               "--output", tmp_path / "out", "--device", "cpu", "--no-progress")
+    status, out, err = run_cli(
+        capsys,
+        "segment",
+        tmp_path / "nan.tif",
+        "--model",
+        model1,
+        "--output",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert status == 0, err
     assert len(out) == 1 and ": 2 objects" in out[0]
     assert len(err) == 1, err
@@ -230,8 +240,9 @@ def test_cli_on_an_empty_tiff_is_one_error_line(tmp_path, capsys, model1, shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tifffile: "writing zero-size array to nonconformant TIFF"
         tifffile.imwrite(path, np.zeros(shape, np.uint16))
-    status, out, err = run_cli(capsys, "segment", path, "--model", model1, "--output", tmp_path / "out",
-                               "--device", "cpu", "--no-progress")
+    status, out, err = run_cli(
+        capsys, "segment", path, "--model", model1, "--output", tmp_path / "out", "--device", "cpu", "--no-progress"
+    )
     assert status == 1 and out == []
     assert len(err) == 1 and err[0].startswith("napari-unet: error:"), err
     assert "empty.tif" in err[0] and f"has shape {shape}: every axis must have at least one pixel" in err[0]
@@ -278,8 +289,19 @@ def test_cli_uint32_with_offset_equals_the_offset_free_result(tmp_path, capsys, 
     base = squares_image(low=(0, 128), high=(130, 300))
     tifffile.imwrite(tmp_path / "plain.tif", base.astype(np.uint16))
     tifffile.imwrite(tmp_path / "offset.tif", base.astype(np.uint32) + np.uint32(4_000_000_000))
-    status, out, err = run_cli(capsys, "segment", tmp_path / "plain.tif", tmp_path / "offset.tif",
-                               "--model", model1, "--output", tmp_path / "out", "--device", "cpu", "--no-progress")
+    status, out, err = run_cli(
+        capsys,
+        "segment",
+        tmp_path / "plain.tif",
+        tmp_path / "offset.tif",
+        "--model",
+        model1,
+        "--output",
+        tmp_path / "out",
+        "--device",
+        "cpu",
+        "--no-progress",
+    )
     assert status == 0 and err == [], err
     plain = read_image(tmp_path / "out" / "plain_labels.tif").data
     offset = read_image(tmp_path / "out" / "offset_labels.tif").data

@@ -24,8 +24,12 @@ from napari_unet.core.model.check import MAX_PARAMETERS, check_architecture, exp
 from napari_unet.core.model.file import ModelFileError, describe_model, load_model, read_model_info, save_model
 from napari_unet.core.model.unet import UNet
 
-READERS = {"read_model_info": read_model_info, "describe_model": describe_model, "load_model": load_model,
-           "api.load_model": napari_unet.load_model}
+READERS = {
+    "read_model_info": read_model_info,
+    "describe_model": describe_model,
+    "load_model": load_model,
+    "api.load_model": napari_unet.load_model,
+}
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -40,13 +44,13 @@ def edit_architecture(src: Path, dst: Path, section: str = "architecture", **cha
     """``src`` with its config's architecture (or spec) changed (the tensor data is kept as it is)."""
     raw = src.read_bytes()
     (n,) = struct.unpack("<Q", raw[:8])
-    header = json.loads(raw[8:8 + n])
+    header = json.loads(raw[8 : 8 + n])
     config = json.loads(header["__metadata__"]["napari_unet"])
     config[section].update(changes)
     header["__metadata__"]["napari_unet"] = json.dumps(config)
     text = json.dumps(header).encode()
     text += b" " * (-len(text) % 8)
-    dst.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n:])
+    dst.write_bytes(struct.pack("<Q", len(text)) + text + raw[8 + n :])
     return dst
 
 
@@ -104,8 +108,7 @@ ABSURD = {
 
 @pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
 @pytest.mark.parametrize("change, message", ABSURD.values(), ids=ABSURD.keys())
-def test_absurd_architecture_is_refused_before_anything_is_built(tmp_path, small, monkeypatch, reader, change,
-                                                                 message):
+def test_absurd_architecture_is_refused_before_anything_is_built(tmp_path, small, monkeypatch, reader, change, message):
     path = edit_architecture(small, tmp_path / "absurd.safetensors", **change)
 
     def no_building(*args, **kwargs):
@@ -119,8 +122,17 @@ def test_absurd_architecture_is_refused_before_anything_is_built(tmp_path, small
 
 
 @pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
-@pytest.mark.parametrize("change", [{"base_features": 8}, {"depth": 3}, {"in_channels": 2}, {"heads": []},
-                                    {"upsampling": "transpose"}, {"norm": False}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"base_features": 8},
+        {"depth": 3},
+        {"in_channels": 2},
+        {"heads": []},
+        {"upsampling": "transpose"},
+        {"norm": False},
+    ],
+)
 def test_plausible_edit_is_caught_by_the_stored_tensor_shapes(tmp_path, small, reader, change):
     path = edit_architecture(small, tmp_path / "edited.safetensors", **change)
     with pytest.raises(ModelFileError, match="edited.safetensors: the weights do not match the architecture"):
@@ -128,8 +140,9 @@ def test_plausible_edit_is_caught_by_the_stored_tensor_shapes(tmp_path, small, r
 
 
 @pytest.mark.parametrize("command", ["info", "segment"])
-@pytest.mark.parametrize("change, message", [ABSURD["depth 100"], ABSURD["1e9 features (int)"]],
-                         ids=["depth 100", "1e9 features"])
+@pytest.mark.parametrize(
+    "change, message", [ABSURD["depth 100"], ABSURD["1e9 features (int)"]], ids=["depth 100", "1e9 features"]
+)
 def test_cli_refuses_an_absurd_model_with_one_line(tmp_path, capsys, small, command, change, message):
     path = edit_architecture(small, tmp_path / "absurd.safetensors", **change)
     image = tmp_path / "a.tif"
@@ -145,11 +158,13 @@ def test_cli_refuses_an_absurd_model_with_one_line(tmp_path, capsys, small, comm
 @pytest.mark.parametrize("reader", READERS.values(), ids=READERS.keys())
 @pytest.mark.parametrize(
     "change, message",
-    [({"object_size": -5}, "object_size must be a positive number of pixels or null, got -5"),
-     ({"object_size": "big"}, "object_size must be a positive number of pixels or null, got 'big'"),
-     ({"object_size": float("nan")}, "object_size must be a positive number of pixels or null, got nan"),
-     ({"pixel_size": [0.0, 0.3]}, "pixel_size must be a list of positive numbers or null"),
-     ({"pixel_size": "0.3 um"}, "pixel_size must be a list of positive numbers or null")],
+    [
+        ({"object_size": -5}, "object_size must be a positive number of pixels or null, got -5"),
+        ({"object_size": "big"}, "object_size must be a positive number of pixels or null, got 'big'"),
+        ({"object_size": float("nan")}, "object_size must be a positive number of pixels or null, got nan"),
+        ({"pixel_size": [0.0, 0.3]}, "pixel_size must be a list of positive numbers or null"),
+        ({"pixel_size": "0.3 um"}, "pixel_size must be a list of positive numbers or null"),
+    ],
 )
 def test_absurd_spec_values_are_refused(tmp_path, small, reader, change, message):
     path = edit_architecture(small, tmp_path / "spec.safetensors", section="spec", **change)
@@ -168,14 +183,20 @@ def test_new_networks_have_the_same_limits():
 
 
 # ---------------------------------------------------------------------------- NaN / infinite weights
-@pytest.mark.parametrize("reader", [describe_model, load_model, napari_unet.load_model],
-                         ids=["describe_model", "load_model", "api.load_model"])
+@pytest.mark.parametrize(
+    "reader",
+    [describe_model, load_model, napari_unet.load_model],
+    ids=["describe_model", "load_model", "api.load_model"],
+)
 @pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
 def test_non_finite_weights_are_refused(tmp_path, small, reader, dtype, value):
     path = with_bad_weight(small, tmp_path / "diverged.safetensors", value, dtype)
-    with pytest.raises(ModelFileError, match=r"diverged.safetensors: the weights hold NaN or infinite values "
-                                             r"\(1 in outc.weight\)"):
+    with pytest.raises(
+        ModelFileError,
+        match=r"diverged.safetensors: the weights hold NaN or infinite values "
+        r"\(1 in outc.weight\)",
+    ):
         reader(path)
     assert read_model_info(path)["architecture"]["depth"] == 2  # the cheap header read stays cheap
 
@@ -220,10 +241,16 @@ NO_CUDA = not torch.cuda.is_available()
         (1.5, "device must be a device name .* got 1.5 \\(float\\)"),
         (-1, "device must be a CUDA device index >= 0"),
         ([0], "device must be a device name .* got \\[0\\] \\(list\\)"),
-        pytest.param("cuda", "device 'cuda' asked for, but no CUDA GPU is available",
-                     marks=pytest.mark.skipif(not NO_CUDA, reason="a GPU is present")),
-        pytest.param(1, "device 1: CUDA device 1 is not available",
-                     marks=pytest.mark.skipif(not NO_CUDA, reason="a GPU is present")),
+        pytest.param(
+            "cuda",
+            "device 'cuda' asked for, but no CUDA GPU is available",
+            marks=pytest.mark.skipif(not NO_CUDA, reason="a GPU is present"),
+        ),
+        pytest.param(
+            1,
+            "device 1: CUDA device 1 is not available",
+            marks=pytest.mark.skipif(not NO_CUDA, reason="a GPU is present"),
+        ),
     ],
 )
 def test_load_model_checks_its_device_like_segment(small, load, device, message):

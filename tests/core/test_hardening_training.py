@@ -27,10 +27,41 @@ from napari_unet.core.training.guards import TrainingError
 from napari_unet.core.training.loop import iter_train, train
 from napari_unet.core.training.targets import INSTANCE_CLASSES
 
-QUICK: dict[str, Any] = dict(depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=2, epochs=1,
-                             device="cpu", lr=1e-2, warmup_steps=1, seed=0, val_fraction=0, object_size=None)
-CLI_QUICK = ("--epochs", "1", "--steps-per-epoch", "2", "--patch-size", "32", "--batch-size", "2", "--depth", "2",
-             "--features", "4", "--val-fraction", "0", "--device", "cpu", "--no-progress", "--object-size", "none")
+QUICK: dict[str, Any] = dict(
+    depth=2,
+    base_features=4,
+    patch_size=32,
+    batch_size=2,
+    steps_per_epoch=2,
+    epochs=1,
+    device="cpu",
+    lr=1e-2,
+    warmup_steps=1,
+    seed=0,
+    val_fraction=0,
+    object_size=None,
+)
+CLI_QUICK = (
+    "--epochs",
+    "1",
+    "--steps-per-epoch",
+    "2",
+    "--patch-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--depth",
+    "2",
+    "--features",
+    "4",
+    "--val-fraction",
+    "0",
+    "--device",
+    "cpu",
+    "--no-progress",
+    "--object-size",
+    "none",
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -57,8 +88,9 @@ def pairs(n: int = 3) -> list[tuple[np.ndarray, np.ndarray]]:
     return [discs(seed) for seed in range(n)]
 
 
-def folders(tmp_path: Path, image_dtype: Any = np.float32, mask_dtype: Any = np.uint16,
-            edit: Any = None) -> tuple[Path, Path]:
+def folders(
+    tmp_path: Path, image_dtype: Any = np.float32, mask_dtype: Any = np.uint16, edit: Any = None
+) -> tuple[Path, Path]:
     """Three image/mask TIFF pairs; ``edit(k, image, mask)`` may change pair ``k`` in place."""
     images, masks = tmp_path / "images", tmp_path / "masks"
     images.mkdir()
@@ -93,8 +125,11 @@ def test_non_finite_training_image_is_refused_before_any_step(tmp_path, bad, mod
     data[1][0][5, 7] = bad
     gen = iter_train(data, output=tmp_path / "m.safetensors", **dict(QUICK, mode=mode))
     assert next(gen).kind == "start"  # options checked; now the data
-    with pytest.raises(ValueError, match=r"image 1 holds 1 NaN or infinite pixel value\(s\), the first at y=5, x=7; "
-                                         r"training needs finite values"):
+    with pytest.raises(
+        ValueError,
+        match=r"image 1 holds 1 NaN or infinite pixel value\(s\), the first at y=5, x=7; "
+        r"training needs finite values",
+    ):
         next(gen)
     assert list(tmp_path.iterdir()) == []
 
@@ -138,6 +173,7 @@ def test_cli_train_on_a_nan_image_writes_nothing_and_says_which_file(tmp_path, c
 @pytest.fixture
 def nan_loss_from(monkeypatch):
     """``nan_loss_from(k)``: from the k-th training step on, the loss is NaN (its graph kept)."""
+
     def arm(first: int) -> None:
         real, calls = loop.ce_dice_loss, []
 
@@ -155,8 +191,11 @@ def test_diverging_loss_stops_training_and_keeps_the_last_good_model(tmp_path, n
     nan_loss_from(3)  # epoch 1 (steps 1-2) is fine, step 3 of epoch 2 is not
     out = tmp_path / "m.safetensors"
     events: list = []
-    with pytest.raises(TrainingError, match=r"training diverged: the loss became nan at epoch 2, step 3 "
-                                            r"\(peak learning rate 0.01\).*try a lower learning rate"):
+    with pytest.raises(
+        TrainingError,
+        match=r"training diverged: the loss became nan at epoch 2, step 3 "
+        r"\(peak learning rate 0.01\).*try a lower learning rate",
+    ):
         train(pairs(), output=out, progress=events.append, **dict(QUICK, epochs=3))
     assert [e.epoch for e in events if e.kind == "epoch"] == [1]
     model = load_model(out)  # epoch 1's model, finite (load_model refuses NaN weights)
@@ -225,8 +264,11 @@ def negative(lab: np.ndarray) -> np.ndarray:
 def test_train_refuses_negative_label_ids_naming_the_value(tmp_path, mode, dtype):
     data = pairs(2)
     data[1] = (data[1][0], negative(data[1][1]).astype(dtype))
-    with pytest.raises(ValueError, match=r"labels of image 1 hold negative values \(smallest -3, 4 pixel\(s\)\); "
-                                         r"labels must be 0 \(background\) or positive ids"):
+    with pytest.raises(
+        ValueError,
+        match=r"labels of image 1 hold negative values \(smallest -3, 4 pixel\(s\)\); "
+        r"labels must be 0 \(background\) or positive ids",
+    ):
         train(data, output=tmp_path / "m.safetensors", **dict(QUICK, mode=mode))
     assert not (tmp_path / "m.safetensors").exists()
 
@@ -237,8 +279,9 @@ def test_cli_train_refuses_negative_label_ids(tmp_path, capsys):
             lab[:] = negative(lab)
 
     images, masks = folders(tmp_path, mask_dtype=np.int16, edit=poison)
-    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors",
-                             *CLI_QUICK)
+    status, _, err = run_cli(
+        capsys, "train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors", *CLI_QUICK
+    )
     assert status == 1
     one_error(err, "labels of im0.tif hold negative values (smallest -3, 4 pixel(s))")
 
@@ -262,7 +305,8 @@ def test_cli_evaluate_refuses_negative_ground_truth(tmp_path, capsys, instance_m
             lab[:] = negative(lab)
 
     images, masks = folders(tmp_path, mask_dtype=np.int16, edit=poison)
-    status, lines, err = run_cli(capsys, "evaluate", "-m", instance_model, "--images", images, "--masks", masks,
-                                 "--device", "cpu")
+    status, lines, err = run_cli(
+        capsys, "evaluate", "-m", instance_model, "--images", images, "--masks", masks, "--device", "cpu"
+    )
     assert status == 1 and lines == []
     one_error(err, "ground truth labels of im1.tif hold negative values (smallest -3, 4 pixel(s))")

@@ -33,11 +33,11 @@ def _untiled(net, image_cyx):
 @pytest.mark.parametrize(
     "shape, tile, halo",
     [
-        ((1, 37, 41), 16, None),          # tiny tiles, default halo -> forced bigger below
-        ((3, 129, 257), 128, "2rf"),      # many tiles, exact halo
-        ((1, 37, 41), 512, 8),            # tile larger than the image
-        ((1, 37, 41), 64, 200),           # halo larger than the image
-        ((1, 200, 90), 96, "2rf"),        # odd sizes on both axes
+        ((1, 37, 41), 16, None),  # tiny tiles, default halo -> forced bigger below
+        ((3, 129, 257), 128, "2rf"),  # many tiles, exact halo
+        ((1, 37, 41), 512, 8),  # tile larger than the image
+        ((1, 37, 41), 64, 200),  # halo larger than the image
+        ((1, 200, 90), 96, "2rf"),  # odd sizes on both axes
     ],
 )
 def test_tiled_equals_untiled(shape, tile, halo):
@@ -143,8 +143,7 @@ def test_out_of_memory_splits_batches_then_shrinks_tiles():
     ref = predict(image, net, axes="YX", tile_size=128, halo=halo, batch_size=8)
     flaky = OOMOnBigBatches(net, max_pixels=64 * 64)  # even one 128x128 tile "does not fit"
     events = []
-    probs = predict(image, flaky, axes="YX", tile_size=128, halo=halo, batch_size=8,
-                    progress=events.append)
+    probs = predict(image, flaky, axes="YX", tile_size=128, halo=halo, batch_size=8, progress=events.append)
     assert any(e.stage == "retry" for e in events)
     assert max(s[0] * s[2] * s[3] for s in flaky.calls[-3:]) <= 64 * 64
     np.testing.assert_allclose(probs, ref, atol=1e-6)
@@ -182,8 +181,10 @@ def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch):
     auto = predict(image, net, axes="YX", device="cpu")
     np.testing.assert_array_equal(auto, predict(image, net, axes="YX", precision="bfloat16", device="cpu"))
     exact = net.double()  # float64 models stay exact under "auto"
-    np.testing.assert_array_equal(predict(image, exact, axes="YX", device="cpu"),
-                                  predict(image, exact, axes="YX", precision="float32", device="cpu"))
+    np.testing.assert_array_equal(
+        predict(image, exact, axes="YX", device="cpu"),
+        predict(image, exact, axes="YX", precision="float32", device="cpu"),
+    )
 
 
 def test_bfloat16_on_cpu_is_close_to_float32():

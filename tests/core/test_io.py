@@ -110,8 +110,13 @@ def test_imagej_hyperstack_with_labels(tmp_path: pathlib.Path) -> None:
     data = np.arange(2 * 3 * 2 * 9 * 11, dtype=np.uint16).reshape(2, 3, 2, 9, 11)
     labels = [name for _t in range(2) for _z in range(3) for name in ("nuclei", "membrane")]
     path = tmp_path / "hyper.tif"
-    tifffile.imwrite(path, data, imagej=True, resolution=(4.0, 2.0), metadata={
-        "axes": "TZCYX", "spacing": 0.75, "unit": "micron", "finterval": 12.5, "Labels": labels})
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(4.0, 2.0),
+        metadata={"axes": "TZCYX", "spacing": 0.75, "unit": "micron", "finterval": 12.5, "Labels": labels},
+    )
     image = read_image(path)
     assert image.axes == "TZCYX"
     assert image.data.shape == (2, 3, 2, 9, 11)
@@ -135,9 +140,18 @@ def test_imagej_labels_varying_with_z_are_not_channel_names(tmp_path: pathlib.Pa
 def test_ome_tiff(tmp_path: pathlib.Path) -> None:
     data = np.random.default_rng(0).integers(0, 4000, (3, 2, 9, 11), dtype=np.uint16)
     path = tmp_path / "image.ome.tif"
-    tifffile.imwrite(path, data, metadata={
-        "axes": "ZCYX", "PhysicalSizeX": 0.2, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 1.5,
-        "PhysicalSizeZUnit": "nm", "Channel": {"Name": ["DAPI", "GFP"]}})
+    tifffile.imwrite(
+        path,
+        data,
+        metadata={
+            "axes": "ZCYX",
+            "PhysicalSizeX": 0.2,
+            "PhysicalSizeY": 0.3,
+            "PhysicalSizeZ": 1.5,
+            "PhysicalSizeZUnit": "nm",
+            "Channel": {"Name": ["DAPI", "GFP"]},
+        },
+    )
     image = read_image(path)
     assert image.axes == "ZCYX"
     np.testing.assert_array_equal(image.data, data)
@@ -164,8 +178,14 @@ def test_plain_tiff_without_metadata(tmp_path: pathlib.Path) -> None:
 def test_write_labels_imagej_round_trip(tmp_path: pathlib.Path) -> None:
     labels = np.random.default_rng(1).integers(0, 300, (4, 9, 11), dtype=np.uint16)
     provenance = {"model": "nuclei-2d", "threshold": np.float32(0.5), "tile": np.array([64, 64])}
-    path = write_labels(tmp_path / "labels.tif", labels, axes="ZYX", scale=(2.0, 0.25, 0.25),
-                        units=("µm", "µm", "µm"), provenance=provenance)
+    path = write_labels(
+        tmp_path / "labels.tif",
+        labels,
+        axes="ZYX",
+        scale=(2.0, 0.25, 0.25),
+        units=("µm", "µm", "µm"),
+        provenance=provenance,
+    )
     assert path == tmp_path / "labels.tif"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.tif"]
     with tifffile.TiffFile(path) as tif:
@@ -196,8 +216,14 @@ def test_write_labels_imagej_time_axis_keeps_its_unit(tmp_path: pathlib.Path) ->
 def test_write_labels_shaped_round_trip(tmp_path: pathlib.Path, axes: str, shape: tuple, dtype: type) -> None:
     labels = np.random.default_rng(2).integers(0, 70000, shape).astype(dtype)
     scale, units = (7.5, 0.5, 0.4), ("sec", "micron", "micron")
-    path = write_labels(tmp_path / "labels.tif", labels, axes=axes, scale=scale, units=units,
-                        provenance={"source": "cells.tif", "axes": axes})
+    path = write_labels(
+        tmp_path / "labels.tif",
+        labels,
+        axes=axes,
+        scale=scale,
+        units=units,
+        provenance={"source": "cells.tif", "axes": axes},
+    )
     with tifffile.TiffFile(path) as tif:
         assert not tif.is_imagej
         assert json.loads(tif.pages[0].description)["axes"] == axes

@@ -50,8 +50,13 @@ def test_wrong_input_is_a_clear_error():
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [({"depth": 0}, "depth"), ({"ndim": 4}, "ndim"), ({"upsampling": "nearest"}, "upsampling"),
-     ({"in_channels": 0}, "in_channels"), ({"base_features": 2.5}, "base_features")],
+    [
+        ({"depth": 0}, "depth"),
+        ({"ndim": 4}, "ndim"),
+        ({"upsampling": "nearest"}, "upsampling"),
+        ({"in_channels": 0}, "in_channels"),
+        ({"base_features": 2.5}, "base_features"),
+    ],
 )
 def test_bad_configuration(kwargs, match):
     with pytest.raises(ValueError, match=match):

@@ -124,8 +124,7 @@ def test_saved_file_layout_and_config(saved: Path, model_2d: UNet) -> None:
 def test_spec_argument_and_updates_override_model_spec(tmp_path: Path, model_2d: UNet) -> None:
     before = model_2d.spec.to_dict()
     path = save_model(
-        model_2d, tmp_path / "m", channel_names=["Hoechst", "WGA"], description="renamed",
-        training={"epochs": 1},
+        model_2d, tmp_path / "m", channel_names=["Hoechst", "WGA"], description="renamed", training={"epochs": 1}
     )
     spec = load_model(path).spec
     assert spec.channel_names == ["Hoechst", "WGA"]
@@ -139,8 +138,11 @@ def test_spec_argument_and_updates_override_model_spec(tmp_path: Path, model_2d:
 
 
 def test_training_record_with_numpy_values_is_saved_as_json(tmp_path: Path, model_2d: UNet) -> None:
-    path = save_model(model_2d, tmp_path / "m.safetensors",
-                      training={"loss": [np.float32(0.5), np.float64(0.25)], "epochs": np.int64(2)})
+    path = save_model(
+        model_2d,
+        tmp_path / "m.safetensors",
+        training={"loss": [np.float32(0.5), np.float64(0.25)], "epochs": np.int64(2)},
+    )
     assert read_model_info(path)["spec"]["training"] == {"loss": [0.5, 0.25], "epochs": 2}
 
 
@@ -362,7 +364,9 @@ def test_weights_with_wrong_shapes(tmp_path: Path, saved: Path) -> None:
     config = _config_of(saved)
     config["architecture"]["base_features"] = 16
     path = _write_raw(tmp_path / "wide.safetensors", config, _state_numpy(saved))
-    with pytest.raises(ModelFileError, match=r"wide.safetensors: the weights do not match .*shape mismatch.*inc\.0\.weight"):  # noqa: E501
+    with pytest.raises(
+        ModelFileError, match=r"wide.safetensors: the weights do not match .*shape mismatch.*inc\.0\.weight"
+    ):  # noqa: E501
         load_model(path)
 
 

@@ -96,8 +96,11 @@ def test_predict_refuses_bad_options_before_loading_the_model(name, value, what)
     check_message(info.value, name, value, what)
 
 
-@pytest.mark.parametrize("name, value, what", [c for c in PREDICT_BAD if c[0] in ("axes", "channels")],
-                         ids=ids([c for c in PREDICT_BAD if c[0] in ("axes", "channels")]))
+@pytest.mark.parametrize(
+    "name, value, what",
+    [c for c in PREDICT_BAD if c[0] in ("axes", "channels")],
+    ids=ids([c for c in PREDICT_BAD if c[0] in ("axes", "channels")]),
+)
 def test_estimate_object_size_refuses_bad_options(name, value, what):
     with pytest.raises(ValueError) as info:
         api.estimate_object_size(IMAGE, MISSING, **{name: value})
@@ -105,8 +108,11 @@ def test_estimate_object_size_refuses_bad_options(name, value, what):
 
 
 def test_the_exact_messages_of_the_issue():
-    with pytest.raises(ValueError, match=r"^tile_size must be an integer >= 1 or a sequence of integers >= 1 "
-                                         r"\(one per spatial axis\), got '64' \(str\)$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^tile_size must be an integer >= 1 or a sequence of integers >= 1 "
+        r"\(one per spatial axis\), got '64' \(str\)$",
+    ):
         api.segment(IMAGE, MISSING, tile_size="64")
     with pytest.raises(ValueError, match=r"^object_size must be a positive number of pixels, got '10' \(str\)$"):
         api.segment(IMAGE, MISSING, object_size="10")
@@ -131,17 +137,32 @@ def test_good_values_of_other_types_are_accepted_and_give_the_same_result():
     img = np.random.default_rng(0).random((37, 41)).astype(np.float32)
     net = threshold_net()
     plain = api.segment(img, net, axes="YX", device="cpu", tile_size=32, halo=4, batch_size=2)
-    other = api.segment(img, net, axes="YX", device=" CPU ", tile_size=np.int64(32), halo=(4.0, np.int32(4)),
-                        batch_size=2.0, tta=np.bool_(False), min_size=np.int16(0), compile=np.bool_(False))
+    other = api.segment(
+        img,
+        net,
+        axes="YX",
+        device=" CPU ",
+        tile_size=np.int64(32),
+        halo=(4.0, np.int32(4)),
+        batch_size=2.0,
+        tta=np.bool_(False),
+        min_size=np.int16(0),
+        compile=np.bool_(False),
+    )
     np.testing.assert_array_equal(plain, other)
     assert check_ints("tile_size", [64.0, np.int64(32)], 1) == (64, 32)
     assert check_device(np.int64(1)) == 1 and check_device(None) is None
 
 
 # ---------------------------------------------------------------------------- the core (CLI and panels run it)
-CORE_BAD = [("tile_size", "64", "tile_size must be"), ("halo", "3", "halo must be"),
-            ("batch_size", 2.5, "batch_size must be"), ("object_size", "10", "object_size must be"),
-            ("device", 1.5, "device must be"), ("compile", 1, "compile must be")]
+CORE_BAD = [
+    ("tile_size", "64", "tile_size must be"),
+    ("halo", "3", "halo must be"),
+    ("batch_size", 2.5, "batch_size must be"),
+    ("object_size", "10", "object_size must be"),
+    ("device", 1.5, "device must be"),
+    ("compile", 1, "compile must be"),
+]
 
 
 @pytest.mark.parametrize("name, value, what", CORE_BAD, ids=ids(CORE_BAD))
@@ -236,10 +257,12 @@ def one_error(capsys, argv: list) -> str:
 @pytest.mark.parametrize("command", ["segment", "evaluate", "train", "demo"])
 def test_cli_device_given_as_a_number(tmp_path, capsys, model1, folders, command):
     images, masks = folders
-    argv = {"segment": ["segment", images / "im0.tif", "-m", model1, "-o", tmp_path / "out"],
-            "evaluate": ["evaluate", "-m", model1, "--images", images, "--masks", masks],
-            "train": ["train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors"],
-            "demo": ["demo", "-o", tmp_path / "out"]}[command]
+    argv = {
+        "segment": ["segment", images / "im0.tif", "-m", model1, "-o", tmp_path / "out"],
+        "evaluate": ["evaluate", "-m", model1, "--images", images, "--masks", masks],
+        "train": ["train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors"],
+        "demo": ["demo", "-o", tmp_path / "out"],
+    }[command]
     line = one_error(capsys, argv + ["--device", "1"])
     assert "device '1': CUDA device 1 is not available" in line
     assert not (tmp_path / "out").exists() and not (tmp_path / "m.safetensors").exists()
@@ -247,17 +270,33 @@ def test_cli_device_given_as_a_number(tmp_path, capsys, model1, folders, command
 
 @pytest.mark.parametrize(
     "option, fragment",
-    [(["--lr", "nan"], "lr must be a learning rate such as 0.001 (>= 0), got nan"),
-     (["--lr", "-0.1"], "lr must be a learning rate"),
-     (["--val-fraction", "1.5"], "val_fraction must be a fraction in 0..1"),
-     (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
-     (["--depth", "12"], "depth must be an integer in 1..8, got 12"),
-     (["--features", "100000"], "base_features must be an integer in 1..1024, got 100000")],
+    [
+        (["--lr", "nan"], "lr must be a learning rate such as 0.001 (>= 0), got nan"),
+        (["--lr", "-0.1"], "lr must be a learning rate"),
+        (["--val-fraction", "1.5"], "val_fraction must be a fraction in 0..1"),
+        (["--seed", "-1"], "seed must be an integer >= 0, got -1"),
+        (["--depth", "12"], "depth must be an integer in 1..8, got 12"),
+        (["--features", "100000"], "base_features must be an integer in 1..1024, got 100000"),
+    ],
 )
 def test_cli_train_options_checked_by_the_core(tmp_path, capsys, folders, option, fragment):
     images, masks = folders
-    line = one_error(capsys, ["train", "--images", images, "--masks", masks, "-o", tmp_path / "m.safetensors",
-                              "--device", "cpu", "--no-progress", *option])
+    line = one_error(
+        capsys,
+        [
+            "train",
+            "--images",
+            images,
+            "--masks",
+            masks,
+            "-o",
+            tmp_path / "m.safetensors",
+            "--device",
+            "cpu",
+            "--no-progress",
+            *option,
+        ],
+    )
     assert fragment in line
     assert not (tmp_path / "m.safetensors").exists()
 

@@ -349,10 +349,7 @@ def test_bad_spatial_ndim_via_dispatcher() -> None:
         labels_from_probabilities(probs, spatial_ndim=4)
 
 
-@pytest.mark.parametrize(
-    ("shape", "spatial_ndim"),
-    [((2, 37), 2), ((37, 41), 2), ((2, 37, 41), 3)],
-)
+@pytest.mark.parametrize(("shape", "spatial_ndim"), [((2, 37), 2), ((37, 41), 2), ((2, 37, 41), 3)])
 def test_too_few_dimensions(shape: tuple[int, ...], spatial_ndim: int) -> None:
     probs = np.zeros(shape, dtype=np.float32)
     with pytest.raises(ValueError, match=rf"at least {1 + spatial_ndim} dimensions.*got {len(shape)}"):
@@ -439,8 +436,12 @@ def blob_probabilities(
 
 
 def reference_float_instances(
-    probs: np.ndarray, *, min_size: int = 0, seed_threshold: float | None = None,
-    min_seed_size: int = 0, keep_seedless: bool = True,
+    probs: np.ndarray,
+    *,
+    min_size: int = 0,
+    seed_threshold: float | None = None,
+    min_seed_size: int = 0,
+    keep_seedless: bool = True,
 ) -> np.ndarray:
     """The float-probability algorithm (one block, boundary class 2) written out with scipy / skimage."""
     structure = ndimage.generate_binary_structure(probs.ndim - 1, 1)
@@ -475,8 +476,12 @@ def features(probs: np.ndarray, **kwargs) -> tuple[np.ndarray, np.ndarray | None
 
 @pytest.mark.parametrize(
     "settings",
-    [{}, {"min_size": 30}, {"seed_threshold": 0.7, "min_seed_size": 8, "keep_seedless": True},
-     {"seed_threshold": 0.7, "min_seed_size": 8, "keep_seedless": False}],
+    [
+        {},
+        {"min_size": 30},
+        {"seed_threshold": 0.7, "min_seed_size": 8, "keep_seedless": True},
+        {"seed_threshold": 0.7, "min_seed_size": 8, "keep_seedless": False},
+    ],
 )
 @pytest.mark.parametrize(("shape", "n_blobs"), [((120, 150), 70), ((24, 48, 40), 30)])
 def test_features_path_equals_float_path_on_touching_blobs(shape, n_blobs, settings) -> None:
@@ -489,9 +494,7 @@ def test_features_path_equals_float_path_on_touching_blobs(shape, n_blobs, setti
     got = instance_labels(probs, boundary_class=BOUNDARY, spatial_ndim=ndim, **settings)
     assert got.dtype == np.uint16
     np.testing.assert_array_equal(got, expected)
-    codes, landscape = features(
-        probs, boundary_class=BOUNDARY, seed_threshold=settings.get("seed_threshold")
-    )
+    codes, landscape = features(probs, boundary_class=BOUNDARY, seed_threshold=settings.get("seed_threshold"))
     other = {k: v for k, v in settings.items() if k != "seed_threshold"}
     from_features = labels_from_features(
         codes, landscape, n_classes=3, boundary_class=BOUNDARY, spatial_ndim=ndim, **other
@@ -661,8 +664,12 @@ def test_more_classes_than_features_still_give_instances() -> None:
     ],
 )
 def test_labels_from_features_errors(kwargs, match) -> None:
-    args = {"codes": np.zeros((8, 8), np.uint8), "landscape": np.zeros((8, 8), np.uint8),
-            "n_classes": 3, "boundary_class": 2} | kwargs
+    args = {
+        "codes": np.zeros((8, 8), np.uint8),
+        "landscape": np.zeros((8, 8), np.uint8),
+        "n_classes": 3,
+        "boundary_class": 2,
+    } | kwargs
     codes, landscape = args.pop("codes"), args.pop("landscape")
     with pytest.raises(ValueError, match=match):
         labels_from_features(codes, landscape, **args)
@@ -733,8 +740,9 @@ def test_distance_peaks_split_touching_objects_and_objects_keep_their_rims(bound
         ids = np.unique(got[labels == i])
         assert ids.size == 1 and ids[0] > 0
         np.testing.assert_array_equal(got == ids[0], labels == i)
-    via_dispatcher = labels_from_probabilities(probs, mode="instances", boundary_class=BOUNDARY,
-                                               distance_channel=DISTANCE, **DISTANCE_SETTINGS)
+    via_dispatcher = labels_from_probabilities(
+        probs, mode="instances", boundary_class=BOUNDARY, distance_channel=DISTANCE, **DISTANCE_SETTINGS
+    )
     np.testing.assert_array_equal(via_dispatcher, got)
     # without the distance channel the same classes alone merge the blob when no boundary is predicted
     if not boundary_predicted:

@@ -54,7 +54,9 @@ def test_unknown_sample_names_the_known_ones() -> None:
 
 
 def test_samples_work_without_napari() -> None:
-    code = ("import sys\nfrom napari_unet.core.image.samples import sample_path\n"
-            "print(sample_path('nuclei').is_file(), 'napari' in sys.modules, 'torch' in sys.modules)")
+    code = (
+        "import sys\nfrom napari_unet.core.image.samples import sample_path\n"
+        "print(sample_path('nuclei').is_file(), 'napari' in sys.modules, 'torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "False", "False"]

@@ -56,8 +56,13 @@ def measured_reading(lo: float, hi: float):
 
 
 def instance_spec(**extra) -> ModelSpec:
-    return ModelSpec(channel_names=["gray"], class_names=["background", "interior", "boundary"],
-                     target="instances", boundary_class=2, **extra)
+    return ModelSpec(
+        channel_names=["gray"],
+        class_names=["background", "interior", "boundary"],
+        target="instances",
+        boundary_class=2,
+        **extra,
+    )
 
 
 def tiny_net(seed: int = 0, **spec) -> UNet:
@@ -127,12 +132,15 @@ def test_fit_size_model_is_valid_and_survives_the_model_file(tmp_path):
     assert sizing.predict_size(again, plane) == pytest.approx(sizing.predict_size(net, plane), rel=1e-5)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ({"mean": [0.0], "scale": [1.0], "weights": [0.0]}, "lacks 'bias'"),
-    ({"mean": [0.0] * 32, "scale": [1.0] * 32, "weights": [0.0] * 31, "bias": 0.0}, "entries"),
-    ({"mean": [0.0] * 32, "scale": [0.0] * 32, "weights": [0.0] * 32, "bias": 0.0}, "positive"),
-    ({"mean": [float("nan")] * 32, "scale": [1.0] * 32, "weights": [0.0] * 32, "bias": 0.0}, "non-finite"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ({"mean": [0.0], "scale": [1.0], "weights": [0.0]}, "lacks 'bias'"),
+        ({"mean": [0.0] * 32, "scale": [1.0] * 32, "weights": [0.0] * 31, "bias": 0.0}, "entries"),
+        ({"mean": [0.0] * 32, "scale": [0.0] * 32, "weights": [0.0] * 32, "bias": 0.0}, "positive"),
+        ({"mean": [float("nan")] * 32, "scale": [1.0] * 32, "weights": [0.0] * 32, "bias": 0.0}, "non-finite"),
+    ],
+)
 def test_broken_size_models_are_refused(tmp_path, bad, message):
     net = tiny_net(object_size=12.0)
     net.spec.size_model = bad
@@ -142,8 +150,15 @@ def test_broken_size_models_are_refused(tmp_path, bad, message):
 
 def test_size_model_needs_an_object_size():
     with pytest.raises(ValueError, match="needs object_size"):
-        UNet(1, 3, depth=2, base_features=4, spec=instance_spec(
-            size_model={"mean": [0.0] * 32, "scale": [1.0] * 32, "weights": [0.0] * 32, "bias": 0.0}))
+        UNet(
+            1,
+            3,
+            depth=2,
+            base_features=4,
+            spec=instance_spec(
+                size_model={"mean": [0.0] * 32, "scale": [1.0] * 32, "weights": [0.0] * 32, "bias": 0.0}
+            ),
+        )
 
 
 # ---------------------------------------------------------------------------- segment / predict zoom
@@ -197,8 +212,7 @@ def test_given_object_size_wins_and_estimate_can_be_off():
     net.spec.size_model = constant_size_model(net, 36.0)
     _, events = stages(iter_segment(disks(12.0, shape=(64, 64))[0], net, axes="YX", device="cpu", object_size=12))
     assert not any(e.stage == "size" for e in events)
-    _, events = stages(iter_predict(disks(12.0, shape=(64, 64))[0], net, axes="YX", device="cpu",
-                                    estimate_size=False))
+    _, events = stages(iter_predict(disks(12.0, shape=(64, 64))[0], net, axes="YX", device="cpu", estimate_size=False))
     assert not any(e.stage in ("size", "rescale") for e in events)
 
 
@@ -221,8 +235,19 @@ def test_cli_line_names_the_estimate(tmp_path, capsys, measured):
     net.spec.size_model = constant_size_model(net, 30.0)
     model = save_model(net, tmp_path / "m.safetensors")
     tifffile.imwrite(tmp_path / "img.tif", (disks(30.0, shape=(90, 90))[0] * 200).astype(np.uint8))
-    rc = main(["segment", str(tmp_path / "img.tif"), "--model", str(model), "--output", str(tmp_path / "out"),
-               "--no-progress", "--device", "cpu"])
+    rc = main(
+        [
+            "segment",
+            str(tmp_path / "img.tif"),
+            "--model",
+            str(model),
+            "--output",
+            str(tmp_path / "out"),
+            "--no-progress",
+            "--device",
+            "cpu",
+        ]
+    )
     assert rc == 0
     assert "object size 30 px (estimated)" in capsys.readouterr().out
     assert (tmp_path / "out" / "img_labels.tif").exists()

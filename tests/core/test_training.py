@@ -35,14 +35,15 @@ from napari_unet.core.training.patches import PatchSampler
 from napari_unet.core.training.targets import INSTANCE_CLASSES
 
 TINY: dict[str, Any] = dict(
-    depth=2, base_features=8, patch_size=32, batch_size=4, device="cpu", lr=1e-2, warmup_steps=4, seed=0,
+    depth=2, base_features=8, patch_size=32, batch_size=4, device="cpu", lr=1e-2, warmup_steps=4, seed=0
 )
 AP_KEYS = [f"AP{p}" for p in range(50, 100, 5)] + ["mAP"]
 
 
 # ---------------------------------------------------------------------------- synthetic data
-def disc_image(size: tuple[int, int], rng: np.random.Generator, n_discs: int = 6,
-               classes: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def disc_image(
+    size: tuple[int, int], rng: np.random.Generator, n_discs: int = 6, classes: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """A float32 image of bright discs on noise and its labels.
 
     ``classes == 1``: instance labels 1..n (discs may touch, never overlap).
@@ -99,8 +100,9 @@ def quick_size_fit() -> Any:
 
     fit = loop.fit_size_model_on
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(loop, "fit_size_model_on", lambda net, samples, seed=0, crops=64: fit(net, samples, seed=seed,
-                                                                                          crops=crops))
+        mp.setattr(
+            loop, "fit_size_model_on", lambda net, samples, seed=0, crops=64: fit(net, samples, seed=seed, crops=crops)
+        )
         yield
 
 
@@ -110,10 +112,19 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     out_dir = tmp_path_factory.mktemp("trained")
     output = out_dir / "model.safetensors"
     preview = disc_image((37, 41), np.random.default_rng(5))[0]
-    events, model = run(iter_train(
-        disc_pairs(), output=output, epochs=4, steps_per_epoch=10, preview_every=1,
-        preview_image=preview, preview_axes="YX", description="discs", **TINY,
-    ))
+    events, model = run(
+        iter_train(
+            disc_pairs(),
+            output=output,
+            epochs=4,
+            steps_per_epoch=10,
+            preview_every=1,
+            preview_image=preview,
+            preview_axes="YX",
+            description="discs",
+            **TINY,
+        )
+    )
     return SimpleNamespace(events=events, model=model, output=output, dir=out_dir, preview=preview)
 
 
@@ -236,8 +247,9 @@ def test_prepare_from_layers_and_files(tmp_path: Path) -> None:
 def test_prepare_channel_names_from_a_layer() -> None:
     img, lab = disc_pairs(n=1, size=32)[0]
     noise = np.random.default_rng(3).random((32, 32)).astype(np.float32)
-    layer = SimpleNamespace(data=np.stack([noise, img]), name="cells",
-                            metadata={"axes": "CYX", "channel_names": ["DAPI", "GFP"]})
+    layer = SimpleNamespace(
+        data=np.stack([noise, img]), name="cells", metadata={"axes": "CYX", "channel_names": ["DAPI", "GFP"]}
+    )
     assert prepare([(layer, lab)]).channel_names == ["DAPI", "GFP"]
     by_name = prepare([(layer, lab)], channels=["GFP"])
     assert by_name.channel_names == ["GFP"]
@@ -265,7 +277,9 @@ def test_pairs_from_folders(tmp_path: Path) -> None:
     (images / "notes.txt").write_text("not an image")
     pairs = pairs_from_folders(images, masks)
     assert [(p.name, m.name) for p, m in pairs] == [
-        ("a.tif", "a_mask.tif"), ("b.tif", "b.tif"), ("c.ome.tif", "c_labels.tiff"),
+        ("a.tif", "a_mask.tif"),
+        ("b.tif", "b.tif"),
+        ("c.ome.tif", "c_labels.tiff"),
     ]
 
 
@@ -390,8 +404,16 @@ def test_augment_elastic_keeps_label_values() -> None:
     y[:, 10:30, 12:34] = 3
     y[:, 32:44, 5:20] = 7
     x = y.float().unsqueeze(1)
-    xa, ya = augment(x, y, torch.Generator().manual_seed(2), flips=False, rotations=False, intensity=False,
-                     elastic=True, elastic_strength=6.0)
+    xa, ya = augment(
+        x,
+        y,
+        torch.Generator().manual_seed(2),
+        flips=False,
+        rotations=False,
+        intensity=False,
+        elastic=True,
+        elastic_strength=6.0,
+    )
     assert xa.shape == x.shape and ya.shape == y.shape and ya.dtype == torch.int64
     assert set(ya.unique().tolist()) <= {0, 3, 7}
     assert not torch.equal(ya, y)  # the shapes moved
@@ -578,8 +600,11 @@ def test_fine_tune_keeps_architecture_and_channel_names(trained: SimpleNamespace
     base = tmp_path / "dapi.safetensors"
     save_model(load_model(trained.output), base, channel_names=["DAPI"])
     opts = dict(TINY, depth=3, base_features=16, lr=1e-3)  # architecture options are ignored
-    events, model = run(iter_train(disc_pairs(seed=4), model=base, epochs=1, steps_per_epoch=3,
-                                   output=tmp_path / "ft.safetensors", **opts))
+    events, model = run(
+        iter_train(
+            disc_pairs(seed=4), model=base, epochs=1, steps_per_epoch=3, output=tmp_path / "ft.safetensors", **opts
+        )
+    )
     assert model.config["depth"] == 2 and model.config["base_features"] == 8
     assert model.spec.channel_names == ["DAPI"]
     assert load_model(tmp_path / "ft.safetensors").spec.channel_names == ["DAPI"]
@@ -599,9 +624,19 @@ def test_fine_tune_mismatches(trained: SimpleNamespace) -> None:
 def test_semantic_three_classes_reports_miou(tmp_path: Path) -> None:
     output = tmp_path / "sem.safetensors"
     preview = disc_pairs(n=1, seed=3, classes=2)[0][0][:40, :44]
-    events, model = run(iter_train(disc_pairs(classes=2), mode="semantic", epochs=2, steps_per_epoch=5,
-                                   output=output, preview_every=2, preview_image=preview, preview_axes="YX",
-                                   **TINY))
+    events, model = run(
+        iter_train(
+            disc_pairs(classes=2),
+            mode="semantic",
+            epochs=2,
+            steps_per_epoch=5,
+            output=output,
+            preview_every=2,
+            preview_image=preview,
+            preview_axes="YX",
+            **TINY,
+        )
+    )
     for e in kinds(events, "epoch"):
         assert 0 <= e.metrics["mIoU"] <= 1 and "AP50" not in e.metrics
         assert "mIoU" in e.message
@@ -615,14 +650,14 @@ def test_semantic_three_classes_reports_miou(tmp_path: Path) -> None:
     assert "best_mIoU" in spec.training
     # a 3-class model cannot learn 2-class labels
     with pytest.raises(ValueError, match="outputs 3 classes but the labels give 2"):
-        train([(img, (lab > 0).astype(np.uint8)) for img, lab in disc_pairs()], model=output, mode="semantic",
-              **TINY)
+        train([(img, (lab > 0).astype(np.uint8)) for img, lab in disc_pairs()], model=output, mode="semantic", **TINY)
 
 
 def test_same_seed_same_losses() -> None:
     opts = dict(TINY, epochs=1, steps_per_epoch=5, val_fraction=0)
-    losses = [[e.loss for e in kinds(run(iter_train(disc_pairs(), **dict(opts, seed=s)))[0], "step")]
-              for s in (0, 0, 1)]
+    losses = [
+        [e.loss for e in kinds(run(iter_train(disc_pairs(), **dict(opts, seed=s)))[0], "step")] for s in (0, 0, 1)
+    ]
     assert losses[0] == losses[1]
     assert losses[0] != losses[2]
 
@@ -632,8 +667,9 @@ def test_early_stopping() -> None:
     torch.manual_seed(0)
     frozen = UNet(1, 3, depth=2, base_features=4, norm=False, spec=spec)
     # lr = 0 and no BatchNorm: the validation score never changes, so it stops after `patience` epochs
-    events, _ = run(iter_train(disc_pairs(), model=frozen, epochs=6, steps_per_epoch=2, patience=2,
-                               **dict(TINY, lr=0.0)))
+    events, _ = run(
+        iter_train(disc_pairs(), model=frozen, epochs=6, steps_per_epoch=2, patience=2, **dict(TINY, lr=0.0))
+    )
     assert [e.improved for e in kinds(events, "epoch")] == [True, False, False]
     assert events[-1].message.startswith("stopped early")
 
@@ -671,16 +707,24 @@ def test_3d_training_with_elastic_augmentation() -> None:
         lab[4:12, 5:15, 5:15] = 1
         lab[3:10, 18:28, 16:30] = 2
         volumes.append((rng.normal(0, 0.1, lab.shape).astype(np.float32) + (lab > 0), lab))
-    events, model = run(iter_train(volumes, ndim=3, axes="ZYX", epochs=2, steps_per_epoch=3, elastic=True,
-                                   **dict(TINY, patch_size=16, batch_size=2)))
+    events, model = run(
+        iter_train(
+            volumes,
+            ndim=3,
+            axes="ZYX",
+            epochs=2,
+            steps_per_epoch=3,
+            elastic=True,
+            **dict(TINY, patch_size=16, batch_size=2),
+        )
+    )
     assert model.ndim == 3 and model.spec.axes == "ZYX"
     assert [e.epoch for e in kinds(events, "epoch")] == [1, 2]
     assert "AP50" in kinds(events, "epoch")[-1].metrics
 
 
 def test_explicit_validation_pairs() -> None:
-    events, _ = run(iter_train(disc_pairs(n=3), val_pairs=disc_pairs(n=1, seed=8), epochs=1,
-                               steps_per_epoch=2, **TINY))
+    events, _ = run(iter_train(disc_pairs(n=3), val_pairs=disc_pairs(n=1, seed=8), epochs=1, steps_per_epoch=2, **TINY))
     assert "AP50" in kinds(events, "epoch")[0].metrics
 
 
@@ -717,8 +761,11 @@ def test_real_dsb2018_images(data_dir: Path, tmp_path: Path) -> None:
     folder = data_dir / "dsb2018_fluo"
     pairs = pairs_from_folders(folder / "images", folder / "masks")[:4]
     assert len(pairs) == 4
-    events, model = run(iter_train(pairs, epochs=2, steps_per_epoch=10, output=tmp_path / "dsb.safetensors",
-                                   **dict(TINY, patch_size=64)))
+    events, model = run(
+        iter_train(
+            pairs, epochs=2, steps_per_epoch=10, output=tmp_path / "dsb.safetensors", **dict(TINY, patch_size=64)
+        )
+    )
     epoch_losses = [e.loss for e in kinds(events, "epoch")]
     assert epoch_losses[1] < epoch_losses[0]
     assert load_model(tmp_path / "dsb.safetensors").spec.training["train_images"][0].endswith(".tif")
@@ -908,8 +955,9 @@ def test_no_distance_head_keeps_the_classes_only_recipe(tmp_path: Path) -> None:
     from napari_unet.core.training.targets import INSTANCE_POSTPROCESS
 
     output = tmp_path / "plain.safetensors"
-    _, model = run(iter_train(disc_pairs(n=2), distance_head=False, object_size=None, noise=False, output=output,
-                              **QUICK))
+    _, model = run(
+        iter_train(disc_pairs(n=2), distance_head=False, object_size=None, noise=False, output=output, **QUICK)
+    )
     assert model.heads == [] and model.n_outputs == 3
     assert model.spec.postprocess == INSTANCE_POSTPROCESS
     assert "heads" not in read_model_info(output)["architecture"]

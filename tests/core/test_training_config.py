@@ -17,8 +17,20 @@ from napari_unet.core.training.config import TrainConfig
 from napari_unet.core.training.loop import iter_train, train
 from napari_unet.core.training.targets import INSTANCE_CLASSES
 
-QUICK: dict[str, Any] = dict(depth=2, base_features=8, patch_size=32, batch_size=4, device="cpu", lr=1e-2,
-                             warmup_steps=4, seed=0, epochs=1, steps_per_epoch=2, val_fraction=0, object_size=None)
+QUICK: dict[str, Any] = dict(
+    depth=2,
+    base_features=8,
+    patch_size=32,
+    batch_size=4,
+    device="cpu",
+    lr=1e-2,
+    warmup_steps=4,
+    seed=0,
+    epochs=1,
+    steps_per_epoch=2,
+    val_fraction=0,
+    object_size=None,
+)
 
 
 def pairs(n: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -40,10 +52,25 @@ def test_defaults_are_valid_and_normalised() -> None:
 @pytest.mark.parametrize(
     ("name", "value"),
     [
-        ("epochs", 0), ("epochs", 1.5), ("steps_per_epoch", -1), ("patch_size", "big"), ("batch_size", 0),
-        ("lr", -1.0), ("lr", float("nan")), ("weight_decay", -1), ("patience", 0), ("val_fraction", 1.0),
-        ("seed", -1), ("mode", "blobs"), ("depth", 99), ("base_features", 0), ("precision", "float8"),
-        ("augmentation", "yes"), ("object_size", -3), ("object_size", "big"), ("scale_jitter", 0.5),
+        ("epochs", 0),
+        ("epochs", 1.5),
+        ("steps_per_epoch", -1),
+        ("patch_size", "big"),
+        ("batch_size", 0),
+        ("lr", -1.0),
+        ("lr", float("nan")),
+        ("weight_decay", -1),
+        ("patience", 0),
+        ("val_fraction", 1.0),
+        ("seed", -1),
+        ("mode", "blobs"),
+        ("depth", 99),
+        ("base_features", 0),
+        ("precision", "float8"),
+        ("augmentation", "yes"),
+        ("object_size", -3),
+        ("object_size", "big"),
+        ("scale_jitter", 0.5),
         ("scale_jitter", "1.2"),
     ],
 )
@@ -93,8 +120,13 @@ def test_training_leaves_global_state_as_it_was(benchmark: bool) -> None:
 
 
 def test_fine_tuning_leaves_the_callers_model_unchanged() -> None:
-    spec = ModelSpec(channel_names=["c"], class_names=list(INSTANCE_CLASSES), target="instances", boundary_class=2,
-                     description="mine")
+    spec = ModelSpec(
+        channel_names=["c"],
+        class_names=list(INSTANCE_CLASSES),
+        target="instances",
+        boundary_class=2,
+        description="mine",
+    )
     torch.manual_seed(0)
     net = UNet(1, 3, depth=2, base_features=8, spec=spec)
     spec_before = copy.deepcopy(net.spec)

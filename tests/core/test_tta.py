@@ -72,8 +72,9 @@ def test_tta_equals_the_average_of_the_transformed_predictions():
     tta = predict(image, net, axes="YX", device="cpu", heads=True, tta=True)
     plain = predict(image, net, axes="YX", device="cpu", heads=True)
     parts = [
-        _np_undo(predict(np.ascontiguousarray(_np_dihedral(image, k, f)), net, axes="YX", device="cpu",
-                         heads=True), k, f)
+        _np_undo(
+            predict(np.ascontiguousarray(_np_dihedral(image, k, f)), net, axes="YX", device="cpu", heads=True), k, f
+        )
         for k, f in DIHEDRAL
     ]
     expected = np.mean(parts, axis=0)
@@ -88,10 +89,13 @@ def test_3d_models_augment_in_the_yx_plane_only():
     net = _random_net(ndim=3, heads=())
     image = _image((8, 16, 24))
     tta = predict(image, net, axes="ZYX", device="cpu", tta=True)
-    expected = np.mean([
-        _np_undo(predict(np.ascontiguousarray(_np_dihedral(image, k, f)), net, axes="ZYX", device="cpu"), k, f)
-        for k, f in DIHEDRAL
-    ], axis=0)
+    expected = np.mean(
+        [
+            _np_undo(predict(np.ascontiguousarray(_np_dihedral(image, k, f)), net, axes="ZYX", device="cpu"), k, f)
+            for k, f in DIHEDRAL
+        ],
+        axis=0,
+    )
     assert tta.shape == (3, 8, 16, 24)
     np.testing.assert_allclose(tta, expected, atol=1e-10)
 
@@ -104,8 +108,9 @@ def test_shapes_dtypes_and_features_are_unchanged():
         tta = drain(iter_predict(image, net, axes="TYX", device="cpu", heads=heads, tta=True))
         assert tta.shape == plain.shape == (n, 2, 40, 52)
         assert tta.dtype == plain.dtype == np.float32
-    codes, landscape = drain(iter_features(image, net, axes="TYX", device="cpu", boundary_class=2,
-                                           distance_channel=3, tta=True))
+    codes, landscape = drain(
+        iter_features(image, net, axes="TYX", device="cpu", boundary_class=2, distance_channel=3, tta=True)
+    )
     assert codes.shape == landscape.shape == (2, 40, 52) and codes.dtype == landscape.dtype == np.uint8
 
 
@@ -115,8 +120,9 @@ def test_tiled_tta_with_an_exact_halo_matches_untiled_tta():
     halo = 2 * net.receptive_radius()  # exact: the result does not depend on the tiling
     whole = predict(image, net, axes="YX", device="cpu", tta=True)
     events = []
-    tiled = predict(image, net, axes="YX", device="cpu", tta=True, tile_size=144, halo=halo, batch_size=4,
-                    progress=events.append)
+    tiled = predict(
+        image, net, axes="YX", device="cpu", tta=True, tile_size=144, halo=halo, batch_size=4, progress=events.append
+    )
     assert any(e.stage == "tiles" and e.total == 6 and "test-time augmentation" in e.message for e in events)
     np.testing.assert_allclose(tiled, whole, atol=1e-8)
 

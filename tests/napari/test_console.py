@@ -39,8 +39,13 @@ def zcyx_file(tmp_path: Path) -> Path:
     data[:, 0, 5:15, 6:16] += 2000
     data[:, 1, 20:30, 20:35] += 2000
     path = tmp_path / "cells.tif"
-    tifffile.imwrite(path, data, imagej=True, resolution=(4.0, 4.0),
-                     metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um", "Labels": ["DNA", "membrane"] * 3})
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(4.0, 4.0),
+        metadata={"axes": "ZCYX", "spacing": 2.0, "unit": "um", "Labels": ["DNA", "membrane"] * 3},
+    )
     return path
 
 
@@ -50,8 +55,10 @@ def test_the_documented_console_line_on_the_nuclei_sample(make_napari_viewer: An
     viewer.open_sample(PLUGIN, "nuclei")
     image = viewer.layers["nuclei_dsb2018"]
     assert image.metadata["axes"] == "YX"
-    line = (f"from napari_unet import segment; viewer.add_labels(segment(viewer.layers['nuclei_dsb2018'], "
-            f"model={model!r}), scale=viewer.layers['nuclei_dsb2018'].scale)")
+    line = (
+        f"from napari_unet import segment; viewer.add_labels(segment(viewer.layers['nuclei_dsb2018'], "
+        f"model={model!r}), scale=viewer.layers['nuclei_dsb2018'].scale)"
+    )
     exec(line, {"viewer": viewer})  # noqa: S102 - the line docs/console-api.md shows
     labels = viewer.layers[-1]
     assert labels.__class__.__name__ == "Labels"

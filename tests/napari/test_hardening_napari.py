@@ -41,13 +41,15 @@ def _patched(path: Path, name: str, old: bytes, new: bytes) -> Path:
 
 def promises_more_images(tmp_path: Path) -> Path:
     # the ImageJ header promises 8 images (4 slices x 2 channels); the file holds 6 pages
-    return _patched(_hyperstack(tmp_path), "promises8.tif", b"images=6\nchannels=2\nslices=3",
-                    b"images=8\nchannels=2\nslices=4")
+    return _patched(
+        _hyperstack(tmp_path), "promises8.tif", b"images=6\nchannels=2\nslices=3", b"images=8\nchannels=2\nslices=4"
+    )
 
 
 def promises_inconsistent_images(tmp_path: Path) -> Path:
-    return _patched(_hyperstack(tmp_path), "promises9.tif", b"images=6\nchannels=2\nslices=3",
-                    b"images=9\nchannels=3\nslices=3")
+    return _patched(
+        _hyperstack(tmp_path), "promises9.tif", b"images=6\nchannels=2\nslices=3", b"images=9\nchannels=3\nslices=3"
+    )
 
 
 def empty_2d(tmp_path: Path) -> Path:
@@ -90,8 +92,12 @@ def good_plain(tmp_path: Path) -> Path:
 
 
 def good_labels(tmp_path: Path) -> Path:
-    return write_labels(tmp_path / "labels.tif", np.arange(12, dtype=np.uint32).reshape(3, 4), axes="YX",
-                        provenance={"software": "test"})
+    return write_labels(
+        tmp_path / "labels.tif",
+        np.arange(12, dtype=np.uint32).reshape(3, 4),
+        axes="YX",
+        provenance={"software": "test"},
+    )
 
 
 BAD: dict[str, tuple[Callable[[Path], Path], str]] = {

@@ -28,8 +28,9 @@ from napari_unet._napari.segment_widget import SegmentWidget  # noqa: E402
 from napari_unet._napari.train_widget import TrainWidget  # noqa: E402
 
 TIMEOUT_MS = 300_000
-TINY: dict[str, Any] = dict(depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=2, lr=0.01,
-                            device="cpu", seed=0, epochs=1)
+TINY: dict[str, Any] = dict(
+    depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=2, lr=0.01, device="cpu", seed=0, epochs=1
+)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,15 +76,20 @@ def no_traceback_above_debug(caplog: pytest.LogCaptureFixture) -> None:
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda img, lab: img.__setitem__((3, 4), np.nan),
-         "Train U-Net failed: layer 'cells' holds 1 NaN or infinite pixel value(s), the first at y=3, x=4"),
-        (lambda img, lab: lab.__setitem__((slice(0, 2), 0), -7),
-         "Train U-Net failed: labels of layer 'cells' hold negative values (smallest -7, 2 pixel(s))"),
+        (
+            lambda img, lab: img.__setitem__((3, 4), np.nan),
+            "Train U-Net failed: layer 'cells' holds 1 NaN or infinite pixel value(s), the first at y=3, x=4",
+        ),
+        (
+            lambda img, lab: lab.__setitem__((slice(0, 2), 0), -7),
+            "Train U-Net failed: labels of layer 'cells' hold negative values (smallest -7, 2 pixel(s))",
+        ),
     ],
     ids=["nan pixel", "negative label id"],
 )
-def test_train_panel_bad_data_is_one_notification_and_no_model(make_napari_viewer, qtbot, tmp_path, notes, caplog,
-                                                               edit, message):
+def test_train_panel_bad_data_is_one_notification_and_no_model(
+    make_napari_viewer, qtbot, tmp_path, notes, caplog, edit, message
+):
     img, lab = discs()
     edit(img, lab)
     output = tmp_path / "m.safetensors"
@@ -97,8 +103,9 @@ def test_train_panel_bad_data_is_one_notification_and_no_model(make_napari_viewe
     assert any(r.exc_info for r in caplog.records if r.levelno == logging.DEBUG), "the traceback stays at DEBUG"
 
 
-def test_train_panel_never_reports_a_model_file_that_is_not_there(make_napari_viewer, qtbot, tmp_path, notes,
-                                                                 monkeypatch):
+def test_train_panel_never_reports_a_model_file_that_is_not_there(
+    make_napari_viewer, qtbot, tmp_path, notes, monkeypatch
+):
     def finishes_without_a_file(job):
         return None
         yield
@@ -112,8 +119,9 @@ def test_train_panel_never_reports_a_model_file_that_is_not_there(make_napari_vi
     assert widget.saved_path is None and "no model file was written" in widget.status.replace("\n", " ")
 
 
-def test_train_panel_runtime_error_in_the_worker_ends_the_run(make_napari_viewer, qtbot, tmp_path, notes, caplog,
-                                                             monkeypatch):
+def test_train_panel_runtime_error_in_the_worker_ends_the_run(
+    make_napari_viewer, qtbot, tmp_path, notes, caplog, monkeypatch
+):
     from napari_unet.core.training import loop
 
     def broken(pairs, **kwargs):
@@ -130,8 +138,9 @@ def test_train_panel_runtime_error_in_the_worker_ends_the_run(make_napari_viewer
     no_traceback_above_debug(caplog)
 
 
-def test_train_panel_unexpected_error_before_starting_is_a_notification(make_napari_viewer, tmp_path, notes,
-                                                                       monkeypatch):
+def test_train_panel_unexpected_error_before_starting_is_a_notification(
+    make_napari_viewer, tmp_path, notes, monkeypatch
+):
     def broken(*args, **kwargs):
         raise RuntimeError("something nobody expected")
 

@@ -32,8 +32,22 @@ def test_cli_panel_and_writer_record_the_same_keys(make_napari_viewer, tmp_path,
     image = np.asarray(read_image(sample_path("nuclei")).data)[:64, :64]
     tifffile.imwrite(tmp_path / "a.tif", image)
     out = tmp_path / "out"
-    assert main(["segment", str(tmp_path / "a.tif"), "--model", "nuclei", "-o", str(out), "--no-progress",
-                 "--device", "cpu"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(tmp_path / "a.tif"),
+                "--model",
+                "nuclei",
+                "-o",
+                str(out),
+                "--no-progress",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     cli = read_provenance(out / "a_labels.tif")
 
@@ -49,16 +63,26 @@ def test_cli_panel_and_writer_record_the_same_keys(make_napari_viewer, tmp_path,
     assert cli["input"] == str(tmp_path / "a.tif") and panel["input"] == "cells"
 
     # the napari writer keeps the panel's record and adds the layer's name
-    written, = write_labels_layer(str(tmp_path / "saved.tif"), np.zeros((64, 64), np.uint16),
-                                  {"name": "cells labels", "metadata": {"axes": "YX", "provenance": panel}})
+    (written,) = write_labels_layer(
+        str(tmp_path / "saved.tif"),
+        np.zeros((64, 64), np.uint16),
+        {"name": "cells labels", "metadata": {"axes": "YX", "provenance": panel}},
+    )
     saved = read_provenance(written)
     assert _schema_keys(saved) == set(PROVENANCE_KEYS) | {"layer_name"}
     assert {k: v for k, v in saved.items() if k != "layer_name"} == panel
 
 
 def test_the_reader_opens_labels_with_an_old_style_record(tmp_path) -> None:
-    old = {"software": "napari-unet 0.9", "napari_unet_version": "0.9", "model": "nuclei", "image": "cells",
-           "image_axes": "YX", "options": {"output": "instances"}, "layer_name": "cells"}
+    old = {
+        "software": "napari-unet 0.9",
+        "napari_unet_version": "0.9",
+        "model": "nuclei",
+        "image": "cells",
+        "image_axes": "YX",
+        "options": {"output": "instances"},
+        "layer_name": "cells",
+    }
     path = write_labels(tmp_path / "old.tif", np.ones((8, 9), np.uint16), axes="YX", provenance=old)
     ((_, kwargs, layer_type),) = read_tiff([str(path)])
     assert layer_type == "labels"

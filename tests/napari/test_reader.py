@@ -21,12 +21,22 @@ REAL_STACKS = {
     "xyc_8bit__dapi_tublin.tif": (["DAPI", "EGFP"], (730, 968), "YX", (0.4540, 0.4540), ("micrometer",) * 2),
     "xyc_16bit__nuclei_golgi.tif": (2, (220, 204), "YX", (0.5158, 0.5158), ("micrometer",) * 2),
     "xyc_16bit__hela-cells.tif": (3, (512, 672), "YX", (0.05149, 0.05149), ("micrometer",) * 2),
-    "xyzc_16bit__dna_conf_wf.tif": (["Ch1-T1", "TV1-T3"], (45, 130, 133), "ZYX", (0.4994, 0.5119, 0.5119),
-                                    ("micrometer",) * 3),
+    "xyzc_16bit__dna_conf_wf.tif": (
+        ["Ch1-T1", "TV1-T3"],
+        (45, 130, 133),
+        "ZYX",
+        (0.4994, 0.5119, 0.5119),
+        ("micrometer",) * 3,
+    ),
     "xyz_8bit__nuclei_autothresh.tif": (1, (37, 118, 132), "ZYX", (4.0, 0.8286, 0.8286), ("micrometer",) * 3),
     "xyz_8bit__chromosomes.tif": (1, (40, 152, 126), "ZYX", (0.15, 0.03385, 0.03385), ("micrometer",) * 3),
-    "xyt_calibrated_16bit__golgi_bfa_sum_projection.tif": (1, (30, 137, 147), "TYX", (59.86, 0.3514, 0.3514),
-                                                           ("second", "micrometer", "micrometer")),
+    "xyt_calibrated_16bit__golgi_bfa_sum_projection.tif": (
+        1,
+        (30, 137, 147),
+        "TYX",
+        (59.86, 0.3514, 0.3514),
+        ("second", "micrometer", "micrometer"),
+    ),
 }
 
 
@@ -43,6 +53,7 @@ def _is_lazy(data: object) -> bool:
 # ---------------------------------------------------------------------------------------------
 # napari_get_reader: None for everything it cannot read, never raises
 # ---------------------------------------------------------------------------------------------
+
 
 def _png(tmp_path: Path) -> str:
     path = tmp_path / "image.png"
@@ -69,7 +80,7 @@ def _not_a_tiff(tmp_path: Path) -> str:
 def _truncated(tmp_path: Path) -> str:
     path = tmp_path / "truncated.tif"
     tifffile.imwrite(path, np.arange(64 * 80, dtype=np.uint16).reshape(64, 80))
-    path.write_bytes(path.read_bytes()[: 4000])  # header intact, pixels cut short
+    path.write_bytes(path.read_bytes()[:4000])  # header intact, pixels cut short
     return str(path)
 
 
@@ -86,8 +97,11 @@ def _two_paths(tmp_path: Path) -> list[str]:
     return [str(p) for p in paths]
 
 
-@pytest.mark.parametrize("make", [_png, _missing, _corrupt, _not_a_tiff, _truncated, _directory, _two_paths],
-                         ids=lambda f: f.__name__.strip("_"))
+@pytest.mark.parametrize(
+    "make",
+    [_png, _missing, _corrupt, _not_a_tiff, _truncated, _directory, _two_paths],
+    ids=lambda f: f.__name__.strip("_"),
+)
 def test_get_reader_returns_none_for_what_it_cannot_read(tmp_path: Path, make, caplog) -> None:
     path = make(tmp_path)
     with caplog.at_level(logging.DEBUG, logger="napari_unet._napari.reader"):
@@ -131,6 +145,7 @@ def test_contrast_limits_are_robust_percentiles_of_a_subsample() -> None:
 # ---------------------------------------------------------------------------------------------
 # The real stacks, opened through napari
 # ---------------------------------------------------------------------------------------------
+
 
 def test_every_real_stack_is_covered(data_dir: Path) -> None:
     assert sorted(p.name for p in (data_dir / "stacks").glob("*.tif")) == sorted(REAL_STACKS)
@@ -208,14 +223,20 @@ def test_open_dsb2018_image(make_napari_viewer, data_dir: Path) -> None:
 # Small files written here
 # ---------------------------------------------------------------------------------------------
 
+
 def test_open_imagej_tzcyx_with_channel_labels(make_napari_viewer, tmp_path: Path) -> None:
     t, z, c, y, x = 2, 3, 3, 16, 20
     data = np.arange(t * z * c * y * x, dtype=np.uint16).reshape(t, z, c, y, x)
     channel = ["DAPI", "GFP", "mCherry"]
     labels = [channel[ci] for _ in range(t) for _ in range(z) for ci in range(c)]
     path = tmp_path / "hyper.tif"
-    tifffile.imwrite(path, data, imagej=True, resolution=(1 / 0.25, 1 / 0.25),
-                     metadata={"axes": "TZCYX", "spacing": 1.5, "finterval": 30.0, "unit": "um", "Labels": labels})
+    tifffile.imwrite(
+        path,
+        data,
+        imagej=True,
+        resolution=(1 / 0.25, 1 / 0.25),
+        metadata={"axes": "TZCYX", "spacing": 1.5, "finterval": 30.0, "unit": "um", "Labels": labels},
+    )
     viewer = make_napari_viewer()
     layers = viewer.open(str(path), plugin=PLUGIN)
     assert [layer.name for layer in layers] == channel
@@ -234,9 +255,18 @@ def test_open_imagej_tzcyx_with_channel_labels(make_napari_viewer, tmp_path: Pat
 def test_open_ome_tiff_with_channel_names(make_napari_viewer, tmp_path: Path) -> None:
     data = np.random.default_rng(1).integers(0, 4000, size=(2, 4, 24, 32), dtype=np.uint16)
     path = tmp_path / "cells.ome.tif"
-    tifffile.imwrite(path, data, ome=True, metadata={
-        "axes": "CZYX", "Channel": {"Name": ["nuclei", "membrane"]},
-        "PhysicalSizeX": 0.3, "PhysicalSizeY": 0.3, "PhysicalSizeZ": 1.0})
+    tifffile.imwrite(
+        path,
+        data,
+        ome=True,
+        metadata={
+            "axes": "CZYX",
+            "Channel": {"Name": ["nuclei", "membrane"]},
+            "PhysicalSizeX": 0.3,
+            "PhysicalSizeY": 0.3,
+            "PhysicalSizeZ": 1.0,
+        },
+    )
     viewer = make_napari_viewer()
     layers = viewer.open(str(path), plugin=PLUGIN)
     assert [layer.name for layer in layers] == ["nuclei", "membrane"]
@@ -288,8 +318,14 @@ def test_single_channel_axis_is_dropped(tmp_path: Path) -> None:
     assert "channel_axis" not in kwargs and data.shape == (3, 8, 9) and _is_lazy(data)
     assert kwargs["metadata"]["axes"] == "ZYX" and kwargs["metadata"]["source_axes"] == "ZCYX"
 
-    image = ImageFile(data=np.ones((3, 1, 8, 9), np.uint16), axes="ZCYX", scale=(2.0, 1.0, 0.5, 0.5),
-                      units=("micron", None, "micron", "micron"), channel_names=["DAPI"], path=path)
+    image = ImageFile(
+        data=np.ones((3, 1, 8, 9), np.uint16),
+        axes="ZCYX",
+        scale=(2.0, 1.0, 0.5, 0.5),
+        units=("micron", None, "micron", "micron"),
+        channel_names=["DAPI"],
+        path=path,
+    )
     ((data, kwargs, _),) = image_file_to_layer_data(image, name="dapi only")
     assert kwargs["name"] == "dapi only" and kwargs["scale"] == (2.0, 0.5, 0.5)
     assert kwargs["metadata"]["channel_names"] == ["DAPI"]
@@ -298,6 +334,7 @@ def test_single_channel_axis_is_dropped(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Writer
 # ---------------------------------------------------------------------------------------------
+
 
 def _labels(shape: tuple[int, ...]) -> np.ndarray:
     labels = np.zeros(shape, dtype=np.int32)
@@ -309,8 +346,13 @@ def _labels(shape: tuple[int, ...]) -> np.ndarray:
 def test_writer_round_trip_through_napari(make_napari_viewer, tmp_path: Path) -> None:
     viewer = make_napari_viewer()
     labels = _labels((4, 17, 19))
-    viewer.add_labels(labels, name="cells", scale=(2.0, 0.5, 0.5), units=("micrometer",) * 3,
-                      metadata={"axes": "ZYX", "provenance": {"model": "nuclei.safetensors"}})
+    viewer.add_labels(
+        labels,
+        name="cells",
+        scale=(2.0, 0.5, 0.5),
+        units=("micrometer",) * 3,
+        metadata={"axes": "ZYX", "provenance": {"model": "nuclei.safetensors"}},
+    )
     path = tmp_path / "cells.tif"
     written = viewer.layers.save(str(path), plugin=PLUGIN)
     assert written == [str(path)]
@@ -357,6 +399,7 @@ def test_writer_keeps_big_label_values(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # Sample data
 # ---------------------------------------------------------------------------------------------
+
 
 def test_nuclei_sample(make_napari_viewer) -> None:
     viewer = make_napari_viewer()

@@ -173,7 +173,9 @@ def test_worker_adapter_reports_progress_and_result(make_napari_viewer: Any, qtb
     make_napari_viewer()
     got: dict[str, Any] = {"events": [], "finished": False}
     worker = start_worker(
-        counting, 5, description="Count",
+        counting,
+        5,
+        description="Count",
         on_result=lambda r: got.__setitem__("result", r),
         on_event=got["events"].append,
         on_finished=lambda: got.__setitem__("finished", True),
@@ -191,7 +193,10 @@ def test_worker_adapter_shows_one_line_error_once(make_napari_viewer: Any, qtbot
     make_napari_viewer()
     got: dict[str, Any] = {"finished": False}
     worker = start_worker(
-        counting, 5, 2, description="Count",
+        counting,
+        5,
+        2,
+        description="Count",
         on_result=lambda r: got.__setitem__("result", r),
         on_error=lambda e: got.__setitem__("error", e),
         on_finished=lambda: got.__setitem__("finished", True),
@@ -217,7 +222,8 @@ def test_worker_adapter_quit_stops_the_generator(make_napari_viewer: Any, qtbot:
             state["closed"] = True
 
     worker = start_worker(
-        endless, description="Endless",
+        endless,
+        description="Endless",
         on_result=lambda r: state.__setitem__("result", r),
         on_aborted=lambda: state.__setitem__("aborted", True),
         on_finished=lambda: state.__setitem__("finished", True),
@@ -310,9 +316,7 @@ def test_run_on_2d_image_adds_calibrated_labels_and_rerun_replaces(
     assert any("Console equivalent" in m for m in infos(notes))
 
 
-def test_a_layer_not_made_by_the_widget_is_never_replaced(
-    make_napari_viewer: Any, qtbot: Any, model_2d: str
-) -> None:
+def test_a_layer_not_made_by_the_widget_is_never_replaced(make_napari_viewer: Any, qtbot: Any, model_2d: str) -> None:
     viewer = make_napari_viewer()
     viewer.add_image(squares(), name="img")
     mine = viewer.add_labels(np.full((40, 50), 7, np.uint8), name="img labels")
@@ -332,9 +336,13 @@ def test_zcyx_layer_with_metadata_axes_and_two_channel_model(
     viewer = make_napari_viewer()
     data = squares((3, 2, 40, 50))
     img = viewer.add_image(
-        data, name="cells", scale=(2.0, 1.0, *SCALE), translate=(1.0, 0.0, *TRANSLATE),
+        data,
+        name="cells",
+        scale=(2.0, 1.0, *SCALE),
+        translate=(1.0, 0.0, *TRANSLATE),
         metadata={"axes": "ZCYX", "channel_names": ["DNA", "membrane"]},
-        axis_labels=("z", "c", "y", "x"), units=("um", "pixel", "um", "um"),
+        axis_labels=("z", "c", "y", "x"),
+        units=("um", "pixel", "um", "um"),
     )
     widget = SegmentWidget(viewer)
     widget.set_model(model_2ch)
@@ -351,8 +359,9 @@ def test_zcyx_layer_with_metadata_axes_and_two_channel_model(
 
 def test_channels_by_name_pick_from_a_wider_layer(make_napari_viewer: Any, qtbot: Any, model_2ch: str) -> None:
     viewer = make_napari_viewer()
-    viewer.add_image(squares((3, 40, 50)), name="three",
-                     metadata={"axes": "CYX", "channel_names": ["a", "DNA", "membrane"]})
+    viewer.add_image(
+        squares((3, 40, 50)), name="three", metadata={"axes": "CYX", "channel_names": ["a", "DNA", "membrane"]}
+    )
     widget = SegmentWidget(viewer)
     widget.set_model(model_2ch)
     widget.configure(channels="DNA, membrane")
@@ -412,7 +421,12 @@ def test_error_inside_the_worker_is_one_notification(
     widget.configure(device="mps" if torch.cuda.is_available() else "cuda")
     run_and_wait(qtbot, widget)
     msgs = errors(notes)
-    assert len(msgs) == 1 and "available" in msgs[0] and "device" in msgs[0] and msgs[0].startswith("Segment with U-Net failed")  # noqa: E501
+    assert (
+        len(msgs) == 1
+        and "available" in msgs[0]
+        and "device" in msgs[0]
+        and msgs[0].startswith("Segment with U-Net failed")
+    )  # noqa: E501
     assert not any(isinstance(n, ErrorNotification) for n in notes)
     assert len(viewer.layers) == 1 and flat(widget._status.value).startswith("failed")
 
@@ -427,8 +441,9 @@ def test_cancel_mid_run_adds_nothing_and_returns_to_idle(
     widget.configure(tile_size=32, halo=4, batch_size=1)
     worker = widget.run()
     assert worker is not None and widget._cancel_button.enabled and not widget._run_button.enabled
-    qtbot.waitUntil(lambda: getattr(widget.last_event, "stage", None) == "tiles" or not widget.running,
-                    timeout=TIMEOUT_MS)
+    qtbot.waitUntil(
+        lambda: getattr(widget.last_event, "stage", None) == "tiles" or not widget.running, timeout=TIMEOUT_MS
+    )
     assert widget.running, "finished before it could be cancelled"
     widget.cancel()
     qtbot.waitUntil(lambda: not widget.running, timeout=TIMEOUT_MS)
@@ -571,9 +586,7 @@ def test_menu_on_a_non_image_layer_is_an_error(make_napari_viewer: Any, notes: l
     assert len(viewer.layers) == 2
 
 
-def test_object_size_zooms_and_is_in_the_console_call(
-    make_napari_viewer: Any, qtbot: Any, tmp_path: Path
-) -> None:
+def test_object_size_zooms_and_is_in_the_console_call(make_napari_viewer: Any, qtbot: Any, tmp_path: Path) -> None:
     model = make_model(tmp_path / "sized.safetensors", object_size=20.0)
     viewer = make_napari_viewer()
     viewer.add_image(squares(), name="cells")
@@ -651,13 +664,32 @@ def test_options_and_configure_by_name(make_napari_viewer: Any, model_2d: str) -
     defaults = widget.options()
     assert defaults["model"].endswith("nuclei.safetensors")
     assert {k: v for k, v in defaults.items() if k != "model"} == {
-        "axes": None, "channels": None, "output": "instances", "tile_size": None, "device": "auto",
-        "min_size": 0, "object_size": None, "halo": None, "batch_size": None, "precision": "auto",
+        "axes": None,
+        "channels": None,
+        "output": "instances",
+        "tile_size": None,
+        "device": "auto",
+        "min_size": 0,
+        "object_size": None,
+        "halo": None,
+        "batch_size": None,
+        "precision": "auto",
         "tta": False,
     }
-    widget.configure(model=model_2d, axes="YX", channels=[0], tile_size=64, halo=8, batch_size=2,
-                     device="cpu", precision="float32", tta=True, min_size=5, object_size=12.0,
-                     output="semantic")
+    widget.configure(
+        model=model_2d,
+        axes="YX",
+        channels=[0],
+        tile_size=64,
+        halo=8,
+        batch_size=2,
+        device="cpu",
+        precision="float32",
+        tta=True,
+        min_size=5,
+        object_size=12.0,
+        output="semantic",
+    )
     options = widget.options()
     assert options["model"] == model_2d and widget.model_path == model_2d
     assert options["axes"] == "YX" and options["channels"] == [0] and widget._channels.value == "0"

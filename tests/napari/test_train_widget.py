@@ -43,7 +43,7 @@ from napari_unet.core.model.file import load_model  # noqa: E402
 
 TIMEOUT_MS = 300_000  # 2 shared CPU cores; importing torch in the worker thread can take a while
 TINY: dict[str, Any] = dict(
-    depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=3, lr=0.01, device="cpu", seed=0,
+    depth=2, base_features=4, patch_size=32, batch_size=2, steps_per_epoch=3, lr=0.01, device="cpu", seed=0
 )
 SCALE = (0.5, 0.25)
 TRANSLATE = (3.0, -7.0)
@@ -153,8 +153,10 @@ def test_label_values_subsample_big_arrays() -> None:
     assert sampled and set(values.tolist()) <= {0, 3}
     values, sampled = label_values(lab)
     assert not sampled and values.tolist() == [0, 3]
-    assert last_checkpoint_paths("/x/m.safetensors") == (Path("/x/m.last.safetensors"),
-                                                         Path("/x/m.last.state.safetensors"))
+    assert last_checkpoint_paths("/x/m.safetensors") == (
+        Path("/x/m.last.safetensors"),
+        Path("/x/m.last.state.safetensors"),
+    )
 
 
 def test_pairs_default_to_matching_shapes_and_classes_follow_labels(make_napari_viewer: Any, qtbot: Any) -> None:

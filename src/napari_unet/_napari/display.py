@@ -59,8 +59,9 @@ def _sample_steps(shape: Sequence[int], max_samples: int) -> tuple[int, ...]:
     return tuple(steps)
 
 
-def robust_contrast_limits(data: Any, *, max_samples: int = CONTRAST_SAMPLES,
-                           percentiles: tuple[float, float] = CONTRAST_PERCENTILES) -> tuple[float, float]:
+def robust_contrast_limits(
+    data: Any, *, max_samples: int = CONTRAST_SAMPLES, percentiles: tuple[float, float] = CONTRAST_PERCENTILES
+) -> tuple[float, float]:
     """Contrast limits from percentiles of a strided subsample of ``data``.
 
     Only every k-th element along each axis is read (at most ``max_samples`` elements), so a

@@ -1,6 +1,6 @@
 """From napari Image layers to what the core segments: array, axes and channel names.
 
-One layer is read by :func:`napari_unet.api.image_source` (the console API's own reading of a
+One layer is read by :func:`napari_unet._sources.image_source` (the console API's own reading of a
 layer: ``metadata["axes"]`` and ``metadata["channel_names"]`` from napari-unet's reader, RGB,
 multiscale), with the axes guessed when nothing else says what they are. Several single-channel
 layers can be stacked as the channels of one input (:func:`combine_input`). Where the axes came
@@ -17,12 +17,17 @@ from typing import Any
 import numpy as np
 from napari.layers import Image
 
-from ..api import image_source
+from .._sources import image_source
 from ..core.image.layout import Layout
 
 __all__ = [
-    "AXES_ORIGIN_TEXT", "ImageInput", "combine_input", "extra_channel_candidates", "layer_data",
-    "single_channel_name", "unwrap",
+    "AXES_ORIGIN_TEXT",
+    "ImageInput",
+    "combine_input",
+    "extra_channel_candidates",
+    "layer_data",
+    "single_channel_name",
+    "unwrap",
 ]
 
 #: How the panel explains where the axes came from (keys: ``core.image.axes.AXES_ORIGINS``).
@@ -132,8 +137,7 @@ class ImageInput:
             text += f"; {len(self.extra_layers) + 1} layers stacked as C)" if self.extra_layers else ")"
             return f"{text}\n{self.note}" if self.note else text
         if self.extra_layers:
-            text = (f"axes {self.axes} (C: {len(self.arrays)} layers stacked; {self.layer_axes} "
-                    f"{self.origin_text})")
+            text = f"axes {self.axes} (C: {len(self.arrays)} layers stacked; {self.layer_axes} {self.origin_text})"
         else:
             text = f"axes {self.axes} ({self.origin_text})"
         return f"{text}; {self.note}" if self.note else text
@@ -143,14 +147,17 @@ def extra_channel_candidates(layer: Image, layers: Sequence[Image]) -> list[Imag
     """The layers of ``layers`` that can be stacked after ``layer`` as further channels: not
     ``layer`` itself, not RGB, and of exactly its shape."""
     shape = tuple(layer_data(layer).shape)
-    return [other for other in layers
-            if other is not layer and not getattr(other, "rgb", False) and tuple(layer_data(other).shape) == shape]
+    return [
+        other
+        for other in layers
+        if other is not layer and not getattr(other, "rgb", False) and tuple(layer_data(other).shape) == shape
+    ]
 
 
 def combine_input(layer: Image, extra_layers: Sequence[Image] = (), typed_axes: str = "") -> ImageInput:
     """Build the :class:`ImageInput` for ``layer`` plus optional single-channel layers.
 
-    ``layer`` is read by :func:`napari_unet.api.image_source` (axes: ``typed_axes``, else the
+    ``layer`` is read by :func:`napari_unet._sources.image_source` (axes: ``typed_axes``, else the
     layer's metadata, RGB, 2D, else guessed). Extra channel layers go after ``layer`` along a
     new first axis ``C`` (axes ``"C" + layer axes``); nothing is stacked here (see
     :attr:`ImageInput.data`).
@@ -183,6 +190,12 @@ def combine_input(layer: Image, extra_layers: Sequence[Image] = (), typed_axes: 
             )
         arrays.append(extra_data)
     return ImageInput(
-        layer, tuple(arrays), "C" + axes, axes, src.origin, src.note,
-        [single_channel_name(lay) for lay in (layer, *extras)], extras,
+        layer,
+        tuple(arrays),
+        "C" + axes,
+        axes,
+        src.origin,
+        src.note,
+        [single_channel_name(lay) for lay in (layer, *extras)],
+        extras,
     )

@@ -45,8 +45,7 @@ def segment_selected_layer(viewer: napari.viewer.Viewer) -> None:
         return
     if not isinstance(layer, Image):
         show_error(
-            f"{WIDGET_NAME} works on Image layers; the selected layer {layer.name!r} is a "
-            f"{type(layer).__name__} layer"
+            f"{WIDGET_NAME} works on Image layers; the selected layer {layer.name!r} is a {type(layer).__name__} layer"
         )
         return
     _dock, widget = viewer.window.add_plugin_dock_widget(PLUGIN_NAME, WIDGET_NAME)

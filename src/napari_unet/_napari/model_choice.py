@@ -18,6 +18,7 @@ from . import settings
 
 __all__ = ["ModelInfoCache", "builtin_models", "model_choices"]
 
+
 def builtin_models() -> list[tuple[str, str]]:
     """Models shipped with napari-unet, listed first in the Model box.
 

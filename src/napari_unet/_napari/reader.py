@@ -45,13 +45,7 @@ from napari_unet.core.image.io import ImageFile, ImageReadError, check_image_fil
 
 from .display import napari_units, robust_contrast_limits
 
-__all__ = [
-    "LayerData",
-    "image_file_to_layer_data",
-    "labels_layer_data",
-    "napari_get_reader",
-    "read_tiff",
-]
+__all__ = ["LayerData", "image_file_to_layer_data", "labels_layer_data", "napari_get_reader", "read_tiff"]
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +158,7 @@ def _drop_axis(data: Any, axes: str, letter: str) -> tuple[Any, str]:
     """Index the single entry of axis ``letter`` away (a view: memory maps stay memory maps)."""
     i = axes.index(letter)
     index = (slice(None),) * i + (0,)
-    return data[index], axes[:i] + axes[i + 1:]
+    return data[index], axes[:i] + axes[i + 1 :]
 
 
 def _stored_provenance(image: ImageFile) -> dict | None:
@@ -231,8 +225,7 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
     elif "S" in axes and not rgb:
         split = "S"
     if "C" in axes and "S" in axes and not rgb:
-        logger.info("%s: split along C; its S axis (length %d) stays a slider", image.path,
-                    data.shape[axes.index("S")])
+        logger.info("%s: split along C; its S axis (length %d) stays a slider", image.path, data.shape[axes.index("S")])
 
     if split is None:
         layer_names = names if (names_axis_present and rgb) else ([single_name] if single_name else None)
@@ -267,15 +260,21 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
         "scale": [base["scale"]] * n_channels,
         "axis_labels": [base["axis_labels"]] * n_channels,
         "metadata": [
-            {**base["metadata"], **source, "channel_names": [channel_names[i]], "channel_index": i,
-             "source_channel_names": channel_names}
+            {
+                **base["metadata"],
+                **source,
+                "channel_names": [channel_names[i]],
+                "channel_index": i,
+                "source_channel_names": channel_names,
+            }
             for i in range(n_channels)
         ],
     }
     if "units" in base:
         kwargs["units"] = [base["units"]] * n_channels
-    logger.debug("%s: %d channels along %s (axis %d) named %s", image.path, n_channels, split,
-                 channel_axis, channel_names)
+    logger.debug(
+        "%s: %d channels along %s (axis %d) named %s", image.path, n_channels, split, channel_axis, channel_names
+    )
     return [(data, kwargs, "image")]
 
 
@@ -299,13 +298,26 @@ def labels_layer_data(image: ImageFile, *, name: str, metadata: dict[str, Any] |
     labels = np.asarray(image.data)
     labels = labels.astype(labels.dtype.newbyteorder("="), copy=True)
     meta = {"source_axes": image.axes, "path": str(image.path), **(metadata or {})}
-    kwargs = _layer_kwargs(name, image.axes, dict(zip(image.axes, image.scale)), dict(zip(image.axes, image.units)),
-                           rgb=None, metadata=meta)
+    kwargs = _layer_kwargs(
+        name,
+        image.axes,
+        dict(zip(image.axes, image.scale)),
+        dict(zip(image.axes, image.units)),
+        rgb=None,
+        metadata=meta,
+    )
     return labels, kwargs, "labels"
 
 
-def _layer_kwargs(name: str, axes: str, scale: dict[str, float], units: dict[str, str | None], *,
-                  rgb: bool | None, metadata: dict[str, Any]) -> dict[str, Any]:
+def _layer_kwargs(
+    name: str,
+    axes: str,
+    scale: dict[str, float],
+    units: dict[str, str | None],
+    *,
+    rgb: bool | None,
+    metadata: dict[str, Any],
+) -> dict[str, Any]:
     """name, scale, axis_labels, units (when known), rgb and metadata for a layer with ``axes``.
 
     For an RGB layer the trailing ``S`` is part of ``metadata["axes"]`` but not of the napari

@@ -41,8 +41,13 @@ def axis_transforms(layer: Layer, layer_axes: str) -> dict[str, tuple[float, flo
     if labels == [str(i) for i in range(-len(labels), 0)]:
         labels = [None] * len(labels)
     if len(dims) != len(scale):
-        log.warning("layer %r: %d axes (%s) but %d scale entries; result left uncalibrated",
-                    layer.name, len(dims), dims, len(scale))
+        log.warning(
+            "layer %r: %d axes (%s) but %d scale entries; result left uncalibrated",
+            layer.name,
+            len(dims),
+            dims,
+            len(scale),
+        )
         return {}
     return {a: (float(s), float(t), u, lab) for a, s, t, u, lab in zip(dims, scale, translate, units, labels)}
 
@@ -66,7 +71,7 @@ def _calibration(image: Layer, image_axes: str, axes: str, probabilities: bool) 
         per_axis[0] = (1.0, 0.0, None, "class")
     scale, translate, units, axis_labels = (list(v) for v in zip(*per_axis))
     kwargs: dict[str, Any] = {"scale": scale, "translate": translate}
-    if all(u is not None for u in units[1 if probabilities else 0:]):
+    if all(u is not None for u in units[1 if probabilities else 0 :]):
         kwargs["units"] = [u if u is not None else "pixel" for u in units]
     if all(lab is not None for lab in axis_labels):
         kwargs["axis_labels"] = axis_labels
@@ -78,8 +83,12 @@ def _earlier_result(viewer: napari.viewer.Viewer, kind: type, name: str, source:
     name that is not ours makes napari append ``" [1]"`` to ours)."""
     same_name = re.compile(re.escape(name) + r"( \[\d+\])?")
     for layer in viewer.layers:
-        if (isinstance(layer, kind) and same_name.fullmatch(layer.name)
-                and (layer.metadata or {}).get("source") == source and is_result_layer(layer)):
+        if (
+            isinstance(layer, kind)
+            and same_name.fullmatch(layer.name)
+            and (layer.metadata or {}).get("source") == source
+            and is_result_layer(layer)
+        ):
             return unwrap(layer)
     return None
 
@@ -143,8 +152,9 @@ def show_result(
         index = list(viewer.layers).index(existing)
         viewer.layers.remove(existing)
     if probabilities:
-        target = viewer.add_image(result, name=name, metadata=metadata, colormap="magma",
-                                  contrast_limits=(0.0, 1.0), **kwargs)
+        target = viewer.add_image(
+            result, name=name, metadata=metadata, colormap="magma", contrast_limits=(0.0, 1.0), **kwargs
+        )
     else:
         target = viewer.add_labels(result, name=name, metadata=metadata, **kwargs)
     target = unwrap(target)

@@ -33,7 +33,8 @@ def nuclei_sample() -> list[LayerData]:
     layers = image_file_to_layer_data(read_image(sample_path("nuclei")))
     sample = SAMPLES["nuclei_masks"]
     labels, kwargs, kind = labels_layer_data(
-        read_image(sample_path("nuclei_masks")), name=GROUND_TRUTH_NAME,
+        read_image(sample_path("nuclei_masks")),
+        name=GROUND_TRUTH_NAME,
         metadata={"licence": sample.licence, "citation": sample.citation},
     )
     kwargs["opacity"] = 0.5

@@ -31,6 +31,7 @@ from .segment_job import DEVICES, OUTPUTS, PRECISIONS
 
 __all__ = ["SegmentForm", "wrap_text"]
 
+
 def wrap_text(text: str, width: int = 48) -> str:
     """Break each line of ``text`` at ``width`` characters (labels are not word-wrapped by Qt)."""
     return "\n".join(
@@ -53,70 +54,135 @@ class SegmentForm(Container):
     def __init__(self) -> None:
         super().__init__(labels=True)
         # -- image
-        self._image = ComboBox(name="image", label="Image",
-                               tooltip="The Image layer to segment; follows the layer selected in the layer list.")
-        self._extra = Select(name="extra_channels", label="More channel layers",
-                             tooltip="Single-channel Image layers of the same shape, stacked after the image as "
-                                     "further model input channels (in this order). Ctrl-click to (un)select.")
+        self._image = ComboBox(
+            name="image",
+            label="Image",
+            tooltip="The Image layer to segment; follows the layer selected in the layer list.",
+        )
+        self._extra = Select(
+            name="extra_channels",
+            label="More channel layers",
+            tooltip="Single-channel Image layers of the same shape, stacked after the image as "
+            "further model input channels (in this order). Ctrl-click to (un)select.",
+        )
         self._extra.native.setMaximumHeight(70)
         self._axes_info = Label(name="axes_info", label="Reads")
-        self._axes = LineEdit(name="axes", label="Axes",
-                              tooltip="Correct the layer's axes, e.g. ZCYX, TYX, YXS. Blank: from the layer "
-                                      "(napari-unet's reader records them) or guessed.")
-        self._channels = LineEdit(name="channels", label="Channels",
-                                  tooltip="Channels to feed the model, by index ('0,1') or name ('DNA, membrane'). "
-                                          "Blank: all channels.")
+        self._axes = LineEdit(
+            name="axes",
+            label="Axes",
+            tooltip="Correct the layer's axes, e.g. ZCYX, TYX, YXS. Blank: from the layer "
+            "(napari-unet's reader records them) or guessed.",
+        )
+        self._channels = LineEdit(
+            name="channels",
+            label="Channels",
+            tooltip="Channels to feed the model, by index ('0,1') or name ('DNA, membrane'). Blank: all channels.",
+        )
         # -- model
-        self._model = ComboBox(name="model", label="Model",
-                               tooltip="Built-in and recently used model files.")
-        self._browse = FileEdit(name="browse", label="Browse…", mode="r", filter="*.safetensors",
-                                tooltip="Add a napari-unet model file (.safetensors).")
+        self._model = ComboBox(name="model", label="Model", tooltip="Built-in and recently used model files.")
+        self._browse = FileEdit(
+            name="browse",
+            label="Browse…",
+            mode="r",
+            filter="*.safetensors",
+            tooltip="Add a napari-unet model file (.safetensors).",
+        )
         self._model_info = Label(name="model_info", label="About model")
         # -- options
-        self._output = ComboBox(name="output", label="Output", choices=list(OUTPUTS), value="instances",
-                                tooltip="instances: one label per object; semantic: class index per pixel; "
-                                        "probabilities: class probabilities as an Image layer.")
+        self._output = ComboBox(
+            name="output",
+            label="Output",
+            choices=list(OUTPUTS),
+            value="instances",
+            tooltip="instances: one label per object; semantic: class index per pixel; "
+            "probabilities: class probabilities as an Image layer.",
+        )
         self._tile_size = SpinBox(name="tile_size", label="Tile size (0 = auto)", min=0, max=8192, step=16, value=0)
-        self._device = ComboBox(name="device", label="Device", choices=list(DEVICES), value="auto",
-                                tooltip="auto: CUDA GPU, else Apple MPS, else CPU.")
+        self._device = ComboBox(
+            name="device",
+            label="Device",
+            choices=list(DEVICES),
+            value="auto",
+            tooltip="auto: CUDA GPU, else Apple MPS, else CPU.",
+        )
         self._min_size = SpinBox(name="min_size", label="Minimum object size (px)", min=0, max=10**9, value=0)
         self._object_size = FloatSpinBox(
-            name="object_size", label="Object diameter (px, 0 = auto)", min=0, max=2000, step=1, value=0,
+            name="object_size",
+            label="Object diameter (px, 0 = auto)",
+            min=0,
+            max=2000,
+            step=1,
+            value=0,
             tooltip="Typical object diameter in this image. The image is zoomed so objects match the size "
-                    "the model was trained on (shown under About model). 0: models that find the object size "
-                    "by themselves (the built-in nuclei model) estimate it and the result says what they "
-                    "found; other models leave the image as it is.")
+            "the model was trained on (shown under About model). 0: models that find the object size "
+            "by themselves (the built-in nuclei model) estimate it and the result says what they "
+            "found; other models leave the image as it is.",
+        )
         self._show_advanced = CheckBox(name="show_advanced", text="Advanced options", value=False)
-        self._halo = SpinBox(name="halo", label="Halo (0 = auto)", min=0, max=1024, value=0,
-                             tooltip="Context pixels added on each side of a tile.")
+        self._halo = SpinBox(
+            name="halo",
+            label="Halo (0 = auto)",
+            min=0,
+            max=1024,
+            value=0,
+            tooltip="Context pixels added on each side of a tile.",
+        )
         self._batch_size = SpinBox(name="batch_size", label="Batch size (0 = auto)", min=0, max=256, value=0)
-        self._precision = ComboBox(name="precision", label="Precision", choices=list(PRECISIONS), value="auto",
-                                   tooltip="auto: bfloat16/float16 autocast on CUDA, bfloat16 on CPUs with native bf16 "
-                                           "(AVX-512 BF16, AMX), float32 elsewhere.")
-        self._tta = CheckBox(name="tta", text="Test-time augmentation (8× slower)", value=False,
-                             tooltip="Also run every tile flipped and rotated (8 views), turn the outputs "
-                                     "back and average the probabilities: smoother, usually slightly better "
-                                     "labels for about 8 times the time. For final results, not for trying "
-                                     "settings.")
-        self._advanced = Container(name="advanced", label=" ",
-                                   widgets=[self._halo, self._batch_size, self._precision, self._tta],
-                                   labels=True)
+        self._precision = ComboBox(
+            name="precision",
+            label="Precision",
+            choices=list(PRECISIONS),
+            value="auto",
+            tooltip="auto: bfloat16/float16 autocast on CUDA, bfloat16 on CPUs with native bf16 "
+            "(AVX-512 BF16, AMX), float32 elsewhere.",
+        )
+        self._tta = CheckBox(
+            name="tta",
+            text="Test-time augmentation (8× slower)",
+            value=False,
+            tooltip="Also run every tile flipped and rotated (8 views), turn the outputs "
+            "back and average the probabilities: smoother, usually slightly better "
+            "labels for about 8 times the time. For final results, not for trying "
+            "settings.",
+        )
+        self._advanced = Container(
+            name="advanced", label=" ", widgets=[self._halo, self._batch_size, self._precision, self._tta], labels=True
+        )
         self._advanced.margins = (0, 0, 0, 0)
         # -- run
         self._run_button = PushButton(name="run_button", text="Run")
         self._cancel_button = PushButton(name="cancel_button", text="Cancel", enabled=False)
-        self._buttons = Container(name="buttons", label=" ", widgets=[self._run_button, self._cancel_button],
-                                  layout="horizontal", labels=False)
+        self._buttons = Container(
+            name="buttons",
+            label=" ",
+            widgets=[self._run_button, self._cancel_button],
+            layout="horizontal",
+            labels=False,
+        )
         self._buttons.margins = (0, 0, 0, 0)
         self._status = Label(name="status", label="Status", value="idle")
 
-        self.extend([
-            self._image, self._extra, self._axes_info, self._axes, self._channels,
-            self._model, self._browse, self._model_info,
-            self._output, self._tile_size, self._device, self._min_size, self._object_size,
-            self._show_advanced, self._advanced,
-            self._buttons, self._status,
-        ])
+        self.extend(
+            [
+                self._image,
+                self._extra,
+                self._axes_info,
+                self._axes,
+                self._channels,
+                self._model,
+                self._browse,
+                self._model_info,
+                self._output,
+                self._tile_size,
+                self._device,
+                self._min_size,
+                self._object_size,
+                self._show_advanced,
+                self._advanced,
+                self._buttons,
+                self._status,
+            ]
+        )
         for label in (self._axes_info, self._model_info, self._status):
             # QLabel word wrap mis-sizes labels inside napari's dock scroll area; wrap_text() instead
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -126,10 +192,18 @@ class SegmentForm(Container):
     # ------------------------------------------------------------------ options by name
     def _option_controls(self) -> dict[str, Any]:
         return {
-            "model": self._model, "axes": self._axes, "channels": self._channels, "output": self._output,
-            "tile_size": self._tile_size, "device": self._device, "min_size": self._min_size,
-            "object_size": self._object_size, "halo": self._halo, "batch_size": self._batch_size,
-            "precision": self._precision, "tta": self._tta,
+            "model": self._model,
+            "axes": self._axes,
+            "channels": self._channels,
+            "output": self._output,
+            "tile_size": self._tile_size,
+            "device": self._device,
+            "min_size": self._min_size,
+            "object_size": self._object_size,
+            "halo": self._halo,
+            "batch_size": self._batch_size,
+            "precision": self._precision,
+            "tta": self._tta,
         }
 
     def options(self) -> dict[str, Any]:

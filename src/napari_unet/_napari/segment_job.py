@@ -44,9 +44,14 @@ def plan_job(source: ImageInput, info: dict[str, Any], channels: list[int | str]
     """
     arch, spec = info["architecture"], info["spec"]
     return plan_layout(
-        source.shape, source.axes, model_channels=int(arch["in_channels"]),
-        model_ndim=int(arch["ndim"]), channels=channels, channel_names=source.channel_names,
-        model_channel_names=spec.get("channel_names"), image_name=source.image_name,
+        source.shape,
+        source.axes,
+        model_channels=int(arch["in_channels"]),
+        model_ndim=int(arch["ndim"]),
+        channels=channels,
+        channel_names=source.channel_names,
+        model_channel_names=spec.get("channel_names"),
+        image_name=source.image_name,
     )
 
 
@@ -139,8 +144,11 @@ class SegmentJob:
         return build_provenance(
             command="napari panel",
             model=model_label(self.model_path),  # a built-in model by name, not its path in this installation
-            model_description=self.model_description, input=self.source.layer.name, axes=self.source.axes,
-            device=self.device, options=self.options(),
+            model_description=self.model_description,
+            input=self.source.layer.name,
+            axes=self.source.axes,
+            device=self.device,
+            options=self.options(),
         )
 
 
@@ -173,9 +181,7 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
     from ..core.segment import iter_segment
 
     return (
-        yield from iter_segment(
-            job.source.data, model, mode=job.output, min_size=job.min_size, **job.core_options()
-        )
+        yield from iter_segment(job.source.data, model, mode=job.output, min_size=job.min_size, **job.core_options())
     )
 
 
@@ -201,8 +207,9 @@ def console_call(job: SegmentJob) -> str:
         parts = ", ".join(f"viewer.layers[{layer.name!r}].data" for layer in (src.layer, *src.extra_layers))
         image = f"np.stack([{parts}])"
         if channels is not None and src.channel_names:
-            channels = [src.channel_names.index(c) if isinstance(c, str) and c in src.channel_names else c
-                        for c in channels]
+            channels = [
+                src.channel_names.index(c) if isinstance(c, str) and c in src.channel_names else c for c in channels
+            ]
         explicit_axes = True
     else:
         image = f"viewer.layers[{src.layer.name!r}]"

@@ -216,8 +216,9 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self.estimated_object_size = None
         self._status.value = "starting…"
         self.last_event = None
-        worker = self._launch(run_segment_job, job, description=description,
-                              on_result=lambda result: self._on_result(job, result))
+        worker = self._launch(
+            run_segment_job, job, description=description, on_result=lambda result: self._on_result(job, result)
+        )
         log.info("%s with %s (%s)", description, job.model_path, job.options())
         return worker
 
@@ -248,12 +249,19 @@ class SegmentWidget(WorkerPanel, SegmentForm):
 
             zoom_factor(info["spec"].get("object_size"), object_size)  # refuse early, with core's message
         job = SegmentJob(
-            source=source, layout=layout, model_path=path, output=self._output.value,
-            channels=channels, min_size=int(self._min_size.value),
+            source=source,
+            layout=layout,
+            model_path=path,
+            output=self._output.value,
+            channels=channels,
+            min_size=int(self._min_size.value),
             object_size=object_size,
-            tile_size=int(self._tile_size.value) or None, halo=int(self._halo.value) or None,
-            batch_size=int(self._batch_size.value) or None, device=self._device.value,
-            precision=self._precision.value, tta=bool(self._tta.value),
+            tile_size=int(self._tile_size.value) or None,
+            halo=int(self._halo.value) or None,
+            batch_size=int(self._batch_size.value) or None,
+            device=self._device.value,
+            precision=self._precision.value,
+            tta=bool(self._tta.value),
             class_names=list(info["spec"].get("class_names") or []),
             model_description=info["spec"].get("description") or None,
         )
@@ -278,8 +286,13 @@ class SegmentWidget(WorkerPanel, SegmentForm):
     def _on_result(self, job: SegmentJob, result: np.ndarray) -> None:
         probabilities = job.output == "probabilities"
         target = show_result(
-            self._viewer, result, image=job.source.layer, image_axes=job.source.layer_axes,
-            out_axes=job.layout.out_axes, provenance=job.provenance(), probabilities=probabilities,
+            self._viewer,
+            result,
+            image=job.source.layer,
+            image_axes=job.source.layer_axes,
+            out_axes=job.layout.out_axes,
+            provenance=job.provenance(),
+            probabilities=probabilities,
             class_names=job.class_names,
         )
         name = result_layer_name(job.source.layer.name, probabilities)

@@ -68,8 +68,9 @@ class TrainHistory:
         self.step_losses.append(float(loss))
         self.smoothed.append(float(self._ema / self._ema_weight))
 
-    def add_epoch(self, epoch: int, step: int, loss: float | None, val_loss: float | None,
-                  metric: float | None) -> None:
+    def add_epoch(
+        self, epoch: int, step: int, loss: float | None, val_loss: float | None, metric: float | None
+    ) -> None:
         """Record an epoch event."""
         self.epochs.append(int(epoch))
         self.epoch_steps.append(int(step))

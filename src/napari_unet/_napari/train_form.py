@@ -58,89 +58,201 @@ class TrainForm(Container):
     def __init__(self) -> None:
         super().__init__(labels=False)
         # -- data
-        self._source = RadioButtons(name="source", label="Data from", choices=["layers", "folders"],
-                                    value="layers", orientation="horizontal",
-                                    tooltip="Image + Labels layer pairs of this viewer, or two folders of TIFFs.")
+        self._source = RadioButtons(
+            name="source",
+            label="Data from",
+            choices=["layers", "folders"],
+            value="layers",
+            orientation="horizontal",
+            tooltip="Image + Labels layer pairs of this viewer, or two folders of TIFFs.",
+        )
         self._pairs_box = _flat(Container(name="pairs", labels=False))
         self._add_pair_button = PushButton(name="add_pair", text="+ pair")
         self._remove_pair_button = PushButton(name="remove_pair", text="− pair")
-        self._pair_buttons = _flat(Container(name="pair_buttons", layout="horizontal", labels=False,
-                                             widgets=[self._add_pair_button, self._remove_pair_button]))
-        self._images_dir = FileEdit(name="images_dir", label="Images folder", mode="d",
-                                    tooltip="Folder of .tif/.tiff images.")
-        self._masks_dir = FileEdit(name="masks_dir", label="Masks folder", mode="d",
-                                   tooltip="Folder of label TIFFs: a.tif pairs with a.tif, a_mask.tif, a_masks.tif, "
-                                           "a_labels.tif or a_label.tif.")
-        self._folders_box = _flat(Container(name="folders", labels=True,
-                                            widgets=[self._images_dir, self._masks_dir]))
-        self._val_last = CheckBox(name="val_last", text="Use the last pair for validation", value=False,
-                                  tooltip="Validate on the last pair (folder mode: the last image by name) "
-                                          "instead of a random fraction of the planes.")
-        self._val_fraction = FloatSpinBox(name="val_fraction", label="Validation fraction", min=0.0, max=0.9,
-                                          step=0.05, value=0.15,
-                                          tooltip="Share of the planes held out for validation (seeded); 0: none.")
+        self._pair_buttons = _flat(
+            Container(
+                name="pair_buttons",
+                layout="horizontal",
+                labels=False,
+                widgets=[self._add_pair_button, self._remove_pair_button],
+            )
+        )
+        self._images_dir = FileEdit(
+            name="images_dir", label="Images folder", mode="d", tooltip="Folder of .tif/.tiff images."
+        )
+        self._masks_dir = FileEdit(
+            name="masks_dir",
+            label="Masks folder",
+            mode="d",
+            tooltip="Folder of label TIFFs: a.tif pairs with a.tif, a_mask.tif, a_masks.tif, "
+            "a_labels.tif or a_label.tif.",
+        )
+        self._folders_box = _flat(Container(name="folders", labels=True, widgets=[self._images_dir, self._masks_dir]))
+        self._val_last = CheckBox(
+            name="val_last",
+            text="Use the last pair for validation",
+            value=False,
+            tooltip="Validate on the last pair (folder mode: the last image by name) "
+            "instead of a random fraction of the planes.",
+        )
+        self._val_fraction = FloatSpinBox(
+            name="val_fraction",
+            label="Validation fraction",
+            min=0.0,
+            max=0.9,
+            step=0.05,
+            value=0.15,
+            tooltip="Share of the planes held out for validation (seeded); 0: none.",
+        )
         self._classes = Label(name="classes", label="Classes")
-        self._data_options = _flat(Container(name="data_options", labels=True,
-                                             widgets=[self._val_fraction, self._classes]))
+        self._data_options = _flat(
+            Container(name="data_options", labels=True, widgets=[self._val_fraction, self._classes])
+        )
 
         # -- model
-        self._mode = ComboBox(name="mode", label="Mode", choices=list(TRAIN_MODES), value="instances",
-                              tooltip="instances: objects that touch (background / interior / boundary); "
-                                      "semantic: the label values are classes.")
-        self._depth = SpinBox(name="depth", label="Depth", min=1, max=7, value=4,
-                              tooltip="Down-sampling levels of a new U-Net; patch size must be a multiple of "
-                                      "2**depth.")
-        self._base_features = SpinBox(name="base_features", label="Base features", min=2, max=512, value=32,
-                                      tooltip="Feature maps at the first level (doubled at each level).")
-        self._fine_tune = FileEdit(name="fine_tune", label="Fine-tune from", mode="r", filter="*.safetensors",
-                                   tooltip="Optional: start from this model file (its architecture, channels, "
-                                           "classes and normalisation are kept).")
-        self._resume = CheckBox(name="resume", text="Resume the run saved at the output file", value=False,
-                                tooltip="Continue from <output>.last.safetensors and its optimiser state.")
-        self._model_box = _flat(Container(name="model_box", labels=True,
-                                          widgets=[self._mode, self._depth, self._base_features, self._fine_tune]))
+        self._mode = ComboBox(
+            name="mode",
+            label="Mode",
+            choices=list(TRAIN_MODES),
+            value="instances",
+            tooltip="instances: objects that touch (background / interior / boundary); "
+            "semantic: the label values are classes.",
+        )
+        self._depth = SpinBox(
+            name="depth",
+            label="Depth",
+            min=1,
+            max=7,
+            value=4,
+            tooltip="Down-sampling levels of a new U-Net; patch size must be a multiple of 2**depth.",
+        )
+        self._base_features = SpinBox(
+            name="base_features",
+            label="Base features",
+            min=2,
+            max=512,
+            value=32,
+            tooltip="Feature maps at the first level (doubled at each level).",
+        )
+        self._fine_tune = FileEdit(
+            name="fine_tune",
+            label="Fine-tune from",
+            mode="r",
+            filter="*.safetensors",
+            tooltip="Optional: start from this model file (its architecture, channels, "
+            "classes and normalisation are kept).",
+        )
+        self._resume = CheckBox(
+            name="resume",
+            text="Resume the run saved at the output file",
+            value=False,
+            tooltip="Continue from <output>.last.safetensors and its optimiser state.",
+        )
+        self._model_box = _flat(
+            Container(
+                name="model_box", labels=True, widgets=[self._mode, self._depth, self._base_features, self._fine_tune]
+            )
+        )
 
         # -- training
         self._epochs = SpinBox(name="epochs", label="Epochs", min=1, max=100000, value=50)
-        self._steps = SpinBox(name="steps_per_epoch", label="Steps per epoch (0 = auto)", min=0, max=100000,
-                              value=0, tooltip="Automatic: about one pass over the training pixels (10…200).")
+        self._steps = SpinBox(
+            name="steps_per_epoch",
+            label="Steps per epoch (0 = auto)",
+            min=0,
+            max=100000,
+            value=0,
+            tooltip="Automatic: about one pass over the training pixels (10…200).",
+        )
         self._patch = SpinBox(name="patch_size", label="Patch size", min=8, max=4096, step=16, value=256)
         self._batch = SpinBox(name="batch_size", label="Batch size", min=1, max=1024, value=8)
-        self._lr = LineEdit(name="lr", label="Learning rate", value="0.001",
-                            tooltip="Peak learning rate of AdamW (warm-up, then cosine decay).")
-        self._device = ComboBox(name="device", label="Device", choices=list(DEVICES), value="auto",
-                                tooltip="auto: CUDA GPU, else Apple MPS, else CPU.")
+        self._lr = LineEdit(
+            name="lr",
+            label="Learning rate",
+            value="0.001",
+            tooltip="Peak learning rate of AdamW (warm-up, then cosine decay).",
+        )
+        self._device = ComboBox(
+            name="device",
+            label="Device",
+            choices=list(DEVICES),
+            value="auto",
+            tooltip="auto: CUDA GPU, else Apple MPS, else CPU.",
+        )
         self._seed = SpinBox(name="seed", label="Seed", min=0, max=2**31 - 1, value=0)
-        self._patience = SpinBox(name="patience", label="Patience (0 = off)", min=0, max=100000, value=0,
-                                 tooltip="Stop after this many epochs without a better validation score.")
-        self._preview_every = SpinBox(name="preview_every", label="Preview every N epochs (0 = off)", min=0,
-                                      max=100000, value=1)
-        self._augmentation = CheckBox(name="augmentation", text="Augmentation (flips, rotations, intensity)",
-                                      value=True)
-        self._training_box = _flat(Container(name="training_box", labels=True, widgets=[
-            self._epochs, self._steps, self._patch, self._batch, self._lr, self._device, self._seed,
-            self._patience, self._preview_every,
-        ]))
+        self._patience = SpinBox(
+            name="patience",
+            label="Patience (0 = off)",
+            min=0,
+            max=100000,
+            value=0,
+            tooltip="Stop after this many epochs without a better validation score.",
+        )
+        self._preview_every = SpinBox(
+            name="preview_every", label="Preview every N epochs (0 = off)", min=0, max=100000, value=1
+        )
+        self._augmentation = CheckBox(
+            name="augmentation", text="Augmentation (flips, rotations, intensity)", value=True
+        )
+        self._training_box = _flat(
+            Container(
+                name="training_box",
+                labels=True,
+                widgets=[
+                    self._epochs,
+                    self._steps,
+                    self._patch,
+                    self._batch,
+                    self._lr,
+                    self._device,
+                    self._seed,
+                    self._patience,
+                    self._preview_every,
+                ],
+            )
+        )
 
         # -- output and run
-        self._output = FileEdit(name="output", label="Save model to", mode="w", filter="*.safetensors",
-                                tooltip="The best model goes here; <name>.last.safetensors (last epoch) beside it.")
+        self._output = FileEdit(
+            name="output",
+            label="Save model to",
+            mode="w",
+            filter="*.safetensors",
+            tooltip="The best model goes here; <name>.last.safetensors (last epoch) beside it.",
+        )
         self._output_box = _flat(Container(name="output_box", labels=True, widgets=[self._output]))
         self._start_button = PushButton(name="start_button", text="Start")
         self._stop_button = PushButton(name="stop_button", text="Stop", enabled=False)
-        self._buttons = _flat(Container(name="buttons", layout="horizontal", labels=False,
-                                        widgets=[self._start_button, self._stop_button]))
+        self._buttons = _flat(
+            Container(
+                name="buttons", layout="horizontal", labels=False, widgets=[self._start_button, self._stop_button]
+            )
+        )
         self._status = Label(name="status", value="idle")
         self._plot = CurvePlot()
 
-        self.extend([
-            _heading("Data"), self._source, self._pairs_box, self._pair_buttons, self._folders_box,
-            self._val_last, self._data_options,
-            _heading("Model"), self._model_box, self._resume,
-            _heading("Training"), self._training_box, self._augmentation,
-            _heading("Output"), self._output_box,
-            self._buttons, self._status, self._plot.container,
-        ])
+        self.extend(
+            [
+                _heading("Data"),
+                self._source,
+                self._pairs_box,
+                self._pair_buttons,
+                self._folders_box,
+                self._val_last,
+                self._data_options,
+                _heading("Model"),
+                self._model_box,
+                self._resume,
+                _heading("Training"),
+                self._training_box,
+                self._augmentation,
+                _heading("Output"),
+                self._output_box,
+                self._buttons,
+                self._status,
+                self._plot.container,
+            ]
+        )
         for label in (self._classes, self._status):
             # QLabel word wrap mis-sizes labels inside napari's dock scroll area; wrap_text() instead
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
@@ -149,13 +261,27 @@ class TrainForm(Container):
         self._folders_box.visible = False
 
         self._controls: dict[str, Any] = {
-            "source": self._source, "images_dir": self._images_dir, "masks_dir": self._masks_dir,
-            "val_last": self._val_last, "val_fraction": self._val_fraction, "mode": self._mode,
-            "depth": self._depth, "base_features": self._base_features, "fine_tune": self._fine_tune,
-            "resume": self._resume, "epochs": self._epochs, "steps_per_epoch": self._steps,
-            "patch_size": self._patch, "batch_size": self._batch, "lr": self._lr, "device": self._device,
-            "seed": self._seed, "patience": self._patience, "preview_every": self._preview_every,
-            "augmentation": self._augmentation, "output": self._output,
+            "source": self._source,
+            "images_dir": self._images_dir,
+            "masks_dir": self._masks_dir,
+            "val_last": self._val_last,
+            "val_fraction": self._val_fraction,
+            "mode": self._mode,
+            "depth": self._depth,
+            "base_features": self._base_features,
+            "fine_tune": self._fine_tune,
+            "resume": self._resume,
+            "epochs": self._epochs,
+            "steps_per_epoch": self._steps,
+            "patch_size": self._patch,
+            "batch_size": self._batch,
+            "lr": self._lr,
+            "device": self._device,
+            "seed": self._seed,
+            "patience": self._patience,
+            "preview_every": self._preview_every,
+            "augmentation": self._augmentation,
+            "output": self._output,
         }
 
     # ------------------------------------------------------------------ reading and setting

@@ -2,7 +2,7 @@
 
 :func:`build_job` turns the form's values (:meth:`TrainForm.options
 <napari_unet._napari.train_form.TrainForm.options>`) and the chosen layer pairs into a
-:class:`TrainJob`: the training pairs (layers read by :func:`napari_unet.api.image_source` and
+:class:`TrainJob`: the training pairs (layers read by :func:`napari_unet._sources.image_source` and
 checked against their labels with :func:`~napari_unet.core.image.layout.plan_layout`, or the pairs of two
 folders), the output file and the keyword options of
 :func:`~napari_unet.core.training.loop.iter_train`. Everything it can refuse before training
@@ -22,7 +22,7 @@ from typing import Any
 
 from napari.layers import Image
 
-from ..api import image_source
+from .._sources import image_source
 from ..core.image.files import file_stem
 from ..core.image.layout import plan_layout
 from ..core.training.checkpoints import last_paths
@@ -188,9 +188,7 @@ def run_training(job: TrainJob) -> Generator[TrainProgress, None, Any]:
 
 
 def build_job(
-    values: Mapping[str, Any],
-    layer_pairs: Sequence[tuple[Image | None, Any]] = (),
-    active_layer: Any = None,
+    values: Mapping[str, Any], layer_pairs: Sequence[tuple[Image | None, Any]] = (), active_layer: Any = None
 ) -> TrainJob:
     """Check the form's values and make the :class:`TrainJob` they describe.
 
@@ -277,8 +275,13 @@ def build_job(
         "data_description": data_description,
     }
     return TrainJob(
-        pairs=pairs, val_pairs=val_pairs, output=output, options=options, preview_layer=preview_layer,
-        preview_axes=preview_axes, metric_name="AP50" if mode == "instances" else "mIoU",
+        pairs=pairs,
+        val_pairs=val_pairs,
+        output=output,
+        options=options,
+        preview_layer=preview_layer,
+        preview_axes=preview_axes,
+        metric_name="AP50" if mode == "instances" else "mIoU",
     )
 
 

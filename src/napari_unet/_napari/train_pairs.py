@@ -17,7 +17,7 @@ import numpy as np
 from magicgui.widgets import ComboBox, Container, PushButton
 from napari.layers import Image, Labels
 
-from ..api import image_source
+from .._sources import image_source
 from ..core.training.targets import INSTANCE_CLASSES
 from .layer_inputs import layer_data, unwrap
 from .train_preview import is_preview_layer
@@ -63,8 +63,11 @@ def classes_text(mode: str, labels_data: Sequence[Any] | None) -> str:
     """
     instance_classes = "classes: " + ", ".join(INSTANCE_CLASS_NAMES)
     if labels_data is None:
-        return instance_classes if mode == "instances" else \
-            "classes: the values found in the masks (read when training starts)"
+        return (
+            instance_classes
+            if mode == "instances"
+            else "classes: the values found in the masks (read when training starts)"
+        )
     if not labels_data:
         return "no Labels layer chosen"
     values: set[int] = set()
@@ -110,8 +113,7 @@ class PairRows:
         Called without arguments when a row is added or removed, or a choice changes.
     """
 
-    def __init__(self, viewer: Any, box: Container, remove_button: PushButton,
-                 on_change: Callable[[], Any]) -> None:
+    def __init__(self, viewer: Any, box: Container, remove_button: PushButton, on_change: Callable[[], Any]) -> None:
         self._viewer = viewer
         self._box = box
         self._remove_button = remove_button
@@ -124,8 +126,9 @@ class PairRows:
 
     def labels_layers(self) -> list[Labels]:
         """The viewer's Labels layers, without the preview layers."""
-        return [unwrap(layer) for layer in self._viewer.layers
-                if isinstance(layer, Labels) and not is_preview_layer(layer)]
+        return [
+            unwrap(layer) for layer in self._viewer.layers if isinstance(layer, Labels) and not is_preview_layer(layer)
+        ]
 
     def image_choices(self, _widget: Any = None) -> list[tuple[str, Image]]:
         return [(layer.name, layer) for layer in self.image_layers()]
@@ -165,8 +168,9 @@ class PairRows:
         used_labels = [lab.value for _, _, lab in self.rows]
         image_box = ComboBox(name="image", choices=self.image_choices, tooltip="Image layer")
         labels_box = ComboBox(name="labels", choices=self.labels_choices, tooltip="Labels layer of that image")
-        row = Container(name=f"pair_{len(self.rows)}", layout="horizontal", labels=False,
-                        widgets=[image_box, labels_box])
+        row = Container(
+            name=f"pair_{len(self.rows)}", layout="horizontal", labels=False, widgets=[image_box, labels_box]
+        )
         row.margins = (0, 0, 0, 0)
         self.rows.append((row, image_box, labels_box))
         self._box.append(row)
@@ -222,7 +226,6 @@ class PairRows:
     def _on_image_changed(self, image_box: ComboBox, labels_box: ComboBox) -> None:
         image = image_box.value
         current = labels_box.value
-        if image is not None and (current is None
-                                  or tuple(layer_data(current).shape) != expected_labels_shape(image)):
+        if image is not None and (current is None or tuple(layer_data(current).shape) != expected_labels_shape(image)):
             self._pick_for(image, labels_box)
         self._on_change()

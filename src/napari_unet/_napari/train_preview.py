@@ -67,17 +67,25 @@ def show_preview(
     in_viewer = layer is not None and any(unwrap(lay) is layer for lay in viewer.layers)
     if not in_viewer or layer.data.ndim != labels.ndim or not is_preview_layer(layer, source.name):
         layer = next(
-            (unwrap(lay) for lay in viewer.layers
-             if isinstance(lay, Labels) and is_preview_layer(lay, source.name) and lay.data.ndim == labels.ndim),
+            (
+                unwrap(lay)
+                for lay in viewer.layers
+                if isinstance(lay, Labels) and is_preview_layer(lay, source.name) and lay.data.ndim == labels.ndim
+            ),
             None,
         )
     scale, translate = preview_transforms(source, source_axes, labels.ndim)
     if layer is None:
         out_axes = "".join(a for a in source_axes if a not in "CS")
-        return unwrap(viewer.add_labels(
-            labels, name=f"{source.name} preview", scale=scale, translate=translate,
-            metadata={PREVIEW_KEY: source.name, "axes": out_axes, "source": source.name},
-        ))
+        return unwrap(
+            viewer.add_labels(
+                labels,
+                name=f"{source.name} preview",
+                scale=scale,
+                translate=translate,
+                metadata={PREVIEW_KEY: source.name, "axes": out_axes, "source": source.name},
+            )
+        )
     layer.data = labels
     layer.scale = scale
     layer.translate = translate

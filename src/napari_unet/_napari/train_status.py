@@ -47,8 +47,7 @@ class RateMeter:
         return float(last.metrics["steps_per_s"]) if last is not None and "steps_per_s" in last.metrics else None
 
 
-def progress_text(event: Any, history: TrainHistory, last_epoch_event: Any = None,
-                  rate: float | None = None) -> str:
+def progress_text(event: Any, history: TrainHistory, last_epoch_event: Any = None, rate: float | None = None) -> str:
     """Epoch and step; loss, last validation loss and metric (with the best); speed and ETA; one line each."""
     name = history.metric_name
     lines = [f"epoch {event.epoch}/{event.epochs} · step {event.step}/{event.total_steps}"]
@@ -61,8 +60,7 @@ def progress_text(event: Any, history: TrainHistory, last_epoch_event: Any = Non
         value = last.metrics.get(name)
         if value is not None:
             best = history.best_metric()
-            parts.append(f"val {name} {value:.3f} (best {best:.3f})" if best is not None else
-                         f"val {name} {value:.3f}")
+            parts.append(f"val {name} {value:.3f} (best {best:.3f})" if best is not None else f"val {name} {value:.3f}")
     if parts:
         lines.append(" · ".join(parts))
     speed = []

@@ -258,8 +258,7 @@ class TrainWidget(WorkerPanel, TrainForm):
         job = self._job
         if job is None or job.preview_layer is None:
             return
-        self.preview_layer = show_preview(self._viewer, labels, job.preview_layer, job.preview_axes,
-                                          self.preview_layer)
+        self.preview_layer = show_preview(self._viewer, labels, job.preview_layer, job.preview_axes, self.preview_layer)
         self.preview_history.append(self.preview_layer)
 
     def _on_result(self, _model: Any) -> None:

@@ -66,13 +66,19 @@ class WorkerPanel:
         show_error(message)
         self._status.value = wrap_text(f"not started: {error_message(exc)}")
 
-    def _launch(self, function: Callable[..., Generator[Any, None, Any]], *args: Any, description: str,
-                on_result: Callable[[Any], Any]) -> UNetWorker:
+    def _launch(
+        self,
+        function: Callable[..., Generator[Any, None, Any]],
+        *args: Any,
+        description: str,
+        on_result: Callable[[Any], Any],
+    ) -> UNetWorker:
         """Start ``function(*args)`` in a worker wired to the panel's callbacks."""
         self._set_running(True)
         try:
             self._worker = start_worker(
-                function, *args,
+                function,
+                *args,
                 description=description,
                 on_result=on_result,
                 on_event=self._on_event,

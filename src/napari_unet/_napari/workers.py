@@ -68,6 +68,7 @@ def log_failure(message: str, exc: BaseException) -> None:
     log.error("%s", message)
     log.debug("traceback of: %s", message, exc_info=exc_info)
 
+
 R = TypeVar("R")
 
 

@@ -94,8 +94,9 @@ def labels_for_file(data: Any) -> np.ndarray:
     high = int(labels.max()) if labels.size else 0
     if low < 0:
         return labels.astype(labels.dtype.newbyteorder("="), copy=False)
-    target = (np.uint16 if high <= np.iinfo(np.uint16).max
-              else np.uint32 if high <= np.iinfo(np.uint32).max else np.uint64)
+    target = (
+        np.uint16 if high <= np.iinfo(np.uint16).max else np.uint32 if high <= np.iinfo(np.uint32).max else np.uint64
+    )
     return labels.astype(target, copy=False)
 
 

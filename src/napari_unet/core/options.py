@@ -59,13 +59,17 @@ def _is_integral(value: Any) -> bool:
     return math.isfinite(float(value)) and float(value).is_integer()
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, *,
-              optional: bool = False) -> int | None:
+def check_int(
+    name: str, value: Any, minimum: int | None = None, maximum: int | None = None, *, optional: bool = False
+) -> int | None:
     """``value`` as an int in ``minimum..maximum``; None passes when ``optional``."""
     if value is None and optional:
         return None
-    if (not _is_integral(value) or (minimum is not None and value < minimum)
-            or (maximum is not None and value > maximum)):
+    if (
+        not _is_integral(value)
+        or (minimum is not None and value < minimum)
+        or (maximum is not None and value > maximum)
+    ):
         if minimum is not None and maximum is not None:
             bounds = f" in {minimum}..{maximum}"
         elif minimum is not None:
@@ -94,8 +98,16 @@ def _is_array(value: Any) -> bool:
     return hasattr(value, "ndim") and hasattr(value, "shape") and getattr(value, "ndim", 0) == 1
 
 
-def check_number(name: str, value: Any, *, minimum: float | None = None, maximum: float | None = None,
-                 positive: bool = False, optional: bool = False, what: str = "a number") -> float | None:
+def check_number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    positive: bool = False,
+    optional: bool = False,
+    what: str = "a number",
+) -> float | None:
     """``value`` as a finite float (``> 0`` when ``positive``, within the bounds given)."""
     if value is None and optional:
         return None
@@ -136,6 +148,7 @@ def check_compile(value: Any) -> bool | str:
 
 def check_channels(value: Any) -> Any:
     """None, a channel index or name, or a sequence of them (order kept)."""
+
     def one(v: Any) -> bool:
         return isinstance(v, str) or (isinstance(v, numbers.Integral) and not isinstance(v, bool))
 
@@ -236,8 +249,9 @@ _INFERENCE: dict[str, Callable[[Any], Any]] = {
     "tile_size": lambda v: check_ints("tile_size", v, 1),
     "halo": lambda v: check_ints("halo", v, 0),
     "batch_size": lambda v: check_int("batch_size", v, 1, optional=True),
-    "object_size": lambda v: check_number("object_size", v, positive=True, optional=True,
-                                          what="a positive number of pixels"),
+    "object_size": lambda v: check_number(
+        "object_size", v, positive=True, optional=True, what="a positive number of pixels"
+    ),
     "compile": check_compile,
     "tta": lambda v: check_bool("tta", v),
     "min_size": lambda v: check_int("min_size", v, 0),
@@ -276,8 +290,10 @@ _TRAINING: dict[str, Callable[[Any], Any]] = {
     "precision": lambda v: check_choice("precision", v, PRECISIONS),
     "channels": check_channels,
     "axes": _check_axes,
-    **{name: (lambda v, n=name: check_bool(n, v))
-       for name in ("resume", "augmentation", "elastic", "noise", "distance_head")},
+    **{
+        name: (lambda v, n=name: check_bool(n, v))
+        for name in ("resume", "augmentation", "elastic", "noise", "distance_head")
+    },
 }
 
 

@@ -63,8 +63,7 @@ def iter_segment(
         raise ValueError(f"min_size must be a non-negative integer (pixels), got {min_size!r}")
     predict_options = check_inference_options(channels=channels, **predict_options)
     channels = predict_options.pop("channels")
-    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
-                      image_name=image_name)
+    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
     instance_model = model.spec.target == "instances"
     settings = dict(model.spec.postprocess) if instance_model and mode == "instances" else {}
     boundary = model.spec.boundary_class if instance_model and mode == "instances" else None
@@ -72,35 +71,63 @@ def iter_segment(
     estimate = predict_options.pop("estimate_size", True)
     if predict_options.get("object_size") is None and estimate and can_estimate_size(model):
         size = yield from iter_object_size(
-            image, model, layout, percentiles=predict_options.get("percentiles"),
+            image,
+            model,
+            layout,
+            percentiles=predict_options.get("percentiles"),
             normalized=bool(predict_options.get("normalized", False)),
         )
         predict_options["object_size"] = auto_zoom_size(size, model)
     if abs(zoom_factor(model.spec.object_size, predict_options.get("object_size")) - 1.0) > 0.02:
         probs = yield from iter_predict(
-            image, model, axes=layout.axes, channels=channels, channel_names=channel_names,
-            image_name=image_name, layout_order=True, heads=True, estimate_size=False, **predict_options,
+            image,
+            model,
+            axes=layout.axes,
+            channels=channels,
+            channel_names=channel_names,
+            image_name=image_name,
+            layout_order=True,
+            heads=True,
+            estimate_size=False,
+            **predict_options,
         )
         yield Progress(0, 1, "postprocess", f"making {mode} labels")
         if distance is None and model.n_outputs != model.n_classes:
             probs = probs[: model.n_classes]
         labels = labels_from_probabilities(
-            probs, mode=mode, boundary_class=boundary, spatial_ndim=model.ndim, min_size=int(min_size),
-            distance_channel=distance, **settings,
+            probs,
+            mode=mode,
+            boundary_class=boundary,
+            spatial_ndim=model.ndim,
+            min_size=int(min_size),
+            distance_channel=distance,
+            **settings,
         )
         del probs
     else:
         predict_options.pop("object_size", None)
         codes, landscape = yield from iter_features(
-            image, model, boundary_class=boundary, seed_threshold=settings.pop("seed_threshold", None),
-            distance_channel=distance, axes=layout.axes, channels=channels, channel_names=channel_names,
+            image,
+            model,
+            boundary_class=boundary,
+            seed_threshold=settings.pop("seed_threshold", None),
+            distance_channel=distance,
+            axes=layout.axes,
+            channels=channels,
+            channel_names=channel_names,
             image_name=image_name,
             **predict_options,
         )
         yield Progress(0, 1, "postprocess", f"making {mode} labels")
         labels = labels_from_features(
-            codes, landscape, mode=mode, n_classes=model.n_classes, boundary_class=boundary,
-            spatial_ndim=model.ndim, min_size=int(min_size), **settings,
+            codes,
+            landscape,
+            mode=mode,
+            n_classes=model.n_classes,
+            boundary_class=boundary,
+            spatial_ndim=model.ndim,
+            min_size=int(min_size),
+            **settings,
         )
         del codes, landscape
     yield Progress(1, 1, "postprocess", "labels ready")

@@ -40,8 +40,7 @@ def validate_axes(axes: str, shape: Sequence[int]) -> str:
     up = axes.upper()
     if len(up) != len(shape):
         raise ValueError(
-            f"axes {axes!r} name {len(up)} dimensions but the image has {len(shape)} "
-            f"(shape {tuple(shape)})"
+            f"axes {axes!r} name {len(up)} dimensions but the image has {len(shape)} (shape {tuple(shape)})"
         )
     if not up.isalpha() or not up.isascii():
         raise ValueError(f"axes {axes!r} must be letters only, e.g. 'TZCYX'")
@@ -113,12 +112,7 @@ class AxesChoice:
 
 
 def choose_axes(
-    shape: Sequence[int],
-    given: str | None = None,
-    *,
-    recorded: Any = None,
-    rgb: bool = False,
-    guess: bool = True,
+    shape: Sequence[int], given: str | None = None, *, recorded: Any = None, rgb: bool = False, guess: bool = True
 ) -> AxesChoice:
     """Decide an image's axes from what is known about it, most explicit first.
 
@@ -162,7 +156,7 @@ def choose_axes(
         except ValueError as exc:
             note = f"metadata axes ignored: {exc}"
     if rgb and 3 <= len(shape) <= 4:
-        return AxesChoice("TYXS"[-len(shape):], "rgb", note)
+        return AxesChoice("TYXS"[-len(shape) :], "rgb", note)
     if len(shape) == 2:
         return AxesChoice("YX", "2D", note)
     if not guess:

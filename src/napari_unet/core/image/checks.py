@@ -6,7 +6,7 @@ share them.
 
 * :func:`check_not_empty` (called by :func:`~napari_unet.core.image.layout.plan_layout`, by
   :func:`~napari_unet.core.inference.planning.plan_for` before any axes guess, by
-  :func:`napari_unet.api.image_source` and, through :func:`empty_problem`, by the TIFF header
+  :func:`napari_unet._sources.image_source` and, through :func:`empty_problem`, by the TIFF header
   check :func:`~napari_unet.core.image.tiffcheck.series_problem`): an axis of length 0 is one
   ``ValueError`` naming the shape.
 * :func:`warn_nonfinite`: NaN and ±inf pixels are counted (exactly, over the channels fed to the
@@ -69,11 +69,14 @@ class NonFinite:
         return self.nan + self.posinf + self.neginf
 
     def message(self, image_name: str) -> str:
-        kinds = ", ".join(f"{n} {name}" for n, name in ((self.nan, "NaN"), (self.posinf, "+inf"),
-                                                        (self.neginf, "-inf")) if n)
-        return (f"{image_name}: {self.count} of {self.total} pixel values are not finite ({kinds}); "
-                "normalised with the finite values only, NaN and -inf set to the low percentile, "
-                "+inf to the high percentile")
+        kinds = ", ".join(
+            f"{n} {name}" for n, name in ((self.nan, "NaN"), (self.posinf, "+inf"), (self.neginf, "-inf")) if n
+        )
+        return (
+            f"{image_name}: {self.count} of {self.total} pixel values are not finite ({kinds}); "
+            "normalised with the finite values only, NaN and -inf set to the low percentile, "
+            "+inf to the high percentile"
+        )
 
 
 def count_nonfinite(view: Any, layout: Layout) -> NonFinite:
@@ -84,7 +87,7 @@ def count_nonfinite(view: Any, layout: Layout) -> NonFinite:
     :data:`COUNT_CHUNK` values (memory-mapped and dask arrays stay lazy).
     """
     n_loop = len(layout.loop_axes)
-    spatial = tuple(int(s) for s in view.shape[n_loop + 1:])
+    spatial = tuple(int(s) for s in view.shape[n_loop + 1 :])
     total = math.prod(view.shape[:n_loop]) * layout.n_channels * math.prod(spatial)
     if np.dtype(view.dtype).kind != "f":
         return NonFinite(total=total)
@@ -94,7 +97,7 @@ def count_nonfinite(view: Any, layout: Layout) -> NonFinite:
     for loop in np.ndindex(*view.shape[:n_loop]):
         plane = view[loop]
         for start in range(0, spatial[0], step):
-            block = layout.select(np.asarray(plane[:, start:start + step]), raw=True)
+            block = layout.select(np.asarray(plane[:, start : start + step]), raw=True)
             bad = ~np.isfinite(block)
             if bad.any():
                 values = block[bad]

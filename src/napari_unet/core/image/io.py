@@ -18,8 +18,6 @@ import logging
 import math
 import os
 import pathlib
-import re
-import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,33 +25,18 @@ from typing import Any
 import numpy as np
 import tifffile
 
+from .calibration import imagej_calibration, imagej_channel_names, norm_unit, ome_calibration, positive
 from .files import atomic_write
 from .provenance import normalize_provenance
 from .tiffcheck import magic_problem, series_problem
 
-__all__ = [
-    "ImageFile",
-    "ImageReadError",
-    "check_image_file",
-    "read_image",
-    "read_provenance",
-    "write_labels",
-]
+__all__ = ["ImageFile", "ImageReadError", "check_image_file", "read_image", "read_provenance", "write_labels"]
 
 logger = logging.getLogger(__name__)
 
 #: Axes ImageJ hyperstacks can hold, in the only order ImageJ accepts.
 IMAGEJ_AXES = "TZCYXS"
 _IMAGEJ_DTYPES = (np.dtype(np.uint8), np.dtype(np.uint16), np.dtype(np.float32))
-_UNIT_ALIASES = {
-    "µm": "micron", "μm": "micron", "um": "micron", "micron": "micron", "microns": "micron",
-    "micrometer": "micron", "micrometre": "micron",
-    "s": "sec", "sec": "sec", "second": "sec", "seconds": "sec",
-}
-# Bio-Formats slice labels look like "c:1/2 z:3/45 t:1/9 - Series name"; the prefix is position, not name.
-_BIOFORMATS_POSITION = re.compile(r"^(?:[cztCZT]:\d+/\d+\s*)+-\s*")
-# Zeiss CZI metadata that Bio-Formats copied into the ImageJ "Info" property.
-_INFO_CHANNEL_NAME = re.compile(r"^Information\|Image\|Channel\|Name(?: #(\d+))? = (.*)$", re.M)
 
 
 class ImageReadError(ValueError):
@@ -91,79 +74,6 @@ class ImageFile:
     channel_names: list[str] | None
     path: pathlib.Path
     metadata: dict = field(default_factory=dict, repr=False)
-
-
-def _norm_unit(unit: Any) -> str | None:
-    """Decode ImageJ ``\\uXXXX`` escapes and map common spellings (µm, um, s) to ImageJ's names."""
-    if not isinstance(unit, str) or not unit.strip() or unit.strip().lower() in ("pixel", "pixels"):
-        return None
-    unit = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit.strip())
-    return _UNIT_ALIASES.get(unit.lower() if unit.isascii() else unit, unit)
-
-
-def _positive(value: Any) -> float | None:
-    try:
-        value = float(value)
-    except (TypeError, ValueError):
-        return None
-    return value if math.isfinite(value) and value > 0 else None
-
-
-def _resolution_size(page: tifffile.TiffPage, tag: str) -> float | None:
-    """Pixel size from an X/YResolution tag (pixels per unit -> units per pixel)."""
-    res = page.tags.get(tag)
-    if res is None:
-        return None
-    num, den = res.value
-    return 1.0 / (num / den) if num and den else None
-
-
-def _imagej_calibration(tif: tifffile.TiffFile, axes: str, ij: dict) -> tuple[dict, dict]:
-    page = tif.pages[0]
-    unit = _norm_unit(ij.get("unit"))
-    sizes = {"X": _resolution_size(page, "XResolution"), "Y": _resolution_size(page, "YResolution"),
-             "Z": _positive(ij.get("spacing")), "T": _positive(ij.get("finterval"))}
-    units = {"X": unit, "Y": _norm_unit(ij.get("yunit")) or unit, "Z": _norm_unit(ij.get("zunit")) or unit,
-             "T": (_norm_unit(ij.get("tunit")) or "sec") if sizes["T"] else None}
-    return {a: s for a, s in sizes.items() if a in axes and s}, units
-
-
-def _ome_calibration(xml: str) -> tuple[dict, dict, list[str] | None]:
-    root = ET.fromstring(xml)
-    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
-    if pixels is None:
-        return {}, {}, None
-    sizes: dict[str, float] = {}
-    units: dict[str, str | None] = {}
-    for ax, key, default_unit in (("X", "PhysicalSizeX", "µm"), ("Y", "PhysicalSizeY", "µm"),
-                                  ("Z", "PhysicalSizeZ", "µm"), ("T", "TimeIncrement", "s")):
-        size = _positive(pixels.get(key))
-        if size:
-            sizes[ax] = size
-            units[ax] = _norm_unit(pixels.get(key + "Unit", default_unit))
-    names = [ch.get("Name") for ch in pixels if ch.tag.rsplit("}", 1)[-1] == "Channel"]
-    return sizes, units, names if names and all(names) else None
-
-
-def _imagej_channel_names(ij: dict, shape: tuple[int, ...], axes: str) -> list[str] | None:
-    """Channel names from ImageJ slice 'Labels' (if they vary only with C) or Zeiss names in 'Info'."""
-    if "C" not in axes:
-        return None
-    n_channels = shape[axes.index("C")]
-    plane_axes = "".join(a for a in axes if a not in "YXS")
-    plane_shape = tuple(shape[axes.index(a)] for a in plane_axes)
-    labels = ij.get("Labels")
-    labels = [labels] if isinstance(labels, str) else labels
-    if labels and len(labels) == math.prod(plane_shape):
-        grid = np.array([_BIOFORMATS_POSITION.sub("", str(lab)).strip() for lab in labels], dtype=object)
-        grid = np.moveaxis(grid.reshape(plane_shape), plane_axes.index("C"), 0).reshape(n_channels, -1)
-        names = [str(row[0]) for row in grid]
-        if all((row == row[0]).all() for row in grid) and all(names) and len(set(names)) == n_channels:
-            return names
-    found = {int(i or 1): name.strip() for i, name in _INFO_CHANNEL_NAME.findall(str(ij.get("Info", "")))}
-    if len(found) == n_channels and sorted(found) == list(range(1, n_channels + 1)):
-        return [found[i] for i in sorted(found)]
-    return None
 
 
 def _load(path: pathlib.Path, series: tifffile.TiffPageSeries, shape: tuple[int, ...]) -> np.ndarray:
@@ -232,11 +142,11 @@ def _read(path: str | os.PathLike, *, pixels: bool) -> ImageFile:
             unit_list: list[Any] = []
             if series.kind == "imagej" and tif.imagej_metadata is not None:
                 ij = metadata["imagej"] = tif.imagej_metadata
-                sizes, units = _imagej_calibration(tif, axes, ij)
-                names = _imagej_channel_names(ij, shape, axes)
+                sizes, units = imagej_calibration(tif, axes, ij)
+                names = imagej_channel_names(ij, shape, axes)
             elif series.kind == "ome" and tif.ome_metadata:
                 metadata["ome_xml"] = tif.ome_metadata
-                sizes, units, names = _ome_calibration(tif.ome_metadata)
+                sizes, units, names = ome_calibration(tif.ome_metadata)
             elif series.kind == "shaped" and tif.shaped_metadata:
                 meta = metadata["shaped"] = dict(tif.shaped_metadata[0])
                 full_shape, full_axes = tuple(series.get_shape(False)), series.get_axes(False).upper()
@@ -256,14 +166,15 @@ def _read(path: str | os.PathLike, *, pixels: bool) -> ImageFile:
         scale_list = [sizes.get(a) for a in axes]
     if len(unit_list) != len(axes):
         unit_list = [units.get(a) if a in sizes else None for a in axes]
-    scale = tuple(1.0 if a in "CS" or not _positive(s) else float(s) for a, s in zip(axes, scale_list))
-    unit_tuple = tuple(None if a in "CS" else _norm_unit(u) for a, u in zip(axes, unit_list))
+    scale = tuple(1.0 if a in "CS" or not positive(s) else float(s) for a, s in zip(axes, scale_list))
+    unit_tuple = tuple(None if a in "CS" else norm_unit(u) for a, u in zip(axes, unit_list))
     channel_axis = "C" if "C" in axes else "S"
     if names is not None and (channel_axis not in axes or len(names) != shape[axes.index(channel_axis)]):
         names = None
     logger.debug("read %s: shape %s axes %s scale %s units %s", path, shape, axes, scale, unit_tuple)
-    return ImageFile(data=data, axes=axes, scale=scale, units=unit_tuple, channel_names=names,
-                     path=path, metadata=metadata)
+    return ImageFile(
+        data=data, axes=axes, scale=scale, units=unit_tuple, channel_names=names, path=path, metadata=metadata
+    )
 
 
 def _imagej_compatible(labels: np.ndarray, axes: str) -> bool:
@@ -287,9 +198,15 @@ def _ascii_unit(unit: str) -> str:
     return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in unit)
 
 
-def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
-                 scale: Sequence[float] | None = None, units: Sequence[str | None] | None = None,
-                 provenance: Mapping | None = None) -> pathlib.Path:
+def write_labels(
+    path: str | os.PathLike,
+    labels: np.ndarray,
+    *,
+    axes: str,
+    scale: Sequence[float] | None = None,
+    units: Sequence[str | None] | None = None,
+    provenance: Mapping | None = None,
+) -> pathlib.Path:
     """Write a label image atomically, recording axes, calibration and provenance.
 
     uint8/uint16/float32 labels whose axes are an ordered subset of ``TZCYXS`` become an ImageJ
@@ -324,14 +241,15 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
     labels = np.asarray(labels)
     axes = axes.upper()
     if len(axes) != labels.ndim:
-        raise ValueError(f"axes '{axes}' has {len(axes)} letters but labels have {labels.ndim} "
-                         f"dimensions (shape {labels.shape})")
+        raise ValueError(
+            f"axes '{axes}' has {len(axes)} letters but labels have {labels.ndim} dimensions (shape {labels.shape})"
+        )
     scale_list = [1.0] * labels.ndim if scale is None else [float(s) for s in scale]
     unit_list = [None] * labels.ndim if units is None else [u if u is None else str(u) for u in units]
     for name, seq in (("scale", scale_list), ("units", unit_list)):
         if len(seq) != labels.ndim:
             raise ValueError(f"{name} {seq} has {len(seq)} entries, expected {labels.ndim} for axes '{axes}'")
-    if not all(_positive(s) for s in scale_list):
+    if not all(positive(s) for s in scale_list):
         raise ValueError(f"scale {scale_list} must be positive and finite for every axis of '{axes}'")
     prov = json.loads(json.dumps(dict(provenance or {}), default=_jsonable))
     path = pathlib.Path(path)
@@ -343,7 +261,7 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
                 meta["spacing"] = cal["Z"][0]
             if "T" in cal:
                 meta["finterval"] = cal["T"][0]
-                if cal["T"][1] and _norm_unit(cal["T"][1]) != "sec":
+                if cal["T"][1] and norm_unit(cal["T"][1]) != "sec":
                     meta["tunit"] = _ascii_unit(cal["T"][1])
             spatial = {a: cal[a][1] for a in "XYZ" if a in cal}
             if spatial.get("X"):
@@ -353,11 +271,17 @@ def write_labels(path: str | os.PathLike, labels: np.ndarray, *, axes: str,
                         meta[f"{a.lower()}unit"] = _ascii_unit(spatial[a])
             if prov:
                 meta["Info"] = json.dumps({"provenance": prov}, indent=1)
-            tifffile.imwrite(tmp, labels, imagej=True, ome=False, metadata=meta,
-                             resolution=(1.0 / cal["X"][0], 1.0 / cal["Y"][0]))
+            tifffile.imwrite(
+                tmp, labels, imagej=True, ome=False, metadata=meta, resolution=(1.0 / cal["X"][0], 1.0 / cal["Y"][0])
+            )
         else:
-            tifffile.imwrite(tmp, labels, ome=False, photometric="minisblack", metadata={
-                "axes": axes, "scale": scale_list, "units": unit_list, "provenance": prov})
+            tifffile.imwrite(
+                tmp,
+                labels,
+                ome=False,
+                photometric="minisblack",
+                metadata={"axes": axes, "scale": scale_list, "units": unit_list, "provenance": prov},
+            )
     logger.info("wrote labels %s %s (%s) to %s", labels.shape, labels.dtype, axes, path)
     return path
 

@@ -208,21 +208,21 @@ def plan_layout(
                 names = f" ({', '.join(str(channel_names[i]) for i in chosen)})"
             hint = "" if channels is not None else "; choose them with channels=[...]"
             raise ValueError(
-                f"{expects}; {image_name} gives {n_fed}{names} "
-                f"(axes {axes}, {channel_axis} axis of {n_image}){hint}"
+                f"{expects}; {image_name} gives {n_fed}{names} (axes {axes}, {channel_axis} axis of {n_image}){hint}"
             )
     else:
         if channels is not None and _as_list(channels) not in ([0], ["0"]):
-            raise ValueError(
-                f"channels={channels!r} given but {image_name} has no channel axis (axes {axes})"
-            )
+            raise ValueError(f"channels={channels!r} given but {image_name} has no channel axis (axes {axes})")
         if model_channels != 1:
-            raise ValueError(
-                f"{expects}; {image_name} has no channel axis (axes {axes}), so it gives 1"
-            )
+            raise ValueError(f"{expects}; {image_name} has no channel axis (axes {axes}), so it gives 1")
     return Layout(
-        axes=axes, shape=shape, channel_axis=channel_axis, channels=chosen, to_gray=to_gray,
-        loop_axes=loop_axes, spatial_axes=spatial_axes,
+        axes=axes,
+        shape=shape,
+        channel_axis=channel_axis,
+        channels=chosen,
+        to_gray=to_gray,
+        loop_axes=loop_axes,
+        spatial_axes=spatial_axes,
     )
 
 
@@ -233,11 +233,7 @@ def _as_list(channels: int | str | Sequence[int | str]) -> list[int | str]:
 
 
 def _resolve_channels(
-    channels: int | str | Sequence[int | str],
-    n_image: int,
-    names: Sequence[str] | None,
-    image_name: str,
-    axes: str,
+    channels: int | str | Sequence[int | str], n_image: int, names: Sequence[str] | None, image_name: str, axes: str
 ) -> tuple[int, ...]:
     out: list[int] = []
     for c in _as_list(channels):

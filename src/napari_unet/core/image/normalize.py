@@ -31,8 +31,9 @@ def exact_in_float32(dtype: Any) -> bool:
     """Whether every value of ``dtype`` converts to float32 exactly (bool, 8/16-bit integers,
     float16/float32); uint32, int32, 64-bit integers and float64 do not."""
     dtype = np.dtype(dtype)
-    return (dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2)
-            or (dtype.kind == "f" and dtype.itemsize <= 4))
+    return (
+        dtype.kind == "b" or (dtype.kind in "iu" and dtype.itemsize <= 2) or (dtype.kind == "f" and dtype.itemsize <= 4)
+    )
 
 
 def shift_to_float(block: np.ndarray, lo: Any, dtype: Any = np.float32, channel_axis: int = 0) -> np.ndarray:

@@ -30,16 +30,34 @@ from ..._version import __version__
 __all__ = ["PROVENANCE_KEYS", "build_provenance", "complete_provenance", "normalize_provenance"]
 
 #: The keys every record built here has (extra keys may follow, e.g. the writer's ``layer_name``).
-PROVENANCE_KEYS = ("software", "napari_unet_version", "date", "command", "model", "model_description",
-                   "input", "axes", "device", "options")
+PROVENANCE_KEYS = (
+    "software",
+    "napari_unet_version",
+    "date",
+    "command",
+    "model",
+    "model_description",
+    "input",
+    "axes",
+    "device",
+    "options",
+)
 #: Old key → its name in the schema (records written before it).
 OLD_KEYS = {"image": "input", "image_axes": "axes"}
 
 
-def build_provenance(*, command: str, model: str | None, model_description: str | None = None,
-                     input: str | None = None, axes: str | None = None, device: Any = None,
-                     options: Mapping[str, Any] | None = None, flat: bool = False,
-                     **extra: Any) -> dict[str, Any]:
+def build_provenance(
+    *,
+    command: str,
+    model: str | None,
+    model_description: str | None = None,
+    input: str | None = None,
+    axes: str | None = None,
+    device: Any = None,
+    options: Mapping[str, Any] | None = None,
+    flat: bool = False,
+    **extra: Any,
+) -> dict[str, Any]:
     """The provenance record of one result.
 
     Parameters

@@ -28,9 +28,7 @@ def zoom_factor(model_object_size: float | None, object_size: float | None) -> f
     if isinstance(object_size, bool) or not np.isfinite(object_size) or object_size <= 0:
         raise ValueError(f"object_size must be a positive number of pixels, got {object_size!r}")
     if not model_object_size:
-        raise ValueError(
-            "this model does not record the object size it was trained on, so object_size= cannot be used"
-        )
+        raise ValueError("this model does not record the object size it was trained on, so object_size= cannot be used")
     factor = float(model_object_size) / float(object_size)
     if not MIN_FACTOR <= factor <= MAX_FACTOR:
         raise ValueError(

@@ -88,8 +88,10 @@ SAMPLES: dict[str, Sample] = {
     ),
     "nuclei_golgi": Sample(
         file="xyc_16bit__nuclei_golgi.tif",
-        description=("Nuclei (channel 0) and Golgi (channel 1), uint16 (12-bit) CYX (2, 220, 204), "
-                     "ImageJ hyperstack, 0.5158 micron pixels"),
+        description=(
+            "Nuclei (channel 0) and Golgi (channel 1), uint16 (12-bit) CYX (2, 220, 204), "
+            "ImageJ hyperstack, 0.5158 micron pixels"
+        ),
         licence="CC-BY-4.0",
         citation=_NEUBIAS_CITATION,
         source="https://github.com/NEUBIAS/training-resources/tree/master/image_data",

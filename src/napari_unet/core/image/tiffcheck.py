@@ -52,8 +52,10 @@ def series_problem(tif: tifffile.TiffFile, path: str | os.PathLike) -> str | Non
     if series.dataoffset is not None:  # contiguous, uncompressed
         nbytes = math.prod(shape) * series.dtype.itemsize
         if series.dataoffset + nbytes > size:
-            return (f"truncated: the header promises {nbytes} bytes of pixels from offset "
-                    f"{series.dataoffset} but the file has {size} bytes")
+            return (
+                f"truncated: the header promises {nbytes} bytes of pixels from offset "
+                f"{series.dataoffset} but the file has {size} bytes"
+            )
         return None
     for page in series.pages:
         if page is None:

@@ -70,14 +70,25 @@ class FeatureSink:
     """Keeps only label features: ``codes`` and, for instance models with a boundary class,
     ``landscape`` (uint8, layout order ``(*loop, *spatial)``)."""
 
-    def __init__(self, loop_shape: Sequence[int], spatial_shape: Sequence[int], *, boundary_class: int | None = None,
-                 threshold: float = 0.5, seed_threshold: float | None = None,
-                 distance_channel: int | None = None) -> None:
+    def __init__(
+        self,
+        loop_shape: Sequence[int],
+        spatial_shape: Sequence[int],
+        *,
+        boundary_class: int | None = None,
+        threshold: float = 0.5,
+        seed_threshold: float | None = None,
+        distance_channel: int | None = None,
+    ) -> None:
         shape = (*loop_shape, *spatial_shape)
         self.codes = np.zeros(shape, dtype=np.uint8)
         self.landscape = np.zeros(shape, dtype=np.uint8) if boundary_class is not None else None
-        self.options = dict(boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold,
-                            distance_channel=distance_channel)
+        self.options = dict(
+            boundary_class=boundary_class,
+            threshold=threshold,
+            seed_threshold=seed_threshold,
+            distance_channel=distance_channel,
+        )
 
     def put(self, loop: tuple[int, ...], rows: slice, probs: torch.Tensor) -> None:
         codes, landscape = label_features(probs, **self.options)
@@ -136,8 +147,8 @@ class BandBlender:
         if keep > 0:
             self.acc[:, :keep] = self.acc[:, n:].clone()
             self.weight[:keep] = self.weight[n:].clone()
-        self.acc[:, max(keep, 0):] = 0
-        self.weight[max(keep, 0):] = 0
+        self.acc[:, max(keep, 0) :] = 0
+        self.weight[max(keep, 0) :] = 0
         self.row0 = start0
 
     def finish(self) -> None:
@@ -150,8 +161,15 @@ class BandBlender:
 
 
 # ---------------------------------------------------------------------------- upload
-def _host_batch(view: Any, layout: Layout, grid: TileGrid, chunk: Sequence[tuple[tuple[int, ...], Tile]],
-                pad_to: int, lo: np.ndarray, wide_dtype: Any = np.float32) -> tuple[np.ndarray, bool]:
+def _host_batch(
+    view: Any,
+    layout: Layout,
+    grid: TileGrid,
+    chunk: Sequence[tuple[tuple[int, ...], Tile]],
+    pad_to: int,
+    lo: np.ndarray,
+    wide_dtype: Any = np.float32,
+) -> tuple[np.ndarray, bool]:
     """The raw pixels of ``chunk`` as one batch (N, C, ...), and whether ``lo`` was subtracted
     already: values that float32 cannot hold exactly (:func:`~napari_unet.core.image.normalize.exact_in_float32`,
     e.g. uint32 around 4e9) are shifted by ``lo`` in float64 here and sent as ``wide_dtype``."""
@@ -171,8 +189,14 @@ def _host_batch(view: Any, layout: Layout, grid: TileGrid, chunk: Sequence[tuple
     return x, shifted
 
 
-def upload(x: np.ndarray, device: torch.device, dtype: torch.dtype, lo: torch.Tensor, scale: torch.Tensor,
-           memory_format: torch.memory_format | None) -> torch.Tensor:
+def upload(
+    x: np.ndarray,
+    device: torch.device,
+    dtype: torch.dtype,
+    lo: torch.Tensor,
+    scale: torch.Tensor,
+    memory_format: torch.memory_format | None,
+) -> torch.Tensor:
     """Send raw pixels to ``device`` in their own width and normalise them there (non-finite
     values of float images become :data:`~napari_unet.core.image.normalize.NONFINITE_TO`)."""
     unsigned16 = x.dtype == np.uint16
@@ -232,8 +256,9 @@ def _same_format(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return t.contiguous()
 
 
-def _probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
-           n_classes: int | None) -> torch.Tensor:
+def _probs(
+    net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype, n_classes: int | None
+) -> torch.Tensor:
     if autocast is not None:
         with torch.autocast(device_type=x.device.type, dtype=autocast):
             logits = net(x)
@@ -242,8 +267,9 @@ def _probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, 
     return activate(logits.to(out_dtype), n_classes)
 
 
-def _tta_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
-               n_classes: int | None) -> torch.Tensor:
+def _tta_probs(
+    net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype, n_classes: int | None
+) -> torch.Tensor:
     """Mean of the probabilities of the 8 :data:`DIHEDRAL` views of ``x``, each mapped back.
     One view at a time: device memory stays that of a plain batch plus one accumulator."""
     total: torch.Tensor | None = None
@@ -254,8 +280,14 @@ def _tta_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | No
     return total.div_(len(DIHEDRAL))
 
 
-def forward_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype | None, out_dtype: torch.dtype,
-                  n_classes: int | None = None, tta: bool = False) -> torch.Tensor:
+def forward_probs(
+    net: torch.nn.Module,
+    x: torch.Tensor,
+    autocast: torch.dtype | None,
+    out_dtype: torch.dtype,
+    n_classes: int | None = None,
+    tta: bool = False,
+) -> torch.Tensor:
     """Probabilities (N, n_outputs, ...) on the device (see :func:`activate`). On a GPU
     out-of-memory error the batch is split in halves; one tile that does not fit raises
     :class:`TileOutOfMemory`.
@@ -279,15 +311,32 @@ def forward_probs(net: torch.nn.Module, x: torch.Tensor, autocast: torch.dtype |
             raise TileOutOfMemory() from err
         half = len(x) // 2
         log.info("GPU out of memory with %d tiles per batch; trying %d", len(x), half)
-        return torch.cat([forward_probs(net, x[:half], autocast, out_dtype, n_classes, tta),
-                          forward_probs(net, x[half:], autocast, out_dtype, n_classes, tta)])
+        return torch.cat(
+            [
+                forward_probs(net, x[:half], autocast, out_dtype, n_classes, tta),
+                forward_probs(net, x[half:], autocast, out_dtype, n_classes, tta),
+            ]
+        )
 
 
 # ---------------------------------------------------------------------------- the loop
 def run_grid(
-    view: Any, layout: Layout, grid: TileGrid, net: torch.nn.Module, *, n_classes: int, device: torch.device,
-    autocast: torch.dtype | None, batch: int, lo: np.ndarray, hi: np.ndarray, dtype: torch.dtype, sink: Sink,
-    memory_format: torch.memory_format | None = None, fixed_batch: bool = False, n_outputs: int | None = None,
+    view: Any,
+    layout: Layout,
+    grid: TileGrid,
+    net: torch.nn.Module,
+    *,
+    n_classes: int,
+    device: torch.device,
+    autocast: torch.dtype | None,
+    batch: int,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    dtype: torch.dtype,
+    sink: Sink,
+    memory_format: torch.memory_format | None = None,
+    fixed_batch: bool = False,
+    n_outputs: int | None = None,
     tta: bool = False,
 ) -> Generator[tuple[int, int], None, None]:
     """Run every tile of every plane of ``view`` through ``net`` into ``sink``; yields
@@ -296,13 +345,16 @@ def run_grid(
     quarter turns of every tile (see :func:`forward_probs`)."""
     shape = (1, -1) + (1,) * len(grid.shape)
     lo_t = torch.as_tensor(np.asarray(lo, dtype=np.float64), device=device).to(dtype).reshape(shape)
-    scale_t = torch.as_tensor(1.0 / (np.asarray(hi, np.float64) - np.asarray(lo, np.float64)),
-                              device=device).to(dtype).reshape(shape)
+    scale_t = (
+        torch.as_tensor(1.0 / (np.asarray(hi, np.float64) - np.asarray(lo, np.float64)), device=device)
+        .to(dtype)
+        .reshape(shape)
+    )
     lo_host, zero_t = np.asarray(lo, np.float64), torch.zeros_like(lo_t)  # zero: shifted on the host already
     wide = np.float64 if dtype == torch.float64 else np.float32
     blender = BandBlender(grid, n_classes if n_outputs is None else n_outputs, device, dtype, sink)
     jobs = [(loop, t) for loop in np.ndindex(*layout.loop_shape) for t in grid]
-    chunks = [jobs[i: i + batch] for i in range(0, len(jobs), batch)]
+    chunks = [jobs[i : i + batch] for i in range(0, len(jobs), batch)]
     pad_to = batch if fixed_batch else 0
     done = 0
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-unet-tiles") as reader, torch.inference_mode():

@@ -61,7 +61,6 @@ def memory_format(model: UNet, device: torch.device) -> torch.memory_format | No
     return torch.channels_last_3d if device.type == "cuda" else None
 
 
-
 def inference_network(model: UNet, device: torch.device, *, compile: bool = False) -> nn.Module:
     """The folded, channels-last (and, with ``compile``, compiled) copy of ``model`` on ``device``.
 
@@ -184,8 +183,9 @@ class LeanUNet(nn.Module):
             if up.up is not None:
                 y = up.up(y)
             else:
-                y = F.interpolate(y, scale_factor=2, mode="bilinear" if net.ndim == 2 else "trilinear",
-                                  align_corners=False)
+                y = F.interpolate(
+                    y, scale_factor=2, mode="bilinear" if net.ndim == 2 else "trilinear", align_corners=False
+                )
             first = up.conv[0]
             h = self._conv(skip, w_skip, first.bias, padding=1)  # autocast casts like conv layers
             del skip
@@ -197,4 +197,3 @@ class LeanUNet(nn.Module):
                 y = layer(y)
         y = net.outc(y)
         return y[(..., *(slice(0, s) for s in spatial))]
-

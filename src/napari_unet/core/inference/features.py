@@ -113,7 +113,10 @@ def features_from_probabilities(
     if block.dtype not in (np.float32, np.float64):
         block = block.astype(np.float32)
     codes, landscape = label_features(
-        torch.from_numpy(np.ascontiguousarray(block)), boundary_class=boundary_class,
-        threshold=threshold, seed_threshold=seed_threshold, distance_channel=distance_channel,
+        torch.from_numpy(np.ascontiguousarray(block)),
+        boundary_class=boundary_class,
+        threshold=threshold,
+        seed_threshold=seed_threshold,
+        distance_channel=distance_channel,
     )
     return codes.numpy(), (None if landscape is None else landscape.numpy())

@@ -31,9 +31,9 @@ DEFAULT_MASS = 0.99
 _cache: weakref.WeakKeyDictionary[UNet, tuple[tuple, int]] = weakref.WeakKeyDictionary()
 
 
-
-def effective_radius(model: UNet, probe: np.ndarray | None = None, *, mass: float = DEFAULT_MASS,
-                     device: torch.device | str = "cpu") -> int:
+def effective_radius(
+    model: UNet, probe: np.ndarray | None = None, *, mass: float = DEFAULT_MASS, device: torch.device | str = "cpu"
+) -> int:
     """Radius (px, Chebyshev) around an output pixel holding ``mass`` of its input sensitivity.
 
     Parameters
@@ -101,7 +101,6 @@ def auto_halo(model: UNet, probe: Any = None, device: torch.device | str = "cpu"
         return hit[1]
     radius = effective_radius(model, probe, device=device)
     halo = min(round_up(radius, 8), round_up(model.receptive_radius(), 8))
-    log.info("effective receptive radius %d px -> halo %d px (theoretical %d)", radius, halo,
-             model.receptive_radius())
+    log.info("effective receptive radius %d px -> halo %d px (theoretical %d)", radius, halo, model.receptive_radius())
     _cache[model] = (version, halo)
     return halo

@@ -79,8 +79,14 @@ PROCESS_BASE = 512 << 20
 
 
 def default_tile_and_batch(
-    model: UNet, device: torch.device, halo: int, autocast: torch.dtype | None, *,
-    plane_width: int = 0, rows: int = 0, store_bytes: int = 0,
+    model: UNet,
+    device: torch.device,
+    halo: int,
+    autocast: torch.dtype | None,
+    *,
+    plane_width: int = 0,
+    rows: int = 0,
+    store_bytes: int = 0,
 ) -> tuple[int, int]:
     """Tile edge and batch size from the memory the device can give.
 
@@ -138,7 +144,12 @@ def plan_for(
     if axes is None:
         axes = guess_axes(image.shape)
     return plan_layout(
-        image.shape, axes, model_channels=model.in_channels, model_ndim=model.ndim,
-        channels=channels, channel_names=channel_names,
-        model_channel_names=model.spec.channel_names, image_name=image_name,
+        image.shape,
+        axes,
+        model_channels=model.in_channels,
+        model_ndim=model.ndim,
+        channels=channels,
+        channel_names=channel_names,
+        model_channel_names=model.spec.channel_names,
+        image_name=image_name,
     )

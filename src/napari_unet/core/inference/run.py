@@ -17,131 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..image.checks import warn_nonfinite
-from ..image.layout import Layout
-from ..image.normalize import apply_range, compute_percentiles
 from ..image.rescale import zoom_back, zoom_factor, zoom_image, zoom_ranges
 from ..model.unet import UNet
-from ..options import check_inference_options, resolve_device
+from ..options import check_inference_options
 from ..progress import Progress, drain
-from .engine import FeatureSink, ProbabilitySink, Sink, TileOutOfMemory, run_grid
-from .fastnet import has_compiled, inference_network, memory_format
+from .engine import FeatureSink, ProbabilitySink
 from .features import check_classes
-from .halo import auto_halo
-from .planning import COMPILE_WORTH_PIXELS, check_tta, default_tile_and_batch, plan_for, resolve_precision
+from .planning import check_tta, plan_for
+from .runner import iter_tiled
 from .sizing import auto_zoom_size, can_estimate_size, iter_object_size
-from .tiling import TilePlan, fits_one_tile, plan_tiles, smaller_plan
 
 log = logging.getLogger(__name__)
-
-
-def _engine_options(model: UNet, layout: Layout, precision: str, device: Any, batch_size: Any,
-                    ) -> tuple[torch.device, torch.dtype | None, torch.dtype]:
-    dev = resolve_device(device)
-    autocast = resolve_precision(precision, dev)
-    if batch_size is not None and (isinstance(batch_size, bool) or int(batch_size) < 1):
-        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    param_dtype = next(model.parameters()).dtype
-    dtype = torch.float64 if param_dtype == torch.float64 else torch.float32
-    if precision == "auto" and dev.type == "cpu" and param_dtype != torch.float32:
-        autocast = None  # a float64 model asks for exactness
-    return dev, autocast, dtype
-
-
-def _iter_tiled(
-    image: Any, model: UNet, layout: Layout, make_sink: Callable[[], Sink], *,
-    tile_size: Any, halo: Any, batch_size: Any, device: Any, precision: str, percentiles: Any,
-    normalized: bool, image_name: str, compile: bool | str, store_bytes: int, tta: bool = False,
-) -> Generator[Progress, None, Any]:
-    """Normalise, plan tiles, run the engine into ``make_sink()``; returns the sink's result.
-    ``tta``: average every tile over its 8 flips and quarter turns (see
-    :func:`~napari_unet.core.inference.engine.forward_probs`)."""
-    tta = check_tta(tta)
-    dev, autocast, dtype = _engine_options(model, layout, precision, device, batch_size)
-    low, high = percentiles if percentiles is not None else model.spec.percentiles
-    view = layout.arrange(image)
-    if normalized:
-        lo, hi = np.zeros(layout.n_channels), np.ones(layout.n_channels)
-    else:
-        yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
-        warn_nonfinite(view, layout, image_name)
-        lo, hi = compute_percentiles(view, layout, low, high)
-    log.debug("%s: %s; percentiles %s..%s", image_name, layout.describe(), lo, hi)
-
-    spatial = layout.spatial_shape
-    loops = math.prod(layout.loop_shape)
-    auto_tile, auto_batch = default_tile_and_batch(
-        model, dev, int(max(np.atleast_1d(halo if halo is not None else 0))), autocast,
-        plane_width=math.prod(spatial[1:]), rows=spatial[0], store_bytes=store_bytes,
-    )
-
-    def measured_halo() -> int:
-        return auto_halo(model, _probe(view, layout, lo, hi), device=next(model.parameters()).device)
-
-    needed_halo = None
-    if halo is None and not fits_one_tile(spatial, auto_tile if tile_size is None else tile_size,
-                                          model.size_multiple):
-        yield Progress(0, 1, "halo", "measuring how much context the network needs")
-        needed_halo = measured_halo()
-    plan = plan_tiles(spatial, multiple=model.size_multiple, tile_size=tile_size, halo=halo,
-                      batch_size=batch_size, auto_tile=auto_tile, auto_batch=auto_batch, loops=loops,
-                      needed_halo=needed_halo)
-    if plan.note:
-        log.warning("%s", plan.note)
-    use_compile = compile is True
-    if compile == "auto" and dev.type == "cuda":
-        work = plan.n_tiles * math.prod(np.broadcast_to(plan.tile, (len(spatial),)))
-        use_compile = work >= COMPILE_WORTH_PIXELS or has_compiled(model, dev)
-    elif compile not in (True, False, "auto"):
-        raise ValueError(f"compile must be True, False or 'auto', got {compile!r}")
-
-    was_training = model.training
-    model.eval()
-    cudnn_autotune = torch.backends.cudnn.benchmark
-    if dev.type == "cuda":  # every tile has the same shape: let cuDNN pick its fastest kernels once
-        torch.backends.cudnn.benchmark = True
-    try:
-        net = inference_network(model, dev, compile=use_compile)
-        fmt = memory_format(model, dev)
-        while True:
-            sink = make_sink()
-            yield Progress(0, plan.n_tiles, "tiles", f"{plan.n_tiles} tiles of {plan.tile_size} px, halo {plan.halo}"
-                           + (", 8 flips/rotations each (test-time augmentation)" if tta else ""))
-            try:
-                for done, total in run_grid(
-                    view, layout, plan.grid, net, n_classes=model.n_classes, n_outputs=model.n_outputs,
-                    device=dev, autocast=autocast,
-                    batch=plan.batch, lo=lo, hi=hi, dtype=dtype, sink=sink, memory_format=fmt,
-                    fixed_batch=use_compile, tta=tta,
-                ):
-                    yield Progress(done, total, "tiles", f"tile {done}/{total}")
-                break
-            except TileOutOfMemory:
-                plan = _retry_plan(plan, model.size_multiple, measured_halo)
-                if dev.type == "cuda":
-                    torch.cuda.empty_cache()
-                yield Progress(0, 1, "retry", f"GPU out of memory: retrying with tiles of {list(plan.tile_size)}")
-    finally:
-        model.train(was_training)
-        torch.backends.cudnn.benchmark = cudnn_autotune
-    yield Progress(1, 1, "done", "prediction finished")
-    return sink.result
-
-
-def _retry_plan(plan: TilePlan, multiple: int, measure_halo: Callable[[], int]) -> TilePlan:
-    """:func:`~napari_unet.core.inference.tiling.smaller_plan`, its MemoryError without the OOM traceback."""
-    try:
-        return smaller_plan(plan, multiple, measure_halo)
-    except MemoryError as err:
-        raise MemoryError(str(err)) from None
-
-
-def _probe(view: Any, layout: Layout, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Centre of the first plane, normalised: the input :func:`auto_halo` measures with."""
-    first = view[(0,) * len(layout.loop_shape)]
-    centre = tuple(slice(max(0, s // 2 - 160), s // 2 + 160) for s in layout.spatial_shape)
-    block = layout.select(np.asarray(first[(slice(None), *centre)]), raw=True)
-    return apply_range(block, lo, hi)
 
 
 def iter_predict(
@@ -235,12 +121,19 @@ def iter_predict(
         ``(n_classes, *input shape without the channel axis)``: softmax over classes, or the
         sigmoid foreground probability for a 1-class model.
     """
-    o = check_inference_options(tile_size=tile_size, halo=halo, batch_size=batch_size, device=device,
-                                precision=precision, object_size=object_size, compile=compile, tta=tta)
+    o = check_inference_options(
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        object_size=object_size,
+        compile=compile,
+        tta=tta,
+    )
     tile_size, halo, batch_size, device = o["tile_size"], o["halo"], o["batch_size"], o["device"]
     object_size, compile, tta = o["object_size"], o["compile"], o["tta"]
-    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
-                      image_name=image_name)
+    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
     if object_size is None and estimate_size and can_estimate_size(model):
         size = yield from iter_object_size(image, model, layout, percentiles=percentiles, normalized=normalized)
         object_size = auto_zoom_size(size, model)
@@ -252,20 +145,42 @@ def iter_predict(
         zoomed = zoom_image(view, layout, factor, **ranges)
         c_letter = layout.channel_axis or "C"
         probs = yield from iter_predict(
-            zoomed, model, axes=layout.loop_axes + c_letter + layout.spatial_axes,
+            zoomed,
+            model,
+            axes=layout.loop_axes + c_letter + layout.spatial_axes,
             channels=list(layout.channels) if layout.channel_axis and not layout.to_gray else None,
-            tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
-            percentiles=percentiles, image_name=image_name, layout_order=True, normalized=normalized,
-            compile=compile, heads=heads, tta=tta, estimate_size=False,
+            tile_size=tile_size,
+            halo=halo,
+            batch_size=batch_size,
+            device=device,
+            precision=precision,
+            percentiles=percentiles,
+            image_name=image_name,
+            layout_order=True,
+            normalized=normalized,
+            compile=compile,
+            heads=heads,
+            tta=tta,
+            estimate_size=False,
         )
         probs = zoom_back(probs, model.ndim, layout.spatial_shape)
         return probs if layout_order else layout.to_output_order(probs, lead=1)
     out_dtype = np.float64 if next(model.parameters()).dtype == torch.float64 else np.float32
-    probs = yield from _iter_tiled(
-        image, model, layout,
+    probs = yield from iter_tiled(
+        image,
+        model,
+        layout,
         lambda: ProbabilitySink(model.n_outputs, layout.loop_shape, layout.spatial_shape, out_dtype),
-        tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
-        percentiles=percentiles, normalized=normalized, image_name=image_name, compile=compile, store_bytes=0,
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        percentiles=percentiles,
+        normalized=normalized,
+        image_name=image_name,
+        compile=compile,
+        store_bytes=0,
         tta=tta,
     )
     if not heads and model.n_outputs != model.n_classes:
@@ -305,28 +220,38 @@ def iter_features(
     """
     tta = check_tta(tta)
     check_classes(model.n_classes)
-    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names,
-                      image_name=image_name)
+    layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
     pixels = math.prod(layout.loop_shape) * math.prod(layout.spatial_shape)
     store = pixels * (2 if boundary_class is not None else 1)
-    result = yield from _iter_tiled(
-        image, model, layout,
-        lambda: FeatureSink(layout.loop_shape, layout.spatial_shape, boundary_class=boundary_class,
-                            threshold=threshold, seed_threshold=seed_threshold,
-                            distance_channel=distance_channel),
-        tile_size=tile_size, halo=halo, batch_size=batch_size, device=device, precision=precision,
-        percentiles=percentiles, normalized=normalized, image_name=image_name, compile=compile,
-        store_bytes=store, tta=tta,
+    result = yield from iter_tiled(
+        image,
+        model,
+        layout,
+        lambda: FeatureSink(
+            layout.loop_shape,
+            layout.spatial_shape,
+            boundary_class=boundary_class,
+            threshold=threshold,
+            seed_threshold=seed_threshold,
+            distance_channel=distance_channel,
+        ),
+        tile_size=tile_size,
+        halo=halo,
+        batch_size=batch_size,
+        device=device,
+        precision=precision,
+        percentiles=percentiles,
+        normalized=normalized,
+        image_name=image_name,
+        compile=compile,
+        store_bytes=store,
+        tta=tta,
     )
     return result
 
 
 def predict(
-    image: Any,
-    model: UNet,
-    *,
-    progress: Callable[[Progress], Any] | None = None,
-    **options: Any,
+    image: Any, model: UNet, *, progress: Callable[[Progress], Any] | None = None, **options: Any
 ) -> np.ndarray:
     """Run :func:`iter_predict` to the end and return the probabilities.
 

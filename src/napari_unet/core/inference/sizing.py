@@ -74,7 +74,7 @@ def _crops(plane: np.ndarray, n: int, size: int = CROP) -> np.ndarray:
     nx = max(1, min(int(math.ceil(n / ny)), w // size))
     ys = np.linspace(0, h - size, ny).round().astype(int)
     xs = np.linspace(0, w - size, nx).round().astype(int)
-    out = [plane[:, y: y + size, x: x + size] for y in ys for x in xs]
+    out = [plane[:, y : y + size, x : x + size] for y in ys for x in xs]
     return np.stack(out[:n])
 
 
@@ -218,7 +218,7 @@ def fit_size_model(
         h, w = image.shape[1:]
         y0 = int(rng.integers(0, max(1, h - region + 1)))
         x0 = int(rng.integers(0, max(1, w - region + 1)))
-        crop = _zoom2d(image[:, y0: y0 + region, x0: x0 + region], factor)
+        crop = _zoom2d(image[:, y0 : y0 + region, x0 : x0 + region], factor)
         batch.append(_crops(crop, 1)[0])
         ys.append(math.log(want))
         if len(batch) == 16:
@@ -244,8 +244,14 @@ def fit_size_model(
     w, b = solve(slice(None))  # the stored fit uses every draw
     log.info("size model: %d crops, diameters %.1f-%.1f px, held-out rms log error %.3f", len(y), lo, hi, rms)
     return {
-        "method": "style-ridge", "mean": mean.tolist(), "scale": scale.tolist(), "weights": w.tolist(),
-        "bias": b, "range": [lo, hi], "rms_log": rms, "crops": len(y),
+        "method": "style-ridge",
+        "mean": mean.tolist(),
+        "scale": scale.tolist(),
+        "weights": w.tolist(),
+        "bias": b,
+        "range": [lo, hi],
+        "rms_log": rms,
+        "crops": len(y),
     }
 
 
@@ -260,7 +266,7 @@ SIZE_REGION = 2048
 
 
 def iter_object_size(
-    image: Any, model: UNet, layout: Layout, *, percentiles: Any = None, normalized: bool = False,
+    image: Any, model: UNet, layout: Layout, *, percentiles: Any = None, normalized: bool = False
 ) -> Generator[Progress, None, float]:
     """Estimate the typical object diameter (pixels) of ``image`` with the model's size
     regression (:mod:`~napari_unet.core.inference.sizing`), from the central part of its middle plane

@@ -66,11 +66,7 @@ class TileGrid:
     """
 
     def __init__(
-        self,
-        shape: Sequence[int],
-        tile_size: int | Sequence[int],
-        halo: int | Sequence[int],
-        multiple: int = 1,
+        self, shape: Sequence[int], tile_size: int | Sequence[int], halo: int | Sequence[int], multiple: int = 1
     ) -> None:
         self.shape = tuple(int(s) for s in shape)
         nd = len(self.shape)

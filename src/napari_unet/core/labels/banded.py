@@ -81,8 +81,9 @@ def label_threads() -> int:
     return max(1, min(8, cpus))
 
 
-def ordered_map(fn: Callable[[Any], Any], items: list, workers: int | None = None,
-                ahead: int | None = None) -> Iterator[Any]:
+def ordered_map(
+    fn: Callable[[Any], Any], items: list, workers: int | None = None, ahead: int | None = None
+) -> Iterator[Any]:
     """``map(fn, items)`` on a thread pool, results in order, at most ``ahead`` (default
     ``2 * workers``) submitted at a time, so memory stays bounded by a few bands."""
     workers = label_threads() if workers is None else workers
@@ -188,6 +189,7 @@ class BandedComponents:
         array has the band's shape and ``lut``'s dtype. Bands are labelled on a few threads
         ahead of the one yielded (each band's mask is read before that band is yielded).
         """
+
         def one(job: tuple[tuple[int, int], int, int]) -> tuple[tuple[int, int], np.ndarray]:
             (start, stop), offset, n = job
             if self._cached is not None:
@@ -253,7 +255,7 @@ def banded_watershed(
         markers = np.concatenate([above, labels[start:bottom]])
         mask = mask_of(top, bottom) | (markers > 0)
         basins = watershed(np.asarray(landscape[top:bottom]), markers=markers, mask=mask, connectivity=connectivity)
-        return basins[start - top: stop - top]
+        return basins[start - top : stop - top]
 
     # skimage's watershed pads and copies its window (float64 image, int32 markers and output,
     # mask): about 40 bytes per pixel of window, measured as peak memory
@@ -263,5 +265,5 @@ def banded_watershed(
         start, stop = bands[j]
         with lock:
             if j + 1 < len(bands) and j + 1 not in started:
-                saved[j + 1] = labels[top_of(j + 1): stop].copy()
+                saved[j + 1] = labels[top_of(j + 1) : stop].copy()
             labels[start:stop] = rows

@@ -318,9 +318,17 @@ def instance_stack(
     for index, codes, landscape in blocks:
         n_blocks += 1
         count = _instance_block(
-            codes, landscape, output, index, boundary_class=boundary_class, structure=structure,
-            min_size=min_size, min_seed_size=min_seed_size, keep_seedless=keep_seedless,
-            band_pixels=band_pixels, fill_holes=fill_holes,
+            codes,
+            landscape,
+            output,
+            index,
+            boundary_class=boundary_class,
+            structure=structure,
+            min_size=min_size,
+            min_seed_size=min_seed_size,
+            keep_seedless=keep_seedless,
+            band_pixels=band_pixels,
+            fill_holes=fill_holes,
         )
         output.total += count
         logger.debug("instance labels: block %s -> %d object(s)", index, count)

@@ -117,9 +117,7 @@ def labels_from_probabilities(
             logger.debug("semantic mode: boundary_class=%r ignored", boundary_class)
         if distance_channel is not None:
             probabilities = _as_array_like(probabilities)[: int(distance_channel)]
-        return semantic_labels(
-            probabilities, min_size=min_size, spatial_ndim=spatial_ndim, threshold=threshold
-        )
+        return semantic_labels(probabilities, min_size=min_size, spatial_ndim=spatial_ndim, threshold=threshold)
     if mode == "instances":
         return instance_labels(
             probabilities,
@@ -133,9 +131,7 @@ def labels_from_probabilities(
             distance_channel=distance_channel,
             fill_holes=fill_holes,
         )
-    raise ValueError(
-        f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}"
-    )
+    raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
 
 
 def labels_from_features(
@@ -250,9 +246,7 @@ def labels_from_features(
         if np.dtype(landscape.dtype) != np.uint8:
             raise ValueError(f"landscape must be a uint8 array (label features), got dtype {np.dtype(landscape.dtype)}")
         if tuple(landscape.shape) != shape:
-            raise ValueError(
-                f"landscape must have the shape of codes {shape}, got {tuple(landscape.shape)}"
-            )
+            raise ValueError(f"landscape must have the shape of codes {shape}, got {tuple(landscape.shape)}")
     elif boundary_class is not None:
         raise ValueError(f"boundary_class={boundary_class} needs the landscape (uint8, shape {shape}), got None")
     blocks = (
@@ -260,7 +254,13 @@ def labels_from_features(
         for index in np.ndindex(*leading)
     )
     return instance_stack(
-        shape, blocks, boundary_class=boundary_class, spatial_ndim=spatial_ndim, min_size=min_size,
-        min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless), band_pixels=band_pixels,
+        shape,
+        blocks,
+        boundary_class=boundary_class,
+        spatial_ndim=spatial_ndim,
+        min_size=min_size,
+        min_seed_size=min_seed_size,
+        keep_seedless=bool(keep_seedless),
+        band_pixels=band_pixels,
         fill_holes=bool(fill_holes) and boundary_class is not None,
     )

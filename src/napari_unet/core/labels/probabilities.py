@@ -30,26 +30,14 @@ SPATIAL_NDIMS = (2, 3)
 # --------------------------------------------------------------------------------------
 def _as_array_like(probabilities: Any) -> Any:
     """Keep array-likes with ``shape``/``ndim``/indexing (numpy, dask, zarr); convert the rest."""
-    if hasattr(probabilities, "shape") and hasattr(probabilities, "ndim") and hasattr(
-        probabilities, "__getitem__"
-    ):
+    if hasattr(probabilities, "shape") and hasattr(probabilities, "ndim") and hasattr(probabilities, "__getitem__"):
         return probabilities
     return np.asarray(probabilities)
 
 
-def _validate(
-    probabilities: Any,
-    *,
-    spatial_ndim: int,
-    min_size: int,
-    threshold: float,
-) -> Any:
+def _validate(probabilities: Any, *, spatial_ndim: int, min_size: int, threshold: float) -> Any:
     """Validate the common arguments and return ``probabilities`` as an indexable array."""
-    if (
-        isinstance(spatial_ndim, bool)
-        or not isinstance(spatial_ndim, Integral)
-        or spatial_ndim not in SPATIAL_NDIMS
-    ):
+    if isinstance(spatial_ndim, bool) or not isinstance(spatial_ndim, Integral) or spatial_ndim not in SPATIAL_NDIMS:
         raise ValueError(f"spatial_ndim must be 2 (YX) or 3 (ZYX), got {spatial_ndim!r}")
     spatial_ndim = int(spatial_ndim)
     if isinstance(min_size, bool) or not isinstance(min_size, Integral) or min_size < 0:
@@ -76,9 +64,7 @@ def _validate(
     return probabilities
 
 
-def _iter_blocks(
-    probabilities: Any, spatial_ndim: int
-) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+def _iter_blocks(probabilities: Any, spatial_ndim: int) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
     """Yield ``(leading_index, block)`` for every spatial block.
 
     ``block`` has shape ``(n_classes, *spatial)`` and is a materialised numpy array.
@@ -117,7 +103,11 @@ def _check_count(name: str, value: Any, minimum: int, unit: str) -> int:
 
 
 def _block_features(
-    block: np.ndarray, *, boundary_class: int | None, threshold: float, seed_threshold: float | None,
+    block: np.ndarray,
+    *,
+    boundary_class: int | None,
+    threshold: float,
+    seed_threshold: float | None,
     distance_channel: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label features of one probability block ``(n_classes, *spatial)``.
@@ -128,21 +118,19 @@ def _block_features(
     if block.shape[0] > MAX_CLASSES and boundary_class is None:
         return (_class_map(block, threshold) != 0).astype(np.uint8), None
     return features_from_probabilities(
-        block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold,
+        block,
+        boundary_class=boundary_class,
+        threshold=threshold,
+        seed_threshold=seed_threshold,
         distance_channel=distance_channel,
     )
-
 
 
 # --------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------
 def semantic_labels(
-    probabilities: np.ndarray,
-    *,
-    min_size: int = 0,
-    spatial_ndim: int = 2,
-    threshold: float = 0.5,
+    probabilities: np.ndarray, *, min_size: int = 0, spatial_ndim: int = 2, threshold: float = 0.5
 ) -> np.ndarray:
     """Semantic labels: the most probable class of every pixel.
 
@@ -172,16 +160,18 @@ def semantic_labels(
         If ``spatial_ndim`` is not 2 or 3, ``probabilities`` has too few dimensions,
         ``min_size`` is negative or ``threshold`` is not finite.
     """
-    probabilities = _validate(
-        probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold
-    )
+    probabilities = _validate(probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold)
     blocks = (
         (index, lambda view, block=block: _fill_classes(block, threshold, view))
         for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
     return semantic_stack(
-        tuple(probabilities.shape[1:]), int(probabilities.shape[0]), blocks, min_size=int(min_size),
-        spatial_ndim=int(spatial_ndim), band_pixels=DEFAULT_BAND_PIXELS,
+        tuple(probabilities.shape[1:]),
+        int(probabilities.shape[0]),
+        blocks,
+        min_size=int(min_size),
+        spatial_ndim=int(spatial_ndim),
+        band_pixels=DEFAULT_BAND_PIXELS,
     )
 
 
@@ -211,8 +201,6 @@ def _validate_boundary_class(boundary_class: int | None, n_classes: int) -> int 
             f"(class 0 is background), got {boundary_class}"
         )
     return boundary_class
-
-
 
 
 def instance_labels(
@@ -295,13 +283,13 @@ def instance_labels(
         ``boundary_class`` is not a valid foreground class, ``min_size`` or
         ``min_seed_size`` is negative or ``threshold`` is not finite.
     """
-    probabilities = _validate(
-        probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold
-    )
+    probabilities = _validate(probabilities, spatial_ndim=spatial_ndim, min_size=min_size, threshold=threshold)
     n_classes = int(probabilities.shape[0])
     if distance_channel is not None:
-        if isinstance(distance_channel, bool) or not isinstance(distance_channel, Integral) or not (
-            1 <= distance_channel < n_classes
+        if (
+            isinstance(distance_channel, bool)
+            or not isinstance(distance_channel, Integral)
+            or not (1 <= distance_channel < n_classes)
         ):
             raise ValueError(
                 f"distance_channel must be a channel index in 1..{n_classes - 1} after the classes, "
@@ -313,14 +301,26 @@ def instance_labels(
     boundary_class = _validate_boundary_class(boundary_class, n_classes)
     min_seed_size = _check_count("min_seed_size", min_seed_size, 0, "pixels")
     blocks = (
-        (index, *_block_features(
-            block, boundary_class=boundary_class, threshold=threshold, seed_threshold=seed_threshold,
-            distance_channel=distance_channel,
-        ))
+        (
+            index,
+            *_block_features(
+                block,
+                boundary_class=boundary_class,
+                threshold=threshold,
+                seed_threshold=seed_threshold,
+                distance_channel=distance_channel,
+            ),
+        )
         for index, block in _iter_blocks(probabilities, int(spatial_ndim))
     )
     return instance_stack(
-        tuple(probabilities.shape[1:]), blocks, boundary_class=boundary_class, spatial_ndim=int(spatial_ndim),
-        min_size=int(min_size), min_seed_size=min_seed_size, keep_seedless=bool(keep_seedless),
-        band_pixels=DEFAULT_BAND_PIXELS, fill_holes=bool(fill_holes),
+        tuple(probabilities.shape[1:]),
+        blocks,
+        boundary_class=boundary_class,
+        spatial_ndim=int(spatial_ndim),
+        min_size=int(min_size),
+        min_seed_size=min_seed_size,
+        keep_seedless=bool(keep_seedless),
+        band_pixels=DEFAULT_BAND_PIXELS,
+        fill_holes=bool(fill_holes),
     )

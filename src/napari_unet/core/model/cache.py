@@ -42,5 +42,3 @@ def is_cached(path: str | os.PathLike) -> bool:
         return file_key(path) in _cached
     except OSError:
         return False
-
-

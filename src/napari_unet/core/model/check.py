@@ -137,8 +137,11 @@ def shape_problems(found: Mapping[str, Sequence[int]], expected: Mapping[str, Se
     """
     missing = [k for k in expected if k not in found and not k.endswith("num_batches_tracked")]
     unexpected = [k for k in found if k not in expected]
-    wrong = [f"{k} (file {list(found[k])}, architecture {list(expected[k])})"
-             for k in expected if k in found and tuple(found[k]) != tuple(expected[k])]
+    wrong = [
+        f"{k} (file {list(found[k])}, architecture {list(expected[k])})"
+        for k in expected
+        if k in found and tuple(found[k]) != tuple(expected[k])
+    ]
     problems = []
     if missing:
         problems.append(f"{len(missing)} missing tensor(s), e.g. {', '.join(missing[:2])}")
@@ -153,8 +156,9 @@ _FLOATS = {"F16": "<f2", "F32": "<f4", "F64": "<f8"}
 _CHUNK = 1 << 24  # elements checked at a time
 
 
-def nonfinite_tensors(path: str | os.PathLike, data_start: int,
-                      tensors: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, int]]:
+def nonfinite_tensors(
+    path: str | os.PathLike, data_start: int, tensors: Mapping[str, Mapping[str, Any]]
+) -> list[tuple[str, int]]:
     """(name, count) of the floating-point tensors holding NaN or infinite values.
 
     Reads the raw tensor data of a safetensors file (``data_start``: where it begins, after the
@@ -174,7 +178,7 @@ def nonfinite_tensors(path: str | os.PathLike, data_start: int,
             values = data[begin:end].view(_FLOATS.get(dtype, "<u2"))
             count = 0
             for start in range(0, values.size, _CHUNK):
-                chunk = values[start:start + _CHUNK]
+                chunk = values[start : start + _CHUNK]
                 if dtype == "BF16":  # exponent bits all set: inf or NaN
                     count += int(np.count_nonzero((chunk & 0x7F80) == 0x7F80))
                 else:

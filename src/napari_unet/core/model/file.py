@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+
 # ---------------------------------------------------------------------------- public API
 def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
     """Read the JSON config of a model file without loading the weights or importing torch.
@@ -139,8 +140,10 @@ def describe_model(path: str | os.PathLike) -> str:
         f"{_parameter_count(header.tensors):,} parameters"
     )
     lines.append(f"input: {len(spec.channel_names)} channel(s): {', '.join(spec.channel_names)}; axes {spec.axes}")
-    lines.append(f"output: {len(spec.class_names)} class(es): {', '.join(spec.class_names)}"
-                 + (f"; heads: {', '.join(arch['heads'])}" if arch.get("heads") else ""))
+    lines.append(
+        f"output: {len(spec.class_names)} class(es): {', '.join(spec.class_names)}"
+        + (f"; heads: {', '.join(arch['heads'])}" if arch.get("heads") else "")
+    )
     target = spec.target
     if spec.boundary_class is not None:
         target += f" (boundary class {spec.boundary_class}: {spec.class_names[spec.boundary_class]})"
@@ -152,9 +155,7 @@ def describe_model(path: str | os.PathLike) -> str:
         lines.append(f"normalisation: per-channel percentiles {low:g}-{high:g} mapped to 0-1")
     else:
         lines.append(f"normalisation: {method} {_short(norm)}".rstrip())
-    lines.append(
-        "pixel size: " + (" x ".join(f"{p:g}" for p in spec.pixel_size) if spec.pixel_size else "unknown")
-    )
+    lines.append("pixel size: " + (" x ".join(f"{p:g}" for p in spec.pixel_size) if spec.pixel_size else "unknown"))
     if spec.object_size:
         found = ""
         if spec.size_model:
@@ -239,9 +240,7 @@ def save_model(
         known = {f.name for f in dataclasses.fields(ModelSpec)}
         unknown = sorted(set(spec_updates) - known)
         if unknown:
-            raise ValueError(
-                f"unknown spec field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}"
-            )
+            raise ValueError(f"unknown spec field(s) {', '.join(unknown)}; known fields: {', '.join(sorted(known))}")
         out_spec = dataclasses.replace(out_spec, **copy.deepcopy(spec_updates))
     out_spec.check_against(model.config)
 

@@ -33,10 +33,21 @@ OPTIONAL_ARCHITECTURE_KEYS = ("heads",)
 # safetensors refuses headers above 100 MB; anything larger is not one of its files.
 _MAX_HEADER_BYTES = 100_000_000
 _DTYPE_BYTES = {
-    "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1,
-    "U16": 2, "I16": 2, "F16": 2, "BF16": 2,
-    "U32": 4, "I32": 4, "F32": 4,
-    "U64": 8, "I64": 8, "F64": 8,
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "U16": 2,
+    "I16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "U32": 4,
+    "I32": 4,
+    "F32": 4,
+    "U64": 8,
+    "I64": 8,
+    "F64": 8,
 }
 BUFFER_SUFFIXES = ("running_mean", "running_var", "num_batches_tracked")
 _NOT_A_MODEL = (
@@ -117,8 +128,13 @@ def read_header(path: str | os.PathLike) -> Header:
     for name, entry in header.items():
         try:
             dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
-            if not (isinstance(dtype, str) and all(isinstance(s, int) and s >= 0 for s in shape)
-                    and isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+            if not (
+                isinstance(dtype, str)
+                and all(isinstance(s, int) and s >= 0 for s in shape)
+                and isinstance(begin, int)
+                and isinstance(end, int)
+                and 0 <= begin <= end
+            ):
                 raise ValueError
         except (KeyError, TypeError, ValueError):
             raise ModelFileError(

@@ -61,9 +61,7 @@ class ModelSpec:
     class_names: list[str] = field(default_factory=lambda: ["background", "foreground"])
     target: str = "semantic"
     boundary_class: int | None = None
-    normalization: dict[str, Any] = field(
-        default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8}
-    )
+    normalization: dict[str, Any] = field(default_factory=lambda: {"method": "percentile", "low": 1.0, "high": 99.8})
     axes: str = "YX"
     pixel_size: list[float] | None = None
     object_size: float | None = None
@@ -121,16 +119,15 @@ class ModelSpec:
             )
         expected_axes = "ZYX" if config["ndim"] == 3 else "YX"
         if self.axes != expected_axes:
-            raise ValueError(
-                f"spec axes {self.axes!r} do not match a {config['ndim']}D network ({expected_axes!r})"
-            )
+            raise ValueError(f"spec axes {self.axes!r} do not match a {config['ndim']}D network ({expected_axes!r})")
         unknown = set(self.postprocess) - set(POSTPROCESS_KEYS)
         if unknown:
             raise ValueError(f"unknown post-processing settings {sorted(unknown)}; known: {list(POSTPROCESS_KEYS)}")
         if self.object_size is not None and not _positive(self.object_size, zero=True):
             raise ValueError(f"object_size must be a positive number of pixels or null, got {self.object_size!r}")
-        if self.pixel_size is not None and (not isinstance(self.pixel_size, (list, tuple))
-                                            or not all(_positive(p) for p in self.pixel_size)):
+        if self.pixel_size is not None and (
+            not isinstance(self.pixel_size, (list, tuple)) or not all(_positive(p) for p in self.pixel_size)
+        ):
             raise ValueError(f"pixel_size must be a list of positive numbers or null, got {self.pixel_size!r}")
         if self.halo is not None and (isinstance(self.halo, bool) or not isinstance(self.halo, int) or self.halo < 0):
             raise ValueError(f"halo must be a non-negative integer (pixels) or None, got {self.halo!r}")
@@ -140,9 +137,7 @@ class ModelSpec:
                 raise ValueError("size_model needs object_size (the diameter images are zoomed to)")
         low, high = self.percentiles
         if not 0 <= low < high <= 100:
-            raise ValueError(
-                f"normalisation percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}"
-            )
+            raise ValueError(f"normalisation percentiles must satisfy 0 <= low < high <= 100, got {low}, {high}")
 
 
 def _positive(value: Any, zero: bool = False) -> bool:

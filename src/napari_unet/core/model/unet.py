@@ -53,7 +53,13 @@ class Up(nn.Module):
     """Upsample by 2, concatenate the skip connection, double conv."""
 
     def __init__(
-        self, in_ch: int, skip_ch: int, out_ch: int, *, ndim: int = 2, norm: bool = True,
+        self,
+        in_ch: int,
+        skip_ch: int,
+        out_ch: int,
+        *,
+        ndim: int = 2,
+        norm: bool = True,
         upsampling: str = "interpolate",
     ) -> None:
         super().__init__()
@@ -121,20 +127,32 @@ class UNet(nn.Module):
         super().__init__()
         heads = list(heads) if isinstance(heads, (list, tuple, set, frozenset)) else heads
         # types, sane limits (depth 1..8, ...) and the parameter count, before allocating anything
-        check_architecture(dict(in_channels=in_channels, n_classes=n_classes, depth=depth,
-                                base_features=base_features, ndim=ndim, upsampling=upsampling,
-                                norm=bool(norm), heads=heads))
+        check_architecture(
+            dict(
+                in_channels=in_channels,
+                n_classes=n_classes,
+                depth=depth,
+                base_features=base_features,
+                ndim=ndim,
+                upsampling=upsampling,
+                norm=bool(norm),
+                heads=heads,
+            )
+        )
         self.config: dict[str, Any] = dict(
-            in_channels=in_channels, n_classes=n_classes, depth=depth, base_features=base_features,
-            ndim=ndim, upsampling=upsampling, norm=bool(norm),
+            in_channels=in_channels,
+            n_classes=n_classes,
+            depth=depth,
+            base_features=base_features,
+            ndim=ndim,
+            upsampling=upsampling,
+            norm=bool(norm),
         )
         if heads:  # only written when present, so plain models stay readable by older versions
             self.config["heads"] = heads
         features = [base_features * 2**i for i in range(depth + 1)]
         self.inc = DoubleConv(in_channels, features[0], ndim=ndim, norm=norm)
-        self.downs = nn.ModuleList(
-            Down(features[i], features[i + 1], ndim=ndim, norm=norm) for i in range(depth)
-        )
+        self.downs = nn.ModuleList(Down(features[i], features[i + 1], ndim=ndim, norm=norm) for i in range(depth))
         self.ups = nn.ModuleList(
             Up(features[i + 1], features[i], features[i], ndim=ndim, norm=norm, upsampling=upsampling)
             for i in reversed(range(depth))

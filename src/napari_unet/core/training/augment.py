@@ -78,8 +78,9 @@ def augment(
     return x, y
 
 
-def _elastic(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, strength: float,
-             distance: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+def _elastic(
+    x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, strength: float, distance: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Smooth random displacement (a coarse 4^nd grid upsampled), ``strength`` pixels at most."""
     n, nd = x.shape[0], x.ndim - 2
     size = x.shape[2:]
@@ -96,6 +97,7 @@ def _elastic(x: torch.Tensor, y: torch.Tensor, generator: torch.Generator, stren
     ys = F.grid_sample(y.unsqueeze(1).float(), grid, mode="nearest", padding_mode="reflection", align_corners=True)
     ds = None
     if distance is not None:
-        ds = F.grid_sample(distance.unsqueeze(1).float(), grid, mode="bilinear", padding_mode="reflection",
-                           align_corners=True).squeeze(1)
+        ds = F.grid_sample(
+            distance.unsqueeze(1).float(), grid, mode="bilinear", padding_mode="reflection", align_corners=True
+        ).squeeze(1)
     return xs, ys.squeeze(1).long(), ds

@@ -90,22 +90,33 @@ def start_model(model: UNet | str | Path | None, cfg: TrainConfig) -> tuple[UNet
         )
     # a model trained at a common object size keeps it; others see images as they are
     return base, cfg.replace(
-        ndim=base.ndim, percentiles=base.spec.percentiles, distance_head="distance" in base.heads,
+        ndim=base.ndim,
+        percentiles=base.spec.percentiles,
+        distance_head="distance" in base.heads,
         object_size=base.spec.object_size if base.spec.training.get("rescaled") else None,
     )
 
 
-def _data(pairs: Any, val_pairs: Sequence[tuple[Any, Any]] | None, base: UNet | None,
-          cfg: TrainConfig) -> tuple[PreparedData, list[Sample], list[Sample], bool]:
+def _data(
+    pairs: Any, val_pairs: Sequence[tuple[Any, Any]] | None, base: UNet | None, cfg: TrainConfig
+) -> tuple[PreparedData, list[Sample], list[Sample], bool]:
     n_channels = base.in_channels if base is not None else None
     rescale = cfg.object_size if cfg.mode == "instances" and cfg.ndim == 2 else None
     common = dict(mode=cfg.mode, ndim=cfg.ndim, axes=cfg.axes, channels=cfg.channels, percentiles=cfg.percentiles)
-    data = pairs if isinstance(pairs, PreparedData) else prepare(pairs, n_channels=n_channels, object_size=rescale,
-                                                                 **common)
+    data = (
+        pairs
+        if isinstance(pairs, PreparedData)
+        else prepare(pairs, n_channels=n_channels, object_size=rescale, **common)
+    )
     rescaled = any(s.zoom != 1.0 for s in data.samples) if isinstance(pairs, PreparedData) else rescale is not None
     if val_pairs is not None:
-        val_data = prepare(val_pairs, class_values=data.class_values, n_channels=data.n_channels,
-                           object_size=data.object_size if rescaled else None, **common)
+        val_data = prepare(
+            val_pairs,
+            class_values=data.class_values,
+            n_channels=data.n_channels,
+            object_size=data.object_size if rescaled else None,
+            **common,
+        )
         train_samples, val_samples = data.samples, val_data.samples
     else:
         train_samples, val_samples = split(data.samples, cfg.val_fraction, cfg.seed)
@@ -131,23 +142,37 @@ def _network(data: PreparedData, base: UNet | None, cfg: TrainConfig) -> UNet:
         return base
     mode, low_high = cfg.mode, cfg.percentiles
     spec = ModelSpec(
-        channel_names=data.channel_names, class_names=data.class_names, target=mode,
+        channel_names=data.channel_names,
+        class_names=data.class_names,
+        target=mode,
         boundary_class=BOUNDARY_CLASS if mode == "instances" else None,
         normalization={"method": "percentile", "low": low_high[0], "high": low_high[1]},
-        axes="ZYX" if cfg.ndim == 3 else "YX", object_size=data.object_size, description=cfg.description,
-        postprocess=(dict(DISTANCE_POSTPROCESS if cfg.distance_head else INSTANCE_POSTPROCESS)
-                     if mode == "instances" else {}),
+        axes="ZYX" if cfg.ndim == 3 else "YX",
+        object_size=data.object_size,
+        description=cfg.description,
+        postprocess=(
+            dict(DISTANCE_POSTPROCESS if cfg.distance_head else INSTANCE_POSTPROCESS) if mode == "instances" else {}
+        ),
     )
     heads = ["distance"] if cfg.distance_head and mode == "instances" else []
     # the initial weights come from ``seed`` without changing the caller's random state
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        return UNet(data.n_channels, len(data.class_names), depth=cfg.depth, base_features=cfg.base_features,
-                    ndim=cfg.ndim, upsampling=cfg.upsampling, heads=heads, spec=spec)
+        return UNet(
+            data.n_channels,
+            len(data.class_names),
+            depth=cfg.depth,
+            base_features=cfg.base_features,
+            ndim=cfg.ndim,
+            upsampling=cfg.upsampling,
+            heads=heads,
+            spec=spec,
+        )
 
 
-def lr_schedule(opt: torch.optim.Optimizer, total_steps: int, warmup_steps: int,
-                step: int = 0) -> torch.optim.lr_scheduler.LambdaLR:
+def lr_schedule(
+    opt: torch.optim.Optimizer, total_steps: int, warmup_steps: int, step: int = 0
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``warmup_steps`` (at most a tenth of the run), then cosine decay to 1 % of the
     peak; ``step``: optimiser steps already done (resuming)."""
     warm = max(1, min(warmup_steps, total_steps // 10))
@@ -175,8 +200,12 @@ def build(pairs: Any, val_pairs: Sequence[tuple[Any, Any]] | None, base: UNet | 
     channels_last = cfg.ndim == 2 and (dev.type == "cuda" or (dev.type == "cpu" and autocast is not None))
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    sampler = PatchSampler(train_samples, cfg.patch_size, distance="distance" in net.heads,
-                           scale_jitter=cfg.scale_jitter if rescaled else 1.0)
+    sampler = PatchSampler(
+        train_samples,
+        cfg.patch_size,
+        distance="distance" in net.heads,
+        scale_jitter=cfg.scale_jitter if rescaled else 1.0,
+    )
     steps_per_epoch = cfg.steps_per_epoch
     if steps_per_epoch is None:
         pixels = sum(s.target.size for s in train_samples)
@@ -184,10 +213,21 @@ def build(pairs: Any, val_pairs: Sequence[tuple[Any, Any]] | None, base: UNet | 
     total_steps = cfg.epochs * steps_per_epoch
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return Run(
-        cfg=cfg, dev=dev, autocast=autocast, train_samples=train_samples, val_samples=val_samples,
-        rescaled=bool(rescaled), n_classes=len(data.class_names), net=net, channels_last=channels_last,
-        sampler=sampler, steps_per_epoch=steps_per_epoch, total_steps=total_steps, opt=opt,
-        sched=lr_schedule(opt, total_steps, cfg.warmup_steps), weights=torch.as_tensor(data.class_weights, device=dev),
+        cfg=cfg,
+        dev=dev,
+        autocast=autocast,
+        train_samples=train_samples,
+        val_samples=val_samples,
+        rescaled=bool(rescaled),
+        n_classes=len(data.class_names),
+        net=net,
+        channels_last=channels_last,
+        sampler=sampler,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        opt=opt,
+        sched=lr_schedule(opt, total_steps, cfg.warmup_steps),
+        weights=torch.as_tensor(data.class_weights, device=dev),
         metric_name="AP50" if cfg.mode == "instances" else "mIoU",
     )
 
@@ -207,11 +247,24 @@ def training_record(run: Run, version: str) -> dict[str, Any]:
     """The ``training`` record written into the model file (the run's configuration and data)."""
     cfg = run.cfg
     return {
-        "software": f"napari-unet {version}", "mode": cfg.mode, "seed": cfg.seed, "epochs": cfg.epochs,
-        "steps_per_epoch": run.steps_per_epoch, "patch_size": cfg.patch_size, "batch_size": cfg.batch_size,
-        "lr": cfg.lr, "weight_decay": cfg.weight_decay, "augmentation": cfg.augmentation, "elastic": cfg.elastic,
-        "train_images": [s.name for s in run.train_samples], "val_images": [s.name for s in run.val_samples],
-        "data": cfg.data_description, "device": str(run.dev), "precision": str(run.autocast or "float32"),
-        "heads": run.net.heads, "rescaled": run.rescaled, "scale_jitter": cfg.scale_jitter if run.rescaled else 1.0,
+        "software": f"napari-unet {version}",
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "steps_per_epoch": run.steps_per_epoch,
+        "patch_size": cfg.patch_size,
+        "batch_size": cfg.batch_size,
+        "lr": cfg.lr,
+        "weight_decay": cfg.weight_decay,
+        "augmentation": cfg.augmentation,
+        "elastic": cfg.elastic,
+        "train_images": [s.name for s in run.train_samples],
+        "val_images": [s.name for s in run.val_samples],
+        "data": cfg.data_description,
+        "device": str(run.dev),
+        "precision": str(run.autocast or "float32"),
+        "heads": run.net.heads,
+        "rescaled": run.rescaled,
+        "scale_jitter": cfg.scale_jitter if run.rescaled else 1.0,
         "noise": cfg.noise,
     }

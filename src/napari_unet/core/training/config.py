@@ -19,9 +19,30 @@ from ..options import check_training_options
 
 #: Options checked by :func:`~napari_unet.core.options.check_training_options`.
 _CHECKED = (
-    "epochs", "steps_per_epoch", "patch_size", "batch_size", "lr", "weight_decay", "dice_weight", "patience",
-    "warmup_steps", "val_fraction", "seed", "preview_every", "ndim", "mode", "depth", "base_features", "device",
-    "precision", "channels", "axes", "augmentation", "elastic", "noise", "distance_head",
+    "epochs",
+    "steps_per_epoch",
+    "patch_size",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "dice_weight",
+    "patience",
+    "warmup_steps",
+    "val_fraction",
+    "seed",
+    "preview_every",
+    "ndim",
+    "mode",
+    "depth",
+    "base_features",
+    "device",
+    "precision",
+    "channels",
+    "axes",
+    "augmentation",
+    "elastic",
+    "noise",
+    "distance_head",
 )
 
 
@@ -68,8 +89,15 @@ class TrainConfig:
         for name, value in checked.items():
             object.__setattr__(self, name, value)
         size = self.object_size
-        if size is not None and size != "auto" and (
-            isinstance(size, (bool, str)) or not isinstance(size, numbers.Real) or not math.isfinite(size) or size <= 0
+        if (
+            size is not None
+            and size != "auto"
+            and (
+                isinstance(size, (bool, str))
+                or not isinstance(size, numbers.Real)
+                or not math.isfinite(size)
+                or size <= 0
+            )
         ):
             raise ValueError(f"object_size must be a positive number of pixels, 'auto' or None, got {size!r}")
         jitter = self.scale_jitter

@@ -96,8 +96,11 @@ def pairs_from_folders(images: str | os.PathLike, masks: str | os.PathLike) -> l
     for p in imgs:
         stem = output_stem(p)
         match = next(
-            (by_stem[s] for s in (stem, f"{stem}_mask", f"{stem}_masks", f"{stem}_labels", f"{stem}_label")
-             if s in by_stem),
+            (
+                by_stem[s]
+                for s in (stem, f"{stem}_mask", f"{stem}_masks", f"{stem}_labels", f"{stem}_label")
+                if s in by_stem
+            ),
             None,
         )
         if match is None:
@@ -106,8 +109,7 @@ def pairs_from_folders(images: str | os.PathLike, masks: str | os.PathLike) -> l
             pairs.append((p, match))
     if missing:
         raise ValueError(
-            f"{len(missing)} image(s) in {str(img_dir)!r} have no mask in {str(mask_dir)!r}, "
-            f"e.g. {missing[:3]}"
+            f"{len(missing)} image(s) in {str(img_dir)!r} have no mask in {str(mask_dir)!r}, e.g. {missing[:3]}"
         )
     return pairs
 
@@ -179,8 +181,13 @@ def prepare(  # noqa: C901
         if n_channels is None:
             n_channels = _channel_count(img.shape, img_axes, channels)
         layout = plan_layout(
-            img.shape, img_axes, model_channels=n_channels, model_ndim=ndim, channels=channels,
-            channel_names=names, image_name=name,
+            img.shape,
+            img_axes,
+            model_channels=n_channels,
+            model_ndim=ndim,
+            channels=channels,
+            channel_names=names,
+            image_name=name,
         )
         lab = np.asarray(lab)
         if lab.shape != layout.out_shape:
@@ -230,8 +237,9 @@ def prepare(  # noqa: C901
         samples = []
         for x, lab, n, *zoom in raw:
             lab = lab.astype(np.int32) if lab.dtype != np.int32 else lab
-            samples.append(Sample(x, instance_targets(lab), lab, n, distance=distance_targets(lab),
-                                  zoom=zoom[0] if zoom else 1.0))
+            samples.append(
+                Sample(x, instance_targets(lab), lab, n, distance=distance_targets(lab), zoom=zoom[0] if zoom else 1.0)
+            )
         if object_size is None:
             sizes = [d for s in samples if (d := object_diameter(s.labels)) is not None]
             object_size = float(np.median(sizes)) if sizes else None
@@ -257,8 +265,13 @@ def prepare(  # noqa: C901
     if (counts > 0).sum() < 2:
         raise ValueError("all labelled pixels belong to one class; training needs at least two")
     return PreparedData(
-        samples=samples, mode=mode, class_names=class_names, class_values=class_values,
-        channel_names=channel_names or [], ndim=ndim, object_size=object_size,
+        samples=samples,
+        mode=mode,
+        class_names=class_names,
+        class_values=class_values,
+        channel_names=channel_names or [],
+        ndim=ndim,
+        object_size=object_size,
         class_weights=class_weights(counts),
     )
 
@@ -278,8 +291,9 @@ def _rescaled(image: np.ndarray, labels: np.ndarray, name: str, size: float) -> 
     if abs(zoom - 1) < 0.02:
         return image, labels, name, 1.0
     shape = tuple(max(1, int(round(n * zoom))) for n in labels.shape)
-    img = np.stack([resize(c, shape, order=1, mode="reflect", anti_aliasing=zoom < 1, preserve_range=True)
-                    for c in image]).astype(np.float32)
+    img = np.stack(
+        [resize(c, shape, order=1, mode="reflect", anti_aliasing=zoom < 1, preserve_range=True) for c in image]
+    ).astype(np.float32)
     lab = resize(labels, shape, order=0, mode="edge", anti_aliasing=False, preserve_range=True).astype(labels.dtype)
     return img, lab, name, zoom
 

@@ -42,10 +42,19 @@ def iter_evaluate(
         img, img_axes, names, name = _as_array(image, f"image {i}")
         truth_arr = np.asarray(_as_array(truth, f"labels {i}")[0])
         check_label_ids(truth_arr, f"ground truth labels of {name}")  # before segmenting: fail fast
-        labels = drain(iter_segment(
-            img, model, axes=axes or img_axes, channels=channels, channel_names=names, image_name=name,
-            mode="instances" if instance else "semantic", min_size=min_size, **predict_options,
-        ))
+        labels = drain(
+            iter_segment(
+                img,
+                model,
+                axes=axes or img_axes,
+                channels=channels,
+                channel_names=names,
+                image_name=name,
+                mode="instances" if instance else "semantic",
+                min_size=min_size,
+                **predict_options,
+            )
+        )
         if labels.shape != truth_arr.shape:
             raise ValueError(f"ground truth of {name} has shape {truth_arr.shape}, the labels {labels.shape}")
         if instance:
@@ -61,7 +70,8 @@ def iter_evaluate(
     return result
 
 
-def evaluate(model: UNet, pairs: Sequence[tuple[Any, Any]], *, progress: Callable[[Progress], Any] | None = None,
-             **options: Any) -> dict[str, Any]:
+def evaluate(
+    model: UNet, pairs: Sequence[tuple[Any, Any]], *, progress: Callable[[Progress], Any] | None = None, **options: Any
+) -> dict[str, Any]:
     """Run :func:`iter_evaluate` to the end."""
     return drain(iter_evaluate(model, pairs, **options), progress)

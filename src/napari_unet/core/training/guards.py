@@ -53,8 +53,7 @@ def check_label_ids(labels: np.ndarray, what: str) -> None:
         low = int(labels.min())
         n = int(np.count_nonzero(labels < 0))
         raise ValueError(
-            f"{what} hold negative values (smallest {low}, {n} pixel(s)); labels must be 0 (background) "
-            "or positive ids"
+            f"{what} hold negative values (smallest {low}, {n} pixel(s)); labels must be 0 (background) or positive ids"
         )
 
 

@@ -24,8 +24,6 @@ import numpy as np
 import torch
 
 from ... import __version__
-from ..inference.run import iter_predict
-from ..labels.postprocess import labels_from_probabilities
 from ..model.unet import UNet
 from ..options import check_training_options
 from ..progress import drain
@@ -33,13 +31,12 @@ from .augment import augment
 from .build import Run, build, check_run, resume_from, start_model, training_record
 from .checkpoints import last_paths
 from .config import TrainConfig
-from .data import PreparedData, Sample
+from .data import PreparedData
 from .guards import check_loss, check_written
 from .losses import ce_dice_loss, distance_loss
-from .metrics import ap_counts, mean_iou, summarize_ap
 from .patches import Prefetcher
 from .state import best_or_last, save_net, save_optimizer_state
-from .targets import BOUNDARY_CLASS
+from .validation import evaluate_samples, fit_size_model_on
 
 log = logging.getLogger(__name__)
 
@@ -167,8 +164,14 @@ def iter_train(
     if resume:
         resume_from(run, output)  # type: ignore[arg-type]
         if run.start_epoch > cfg.epochs:
-            yield TrainEvent("done", epoch=cfg.epochs, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
-                             message="the resumed run had already finished")
+            yield TrainEvent(
+                "done",
+                epoch=cfg.epochs,
+                epochs=cfg.epochs,
+                step=run.step,
+                total_steps=run.total_steps,
+                message="the resumed run had already finished",
+            )
             return best_or_last(run.net, output)
     cudnn_autotune = torch.backends.cudnn.benchmark
     try:
@@ -179,8 +182,9 @@ def iter_train(
         torch.backends.cudnn.benchmark = cudnn_autotune
 
 
-def _epochs(run: Run, output: Path | None, preview_image: Any, preview_axes: str | None,
-            t_start: float) -> Generator[TrainEvent, None, UNet]:
+def _epochs(
+    run: Run, output: Path | None, preview_image: Any, preview_axes: str | None, t_start: float
+) -> Generator[TrainEvent, None, UNet]:
     """The epochs of a built run, then the best model (and its object-size estimate)."""
     cfg, net = run.cfg, run.net
     record = training_record(run, __version__)
@@ -203,15 +207,30 @@ def _epochs(run: Run, output: Path | None, preview_image: Any, preview_axes: str
             stop = True
         elapsed = time.perf_counter() - t_start
         yield TrainEvent(
-            "epoch", epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
-            loss=float(np.mean(losses)), val_loss=val_loss, metrics=metrics, lr=run.opt.param_groups[0]["lr"],
-            elapsed_s=elapsed, eta_s=elapsed / max(1, epoch - run.start_epoch + 1) * (cfg.epochs - epoch),
-            checkpoint=checkpoint, improved=improved,
+            "epoch",
+            epoch=epoch,
+            epochs=cfg.epochs,
+            step=run.step,
+            total_steps=run.total_steps,
+            loss=float(np.mean(losses)),
+            val_loss=val_loss,
+            metrics=metrics,
+            lr=run.opt.param_groups[0]["lr"],
+            elapsed_s=elapsed,
+            eta_s=elapsed / max(1, epoch - run.start_epoch + 1) * (cfg.epochs - epoch),
+            checkpoint=checkpoint,
+            improved=improved,
             message=_epoch_line(epoch, cfg.epochs, float(np.mean(losses)), val_loss, metrics, run.metric_name),
         )
         if cfg.preview_every and preview_image is not None and epoch % cfg.preview_every == 0:
-            yield TrainEvent("preview", epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
-                             preview=_preview(net, preview_image, preview_axes, run.dev, cfg.precision))
+            yield TrainEvent(
+                "preview",
+                epoch=epoch,
+                epochs=cfg.epochs,
+                step=run.step,
+                total_steps=run.total_steps,
+                preview=_preview(net, preview_image, preview_axes, run.dev, cfg.precision),
+            )
         if stop:
             break
     net.eval()
@@ -229,7 +248,10 @@ def _epochs(run: Run, output: Path | None, preview_image: Any, preview_axes: str
 
             save_net(result, Path(output), read_model_info(output)["spec"].get("training", {}))
     yield TrainEvent(
-        "done", **done, elapsed_s=time.perf_counter() - t_start, checkpoint=Path(output) if output else None,
+        "done",
+        **done,
+        elapsed_s=time.perf_counter() - t_start,
+        checkpoint=Path(output) if output else None,
         message=("stopped early: " if stop else "") + f"best {run.metric_name if run.val_samples else 'loss'} "
         f"{abs(run.best):.4f}",
     )
@@ -261,7 +283,7 @@ def _one_epoch(run: Run, epoch: int, losses: list[float], t_start: float) -> Gen
                 x = x.contiguous(memory_format=torch.channels_last)
             with torch.autocast(dev.type, dtype=run.autocast, enabled=run.autocast is not None):
                 logits = net(x)
-            loss = ce_dice_loss(logits[:, :run.n_classes], y, run.weights, cfg.dice_weight)
+            loss = ce_dice_loss(logits[:, : run.n_classes], y, run.weights, cfg.dice_weight)
             if d is not None:
                 loss = loss + distance_loss(logits[:, run.n_classes], d, y > 0)
             opt.zero_grad(set_to_none=True)
@@ -273,8 +295,14 @@ def _one_epoch(run: Run, epoch: int, losses: list[float], t_start: float) -> Gen
             check_loss(losses[-1], epoch=epoch, step=run.step, lr=cfg.lr)  # NaN: stop, save nothing more
             per_step = (time.perf_counter() - t_epoch) / (i + 1)
             yield TrainEvent(
-                "step", epoch=epoch, epochs=cfg.epochs, step=run.step, total_steps=run.total_steps,
-                loss=float(np.mean(losses)), lr=opt.param_groups[0]["lr"], elapsed_s=time.perf_counter() - t_start,
+                "step",
+                epoch=epoch,
+                epochs=cfg.epochs,
+                step=run.step,
+                total_steps=run.total_steps,
+                loss=float(np.mean(losses)),
+                lr=opt.param_groups[0]["lr"],
+                elapsed_s=time.perf_counter() - t_start,
                 eta_s=per_step * (run.total_steps - run.step),
             )
     finally:
@@ -282,8 +310,9 @@ def _one_epoch(run: Run, epoch: int, losses: list[float], t_start: float) -> Gen
     return wait
 
 
-def _validate_and_save(run: Run, epoch: int, losses: list[float], metrics: dict[str, float], output: Path | None,
-                       record: dict[str, Any]) -> tuple[float | None, bool, Path | None]:
+def _validate_and_save(
+    run: Run, epoch: int, losses: list[float], metrics: dict[str, float], output: Path | None, record: dict[str, Any]
+) -> tuple[float | None, bool, Path | None]:
     """Validate after an epoch (``metrics`` updated), note the history and write the checkpoints.
     Returns the validation loss, whether the score improved and the checkpoint written."""
     val_loss = None
@@ -296,16 +325,30 @@ def _validate_and_save(run: Run, epoch: int, losses: list[float], metrics: dict[
     improved = score > run.best
     if improved:
         run.best = score
-    run.history.append({"epoch": epoch, "step": run.step, "loss": float(np.mean(losses)), "val_loss": val_loss,
-                        **{k: float(v) for k, v in metrics.items()}})
+    run.history.append(
+        {
+            "epoch": epoch,
+            "step": run.step,
+            "loss": float(np.mean(losses)),
+            "val_loss": val_loss,
+            **{k: float(v) for k, v in metrics.items()},
+        }
+    )
     if output is None:
         return val_loss, improved, None
-    record_now = {**record, "epochs_done": epoch, "history": run.history[-200:],
-                  "best_" + (run.metric_name if run.val_samples else "neg_train_loss"): run.best}
+    record_now = {
+        **record,
+        "epochs_done": epoch,
+        "history": run.history[-200:],
+        "best_" + (run.metric_name if run.val_samples else "neg_train_loss"): run.best,
+    }
     last, state_file = last_paths(output)
     save_net(run.net, last, record_now)
-    save_optimizer_state(state_file, run.opt, {"epoch": epoch, "step": run.step, "best": run.best,
-                                               "history": run.history, "total_steps": run.total_steps})
+    save_optimizer_state(
+        state_file,
+        run.opt,
+        {"epoch": epoch, "step": run.step, "best": run.best, "history": run.history, "total_steps": run.total_steps},
+    )
     if improved:
         save_net(run.net, output, record_now)
         return val_loss, True, output
@@ -315,51 +358,6 @@ def _validate_and_save(run: Run, epoch: int, losses: list[float], metrics: dict[
 def train(pairs: Any, *, progress: Callable[[TrainEvent], Any] | None = None, **options: Any) -> UNet:
     """Run :func:`iter_train` to the end; ``progress`` gets every event. Returns the model."""
     return drain(iter_train(pairs, **options), progress)
-
-
-# ---------------------------------------------------------------------------- validation
-def evaluate_samples(
-    net: UNet, samples: list[Sample], mode: str, device: torch.device, precision: str = "auto",
-) -> tuple[float, dict[str, float]]:
-    """Validation loss (cross-entropy + Dice on whole images) and the task metric.
-
-    Instances: ``AP50`` and ``mAP`` (pooled over images, IoU 0.5…0.95) of the watershed labels;
-    semantic: ``mIoU`` of the argmax classes.
-    """
-    losses, counts, ious = [], [], []
-    axes = "CZYX" if net.ndim == 3 else "CYX"
-    distance = net.head_channel("distance")
-    for s in samples:
-        probs = drain(iter_predict(s.image, net, axes=axes, device=device, precision=precision,
-                                    normalized=True, layout_order=True, heads=True, estimate_size=False))
-        t = torch.from_numpy(s.target.astype(np.int64))[None]
-        logp = torch.from_numpy(np.log(np.clip(probs[: net.n_classes], 1e-7, 1.0)))[None]
-        losses.append(float(ce_dice_loss(logp, t)))  # log-probabilities act as logits
-        if mode == "instances":
-            labels = labels_from_probabilities(probs, mode="instances", boundary_class=BOUNDARY_CLASS,
-                                               spatial_ndim=net.ndim, distance_channel=distance,
-                                               **net.spec.postprocess)
-            counts.append(ap_counts(s.labels, labels))
-        else:
-            ious.append(mean_iou(s.target, probs.argmax(0), probs.shape[0]))
-    metrics = summarize_ap(counts) if mode == "instances" else {"mIoU": float(np.mean(ious))}
-    return float(np.mean(losses)), metrics
-
-
-def fit_size_model_on(net: UNet, samples: list[Sample], *, seed: int = 0, crops: int = 1200) -> dict[str, Any]:
-    """:func:`~napari_unet.core.inference.sizing.fit_size_model` on prepared (zoomed) training samples."""
-    from ..inference.sizing import fit_size_model
-    from .targets import object_diameter
-
-    images, sizes = [], []
-    for s in samples:
-        d = object_diameter(s.labels) if s.labels is not None else None
-        if d is not None and s.image.ndim == 3:
-            images.append(s.image)
-            sizes.append(d)
-    if not images:
-        raise ValueError("no labelled 2D images to fit the object-size estimate on")
-    return fit_size_model(net, images, sizes, samples=crops, seed=seed)
 
 
 def _preview(net: UNet, image: Any, axes: str | None, dev: torch.device, precision: str) -> np.ndarray:

@@ -34,8 +34,15 @@ class PatchSampler:
         made from the zoomed labels (so boundaries stay one pixel wide). 1: no zoom.
     """
 
-    def __init__(self, samples: list[Sample], patch_size: int, fg_fraction: float = 0.6, *,
-                 distance: bool = False, scale_jitter: float = 1.0) -> None:
+    def __init__(
+        self,
+        samples: list[Sample],
+        patch_size: int,
+        fg_fraction: float = 0.6,
+        *,
+        distance: bool = False,
+        scale_jitter: float = 1.0,
+    ) -> None:
         if not samples:
             raise ValueError("no training samples")
         if not scale_jitter >= 1:
@@ -84,8 +91,9 @@ class PatchSampler:
                 if self.distance:
                     ds.append(s.distance[sl])
                 continue
-            x, labels, dist = _zoom_patch(s.image[(slice(None), *sl)], s.labels[sl],
-                                          s.distance[sl] if self.distance else None, self.patch)
+            x, labels, dist = _zoom_patch(
+                s.image[(slice(None), *sl)], s.labels[sl], s.distance[sl] if self.distance else None, self.patch
+            )
             xs.append(x)
             ys.append(instance_targets(labels))
             if self.distance:
@@ -95,8 +103,9 @@ class PatchSampler:
         return np.stack(xs), np.stack(ys)
 
 
-def _zoom_patch(image: np.ndarray, labels: np.ndarray, distance: np.ndarray | None, size: int,
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+def _zoom_patch(
+    image: np.ndarray, labels: np.ndarray, distance: np.ndarray | None, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """Zoom a square 2D region (image (C, r, r), labels and distance (r, r)) to ``size`` pixels:
     image and distance linearly (antialiased when shrinking), labels by nearest neighbour."""
     import torch
