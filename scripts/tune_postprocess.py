@@ -6,8 +6,10 @@
 Each validation image is predicted once, exactly as ``napari-unet segment`` does with no options
 (object size estimated when the model can), keeping the probabilities and the model's heads; then
 every combination of seed threshold, smallest seed, "keep seedless regions" and "fill holes" is turned into
-labels and scored (pooled AP50 and mean AP over IoU 0.5..0.95). The table is printed, best by
-mean AP first; ``--write`` stores the best settings in the model file (``spec.postprocess``).
+labels and scored (pooled AP50 and mean AP over IoU 0.5..0.95); then, with the best of those, every
+foreground threshold (a pixel is in an object when 1 - P(background) reaches it) with every seed
+threshold. The table is printed, best by mean AP first; ``--write`` stores the best settings in the
+model file (``spec.postprocess``).
 
 ``--fit-size`` first fits the model's object-size regression on the given training images
 (zoomed to the model's object size, as training does) and stores it, so a model trained before
@@ -25,6 +27,8 @@ SEED_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7)
 MIN_SEED_SIZES = (1, 4, 8, 16)
 KEEP_SEEDLESS = (True, False)
 FILL_HOLES = (True, False)
+# None: a pixel is foreground where background is not its most probable class
+FOREGROUND_THRESHOLDS = (None, 0.6, 0.65, 0.7, 0.75, 0.8)
 
 
 def main() -> int:
@@ -70,8 +74,8 @@ def main() -> int:
             )
         )
         cached.append((probs, tifffile.imread(mask_path)))
-    rows = []
-    for thr, seed, keep, fill in itertools.product(SEED_THRESHOLDS, MIN_SEED_SIZES, KEEP_SEEDLESS, FILL_HOLES):
+
+    def score(settings: dict) -> tuple[float, float]:
         counts = []
         for probs, truth in cached:
             labels = labels_from_probabilities(
@@ -79,21 +83,39 @@ def main() -> int:
                 mode="instances",
                 boundary_class=model.spec.boundary_class,
                 distance_channel=distance,
-                seed_threshold=thr,
-                min_seed_size=seed,
-                keep_seedless=keep,
-                fill_holes=fill,
+                **settings,
             )
             counts.append(ap_counts(truth, labels))
         ap = summarize_ap(counts, pooled=True)
-        rows.append((ap["mAP"], ap["AP50"], thr, seed, keep, fill))
-    rows.sort(reverse=True)
+        return ap["mAP"], ap["AP50"]
+
+    # stage 1: seeds, seedless regions and holes, foreground where background is not the most probable class
+    rows = []
+    for thr, seed, keep, fill in itertools.product(SEED_THRESHOLDS, MIN_SEED_SIZES, KEEP_SEEDLESS, FILL_HOLES):
+        settings = {"seed_threshold": thr, "min_seed_size": seed, "keep_seedless": keep, "fill_holes": fill}
+        rows.append((*score(settings), settings))
+    rows.sort(key=lambda row: row[:2], reverse=True)
+    # stage 2: the foreground threshold, with the seed threshold, around stage 1's best
+    stage1 = rows[0][2]
+    for fg, thr in itertools.product(FOREGROUND_THRESHOLDS, SEED_THRESHOLDS):
+        if fg is not None:
+            settings = {**stage1, "seed_threshold": thr, "foreground_threshold": fg}
+            rows.append((*score(settings), settings))
+    rows.sort(key=lambda row: row[:2], reverse=True)
     print(f"{len(cached)} images; current settings {model.spec.postprocess}")
-    print(f"{'seed thr':>8} | {'min seed':>8} | {'seedless':>8} | {'holes':>5} | {'AP50':>6} | {'mean AP':>7}")
-    for m_ap, ap50, thr, seed, keep, fill in rows[:12]:
-        print(f"{thr:8.2f} | {seed:8d} | {str(keep):>8} | {'fill' if fill else 'keep':>5} | {ap50:6.3f} | {m_ap:7.3f}")
+    print(
+        f"{'seed thr':>8} | {'min seed':>8} | {'seedless':>8} | {'holes':>5} | {'fg thr':>6} | "
+        f"{'AP50':>6} | {'mean AP':>7}"
+    )
+    for m_ap, ap50, st in rows[:12]:
+        fg = st.get("foreground_threshold")
+        print(
+            f"{st['seed_threshold']:8.2f} | {st['min_seed_size']:8d} | {str(st['keep_seedless']):>8} | "
+            f"{'fill' if st['fill_holes'] else 'keep':>5} | {'argmax' if fg is None else f'{fg:.2f}':>6} | "
+            f"{ap50:6.3f} | {m_ap:7.3f}"
+        )
     best = rows[0]
-    settings = {"seed_threshold": best[2], "min_seed_size": best[3], "keep_seedless": best[4], "fill_holes": best[5]}
+    settings = best[2]
     if args.write:
         training = dict(read_model_info(args.model)["spec"].get("training") or {})
         training["postprocess_tuning"] = {
@@ -105,6 +127,7 @@ def main() -> int:
                 "min_seed_size": MIN_SEED_SIZES,
                 "keep_seedless": KEEP_SEEDLESS,
                 "fill_holes": FILL_HOLES,
+                "foreground_threshold": FOREGROUND_THRESHOLDS,
             },
         }
         save_model(model, args.model, postprocess=settings, training=training)

@@ -467,3 +467,13 @@ def test_unknown_head_name_in_a_file_is_a_model_file_error(tmp_path: Path, saved
     path = _write_raw(tmp_path / "flow.safetensors", config, _state_numpy(saved))
     with pytest.raises(ModelFileError, match="flow.safetensors: invalid architecture: heads must be"):
         load_model(path)
+
+
+def test_postprocess_foreground_threshold_is_stored_and_checked(tmp_path: Path, model_2d: UNet) -> None:
+    settings = {"seed_threshold": 0.4, "min_seed_size": 4, "keep_seedless": False, "foreground_threshold": 0.7}
+    path = save_model(model_2d, tmp_path / "m", postprocess=settings)
+    assert load_model(path).spec.postprocess == settings
+    for bad in (1.5, "high", True):
+        with pytest.raises(ValueError, match=rf"foreground_threshold must be a number in 0\.\.1 or null, got {bad!r}"):
+            save_model(model_2d, tmp_path / "bad", postprocess={"foreground_threshold": bad})
+    assert not (tmp_path / "bad.safetensors").exists()

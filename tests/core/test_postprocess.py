@@ -803,3 +803,78 @@ def test_semantic_mode_drops_the_distance_channel() -> None:
     got = labels_from_probabilities(probs, mode="semantic", boundary_class=BOUNDARY, distance_channel=DISTANCE)
     np.testing.assert_array_equal(got, semantic_labels(probs[:3]))
     np.testing.assert_array_equal(got, cls)
+
+
+# --------------------------------------------------------------------------------------
+# foreground threshold: which pixels are in an object, from the background probability
+# --------------------------------------------------------------------------------------
+def four_pixels() -> np.ndarray:
+    """(3 classes + distance, 1, 4): pixels with P(background) 0.45, 0.35, 0.10, 0.90."""
+    classes = np.array(
+        [
+            [[0.45, 0.35, 0.10, 0.90]],  # background
+            [[0.30, 0.60, 0.20, 0.05]],  # interior
+            [[0.25, 0.05, 0.70, 0.05]],  # boundary
+        ],
+        np.float32,
+    )
+    return np.concatenate([classes, np.full((1, 1, 4), 0.9, np.float32)])
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        (None, [BACKGROUND, INTERIOR, BOUNDARY, BACKGROUND]),  # the most probable class
+        (0.5, [INTERIOR, INTERIOR, BOUNDARY, BACKGROUND]),  # 1 - 0.45 >= 0.5: in, as its likelier class
+        (0.6, [BACKGROUND, INTERIOR, BOUNDARY, BACKGROUND]),
+        (0.7, [BACKGROUND, BACKGROUND, BOUNDARY, BACKGROUND]),  # 1 - 0.35 < 0.7 although interior is likeliest
+    ],
+)
+def test_foreground_threshold_decides_foreground_from_the_background_probability(threshold, expected) -> None:
+    codes, _ = features(
+        four_pixels(), boundary_class=BOUNDARY, distance_channel=DISTANCE, foreground_threshold=threshold
+    )
+    np.testing.assert_array_equal(codes & 0x7F, [expected])
+    # seeds stay foreground pixels with a high distance
+    np.testing.assert_array_equal((codes & SEED_BIT) > 0, [[c != BACKGROUND for c in expected]])
+
+
+def wide_rims() -> tuple[np.ndarray, np.ndarray]:
+    """Two touching objects whose predicted boundary spills one pixel outside them, where the
+    background probability is 0.4: what a network trained with class weights tends to draw."""
+    labels = two_touching_objects()
+    cls, distance = rim_and_distance(labels)
+    probs = with_distance(cls, distance)
+    outside = ndimage.binary_dilation(labels > 0) & (labels == 0)
+    probs[:3, outside] = np.array([0.4, 0.1, 0.5], np.float32)[:, None]
+    return labels, probs
+
+
+def test_foreground_threshold_puts_wide_boundaries_where_the_objects_end() -> None:
+    labels, probs = wide_rims()
+    settings = {"boundary_class": BOUNDARY, "distance_channel": DISTANCE, **DISTANCE_SETTINGS}
+    wide = instance_labels(probs, **settings)
+    ring = ndimage.binary_dilation(labels > 0) & (labels == 0)
+    assert (wide > 0).sum() == (labels > 0).sum() + ring.sum()  # argmax: the ring joins the objects
+    tight = instance_labels(probs, foreground_threshold=0.7, **settings)
+    assert tight.max() == 2
+    for i in (1, 2):
+        ids = np.unique(tight[labels == i])
+        assert ids.size == 1 and ids[0] > 0
+        np.testing.assert_array_equal(tight == ids[0], labels == i)
+    # the same through the label features the tiled engine keeps, and through the dispatcher
+    codes, landscape = features(
+        probs, boundary_class=BOUNDARY, distance_channel=DISTANCE, seed_threshold=0.5, foreground_threshold=0.7
+    )
+    other = {k: v for k, v in DISTANCE_SETTINGS.items() if k != "seed_threshold"}
+    from_features = labels_from_features(codes, landscape, n_classes=3, boundary_class=BOUNDARY, **other)
+    np.testing.assert_array_equal(from_features, tight)
+    via = labels_from_probabilities(probs, mode="instances", foreground_threshold=0.7, **settings)
+    np.testing.assert_array_equal(via, tight)
+
+
+@pytest.mark.parametrize("value", [1.5, -0.1, "0.7", True, float("nan")])
+def test_foreground_threshold_errors_name_the_value(value) -> None:
+    _, probs = wide_rims()
+    with pytest.raises(ValueError, match=r"foreground_threshold must be a (finite )?number in 0\.\.1, got"):
+        instance_labels(probs, boundary_class=BOUNDARY, distance_channel=DISTANCE, foreground_threshold=value)

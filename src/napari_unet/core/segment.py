@@ -111,6 +111,7 @@ def iter_segment(
             model,
             boundary_class=boundary,
             seed_threshold=settings.pop("seed_threshold", None),
+            foreground_threshold=settings.pop("foreground_threshold", None),
             distance_channel=distance,
             axes=layout.axes,
             channels=channels,

@@ -79,6 +79,7 @@ class FeatureSink:
         threshold: float = 0.5,
         seed_threshold: float | None = None,
         distance_channel: int | None = None,
+        foreground_threshold: float | None = None,
     ) -> None:
         shape = (*loop_shape, *spatial_shape)
         self.codes = np.zeros(shape, dtype=np.uint8)
@@ -88,6 +89,7 @@ class FeatureSink:
             threshold=threshold,
             seed_threshold=seed_threshold,
             distance_channel=distance_channel,
+            foreground_threshold=foreground_threshold,
         )
 
     def put(self, loop: tuple[int, ...], rows: slice, probs: torch.Tensor) -> None:

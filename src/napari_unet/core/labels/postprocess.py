@@ -79,6 +79,7 @@ def labels_from_probabilities(
     keep_seedless: bool = True,
     distance_channel: int | None = None,
     fill_holes: bool = False,
+    foreground_threshold: float | None = None,
 ) -> np.ndarray:
     """Labels from class probabilities, semantic or instance.
 
@@ -98,7 +99,7 @@ def labels_from_probabilities(
         Minimum object / region size in pixels.
     threshold : float, optional
         Foreground threshold, used only when ``n_classes == 1``.
-    seed_threshold, min_seed_size, keep_seedless, distance_channel, fill_holes : optional
+    seed_threshold, min_seed_size, keep_seedless, distance_channel, fill_holes, foreground_threshold : optional
         Instance mode with a boundary class: see :func:`instance_labels`. In semantic mode the
         channels from ``distance_channel`` on are dropped.
 
@@ -130,6 +131,7 @@ def labels_from_probabilities(
             keep_seedless=keep_seedless,
             distance_channel=distance_channel,
             fill_holes=fill_holes,
+            foreground_threshold=foreground_threshold,
         )
     raise ValueError(f"mode must be one of {', '.join(repr(m) for m in MODES)}, got {mode!r}")
 

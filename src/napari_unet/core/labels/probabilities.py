@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..inference.features import CLASS_MASK, MAX_CLASSES, features_from_probabilities
+from ..options import check_number
 from .banded import DEFAULT_BAND_PIXELS
 from .making import instance_stack, semantic_stack
 
@@ -109,6 +110,7 @@ def _block_features(
     threshold: float,
     seed_threshold: float | None,
     distance_channel: int | None = None,
+    foreground_threshold: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Label features of one probability block ``(n_classes, *spatial)``.
 
@@ -123,6 +125,7 @@ def _block_features(
         threshold=threshold,
         seed_threshold=seed_threshold,
         distance_channel=distance_channel,
+        foreground_threshold=foreground_threshold,
     )
 
 
@@ -215,6 +218,7 @@ def instance_labels(
     keep_seedless: bool = True,
     distance_channel: int | None = None,
     fill_holes: bool = False,
+    foreground_threshold: float | None = None,
 ) -> np.ndarray:
     """Instance labels: one unique integer per object across the whole output.
 
@@ -268,6 +272,10 @@ def instance_labels(
     fill_holes : bool, optional
         With ``boundary_class``: background regions enclosed by a single object join it
         (blocks of up to 8 Mpx; larger blocks, worked in bands, keep their holes).
+    foreground_threshold : float or None, optional
+        With ``boundary_class``: foreground is where ``1 - p[0]`` is at least this (None: where
+        background is not the most probable class); see
+        :func:`~napari_unet.core.inference.features.label_features`.
 
     Returns
     -------
@@ -300,6 +308,9 @@ def instance_labels(
         n_classes = int(distance_channel)
     boundary_class = _validate_boundary_class(boundary_class, n_classes)
     min_seed_size = _check_count("min_seed_size", min_seed_size, 0, "pixels")
+    foreground_threshold = check_number(
+        "foreground_threshold", foreground_threshold, minimum=0.0, maximum=1.0, optional=True
+    )
     blocks = (
         (
             index,
@@ -309,6 +320,7 @@ def instance_labels(
                 threshold=threshold,
                 seed_threshold=seed_threshold,
                 distance_channel=distance_channel,
+                foreground_threshold=foreground_threshold,
             ),
         )
         for index, block in _iter_blocks(probabilities, int(spatial_ndim))

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 TARGETS = ("semantic", "instances")
-POSTPROCESS_KEYS = ("seed_threshold", "min_seed_size", "keep_seedless", "fill_holes")
+POSTPROCESS_KEYS = ("seed_threshold", "min_seed_size", "keep_seedless", "fill_holes", "foreground_threshold")
 
 
 @dataclass
@@ -47,7 +47,8 @@ class ModelSpec:
     postprocess : dict
         Instance post-processing settings for this model, passed to
         :func:`~napari_unet.core.labels.probabilities.instance_labels` (``seed_threshold``,
-        ``min_seed_size``, ``keep_seedless``); empty means the defaults.
+        ``min_seed_size``, ``keep_seedless``, ``fill_holes``, ``foreground_threshold``); empty
+        means the defaults.
     halo : int or None
         Context in pixels the tiler gives each tile: the network's measured effective
         receptive radius (see :mod:`~napari_unet.core.inference.halo`); None: measured when needed.
@@ -123,6 +124,9 @@ class ModelSpec:
         unknown = set(self.postprocess) - set(POSTPROCESS_KEYS)
         if unknown:
             raise ValueError(f"unknown post-processing settings {sorted(unknown)}; known: {list(POSTPROCESS_KEYS)}")
+        fg = self.postprocess.get("foreground_threshold")
+        if fg is not None and not (_positive(fg, zero=True) and fg <= 1):
+            raise ValueError(f"post-processing foreground_threshold must be a number in 0..1 or null, got {fg!r}")
         if self.object_size is not None and not _positive(self.object_size, zero=True):
             raise ValueError(f"object_size must be a positive number of pixels or null, got {self.object_size!r}")
         if self.pixel_size is not None and (
