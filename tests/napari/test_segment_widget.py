@@ -260,7 +260,7 @@ def test_widget_docks_and_image_box_follows_the_active_layer(make_napari_viewer:
     assert widget._model.value.endswith("nuclei.safetensors")
     assert "DSB2018" in flat(widget._model_info.value)
     assert widget._advanced.native.isHidden()
-    widget._show_advanced.value = True
+    widget.show_advanced(True)
     assert not widget._advanced.native.isHidden()
 
 
@@ -401,7 +401,7 @@ def test_bad_axes_and_bad_model_file_are_notifications(
     assert any("axes 'ZYX' name 3 dimensions" in m for m in errors(notes))
     bad = tmp_path / "not_a_model.safetensors"
     bad.write_bytes(b"PK\x03\x04 definitely not safetensors")
-    widget._browse.value = bad
+    widget.browse(bad)
     assert any("not a napari-unet model file" in m for m in errors(notes))
     assert widget.model_path == model_2d  # the bad file was not selected
     assert Path(bad) not in settings.recent_models()
@@ -506,7 +506,9 @@ def test_extra_channel_layers_are_stacked_as_channels(make_napari_viewer: Any, q
     assert [name for name, _ in widget._extra_choices()] == ["membrane"]
     assert not widget._extra.native.isHidden()
     assert "model expects 2 channels" in flat(widget._axes_info.value)
-    widget._extra.value = [membrane]
+    with pytest.raises(ValueError, match=r"\['other size'\] cannot be stacked after 'dna'"):
+        widget.select_image(dna, extra=[viewer.layers["other size"]])
+    widget.select_image(dna, extra=[membrane])
     assert "axes CYX" in flat(widget._axes_info.value)
     run_and_wait(qtbot, widget)
     result = viewer.layers["dna labels"]

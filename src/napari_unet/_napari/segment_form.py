@@ -188,6 +188,12 @@ class SegmentForm(Container):
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self._advanced.visible = False
+        self._show_advanced.changed.connect(self.show_advanced)
+
+    def show_advanced(self, show: bool = True) -> None:
+        """Show (or hide) the Advanced options, as ticking the "Advanced options" box does."""
+        self._show_advanced.value = bool(show)
+        self._advanced.visible = bool(show)
 
     # ------------------------------------------------------------------ options by name
     def _option_controls(self) -> dict[str, Any]:

@@ -19,8 +19,10 @@ described from their header and the model is loaded inside the worker thread whe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import napari.viewer
@@ -110,9 +112,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self._axes.changed.connect(self._update_axes_info)
         self._channels.changed.connect(self._update_axes_info)
         self._model.changed.connect(self._on_model_changed)
-        self._browse.changed.connect(self._on_browse)
-        self._show_advanced.changed.connect(self._toggle_advanced)
-        self._run_button.changed.connect(self._on_run_clicked)
+        self._browse.changed.connect(self.browse)
+        self._run_button.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
         self._layer_list_watch = LayerListWatch(viewer, self._on_layers_changed)
         viewer.layers.selection.events.active.connect(self._on_active_layer)
@@ -150,15 +151,15 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         """The selected model file, or None."""
         return self._model.value
 
-    def select_image(self, layer: Image) -> None:
-        """Choose ``layer`` in the Image box.
+    def select_image(self, layer: Image, extra: Sequence[Image] | None = None) -> None:
+        """Choose ``layer`` in the Image box and, when given, ``extra`` in the More channel layers box.
 
         Raises
         ------
         TypeError
             If ``layer`` is not an Image layer.
         ValueError
-            If ``layer`` is not in the viewer.
+            If ``layer`` is not in the viewer, or an ``extra`` layer is not another Image layer of its shape.
         """
         layer = unwrap(layer)
         if not isinstance(layer, Image):
@@ -167,6 +168,13 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         if not any(choice is layer for choice in self._image.choices):
             raise ValueError(f"layer {layer.name!r} is not an Image layer of this viewer")
         self._image.value = layer
+        if extra is not None:
+            self._refresh_extra()
+            extra = [unwrap(e) for e in extra]
+            bad = [e.name for e in extra if not any(choice is e for choice in self._extra.choices)]
+            if bad:
+                raise ValueError(f"layer(s) {bad} cannot be stacked after {layer.name!r} as channels")
+            self._extra.value = extra
 
     def set_model(self, path: str | os.PathLike) -> None:
         """Select the model file ``path`` (read without torch) and remember it as recently used.
@@ -191,6 +199,17 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             self.set_model(path)
         else:
             self._model.value = path
+
+    def browse(self, value: Any) -> None:
+        """Add the model file ``value`` as the Browse… box does: select it, or show why it cannot be used."""
+        if not value or os.fspath(value) in ("", ".") or os.path.isdir(value):
+            return
+        try:
+            self.set_model(value)
+        except (ValueError, OSError) as exc:
+            message = error_message(exc, "Cannot use this model file")
+            log.error("%s", message)
+            show_error(message)
 
     def run(self) -> UNetWorker | None:
         """Start segmenting with the current options.
@@ -310,22 +329,6 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         show_info(f"Segment with U-Net: {name!r} ({summary}). Console equivalent: {self.last_console_call}")
 
     # ------------------------------------------------------------------ GUI callbacks
-    def _on_run_clicked(self, *_: Any) -> None:
-        self.run()
-
-    def _toggle_advanced(self, checked: bool) -> None:
-        self._advanced.visible = bool(checked)
-
-    def _on_browse(self, value: Any) -> None:
-        if not value or os.fspath(value) in ("", ".") or os.path.isdir(value):
-            return
-        try:
-            self.set_model(value)
-        except (ValueError, OSError) as exc:
-            message = error_message(exc, "Cannot use this model file")
-            log.error("%s", message)
-            show_error(message)
-
     def _on_layers_changed(self, *_: Any) -> None:
         self._image.reset_choices()
         self._refresh_extra()
@@ -338,12 +341,9 @@ class SegmentWidget(WorkerPanel, SegmentForm):
 
     def _on_active_layer(self, event: Any) -> None:
         layer = getattr(event, "value", None)
-        if layer is None or not isinstance(layer, Image) or is_result_layer(layer):
-            return
-        layer = unwrap(layer)
-        self._image.reset_choices()
-        if any(choice is layer for choice in self._image.choices):
-            self._image.value = layer
+        if isinstance(layer, Image) and not is_result_layer(layer):
+            with contextlib.suppress(ValueError):  # not among the Image box's layers
+                self.select_image(layer)
 
     def _on_image_changed(self, *_: Any) -> None:
         layer = self._image.value

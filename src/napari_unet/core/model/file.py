@@ -12,7 +12,7 @@ The JSON config holds ``format``, ``format_version``, ``napari_unet_version``, `
 
 Loading never executes code from the file: there is no pickle and no ``torch.load``.
 Importing this module does not import torch; :func:`read_model_info` and
-:func:`describe_model` parse the header themselves and never import it, so the CLI and
+:func:`describe_model` read the header with ``safetensors.safe_open`` (numpy) and never import it, so the CLI and
 the napari widget can describe a model cheaply. This module is the one home of model
 descriptions: :func:`describe_model` (``napari-unet info``, the panel's tooltip) and its short
 form :func:`summarize_model` (the panel's Model box).
