@@ -98,12 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tr.add_argument("--epochs", type=_int_at_least(1), default=50)
     tr.add_argument("--steps-per-epoch", type=_int_at_least(1), default=None)
-    tr.add_argument("--patch-size", type=_int_at_least(16), default=256)
+    tr.add_argument(
+        "--patch-size", type=_int_at_least(16), default=None, help="patch edge (default 256 for --ndim 2, 64 for 3)"
+    )
     tr.add_argument("--batch-size", type=_int_at_least(1), default=8)
     tr.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (AdamW, cosine decay)")
     tr.add_argument("--depth", type=_int_at_least(1), default=4)
     tr.add_argument("--features", type=_int_at_least(1), default=32, help="base features of a new model")
-    tr.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2D (per plane) or 3D model")
+    tr.add_argument("--ndim", type=int, choices=(2, 3), default=2, help="2D (per plane) or 3D (ZYX volumes) model")
     tr.add_argument("--val-fraction", type=float, default=0.15)
     tr.add_argument("--val-images", type=Path, help="explicit validation images (instead of a split)")
     tr.add_argument("--val-masks", type=Path)

@@ -470,6 +470,23 @@ def test_train_and_evaluate_are_the_public_api(tmp_path):
     assert napari_unet.evaluate(output, training_pairs(2), device="cpu")["AP50"] == scores["AP50"]
 
 
+def test_train_a_3d_model_with_ndim(tmp_path):
+    """``ndim=3``: the option name of the Train panel and ``napari-unet train --ndim``; 64-voxel patches by default."""
+    import napari_unet
+
+    labels = np.zeros((6, 24, 24), np.uint16)
+    labels[1:5, 2:10, 3:11], labels[2:5, 13:22, 12:21] = 1, 2
+    image = (labels > 0).astype(np.float32) + np.random.default_rng(0).normal(0, 0.1, labels.shape).astype(np.float32)
+    options = {k: v for k, v in TINY_TRAINING.items() if k != "patch_size"}
+    output = tmp_path / "net3d.safetensors"
+    model = napari_unet.train(
+        [(image, labels)], output=output, ndim=3, axes="ZYX", val_fraction=0, **dict(options, batch_size=1)
+    )
+    assert model.ndim == 3 and model.spec.axes == "ZYX"
+    assert api.load_model(output).spec.training["patch_size"] == 64
+    assert napari_unet.segment(image, model=model, axes="ZYX", device="cpu").shape == (6, 24, 24)
+
+
 def test_train_and_evaluate_take_folders_and_a_text_bar(tmp_path, capsys):
     import tifffile
 

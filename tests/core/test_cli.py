@@ -705,6 +705,22 @@ def test_train_object_size_option_reaches_the_core(tmp_path, capsys, disc_folder
     assert kwargs["scale_jitter"] == 1.25 and kwargs["distance_head"] is True and kwargs["noise"] is True
 
 
+def test_train_ndim_and_its_patch_default_reach_the_core(tmp_path, capsys, disc_folders, train_calls):
+    """``--ndim`` is the option name of the panel (``ndim``) and the API; the patch default follows it."""
+    from napari_unet.core.training.config import TrainConfig
+
+    images, masks = disc_folders
+    out = tmp_path / "m.safetensors"
+    quick = list(TINY_TRAIN)
+    i = quick.index("--patch-size")
+    del quick[i : i + 2]  # left to the default
+    status, _, err = run_cli(capsys, "train", "--images", images, "--masks", masks, "-o", out, *quick, "--ndim", "3")
+    assert status == 0, err
+    (kwargs,) = train_calls
+    assert kwargs["ndim"] == 3 and kwargs["patch_size"] is None
+    assert TrainConfig(ndim=3).patch_size == 64 and TrainConfig().patch_size == 256
+
+
 def test_train_writes_a_distance_model_without_zoom(tmp_path, capsys, disc_folders):
     from napari_unet.core.model.file import load_model
 

@@ -86,6 +86,14 @@ def test_train_config_replace_checks_again() -> None:
         cfg.replace(epochs=0)
 
 
+def test_patch_size_default_follows_the_network() -> None:
+    assert TrainConfig().patch_size == 256 and TrainConfig(ndim=3).patch_size == 64
+    # fine-tuning a 3D model replaces ndim: a default patch follows it, a chosen one stays
+    assert TrainConfig().replace(ndim=3).patch_size == 64
+    assert TrainConfig(patch_size=32).replace(ndim=3).patch_size == 32
+    assert TrainConfig(ndim=3).replace(epochs=2).patch_size == 64
+
+
 def test_iter_train_takes_a_config_or_keywords_not_both() -> None:
     by_keywords: list[Any] = []
     by_config: list[Any] = []

@@ -26,15 +26,20 @@ from magicgui.widgets import (
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QSizePolicy
 
+from ..core.training.config import DEFAULT_PATCH_SIZE
 from ..core.training.data import TRAIN_MODES
 from .segment_job import DEVICES
 from .train_curves import CurvePlot
-from .train_job import path_or_none
+from .train_inputs import path_or_none
 
-__all__ = ["DEVICES", "TrainForm"]
+__all__ = ["DEFAULT_PATCH_SIZE", "DEVICES", "NETWORKS", "TrainForm"]
 
 #: Controls whose value is a path; None sets them blank.
 _PATH_CONTROLS = ("output", "fine_tune", "images_dir", "masks_dir")
+#: The Network choices: (label, ndim).
+NETWORKS = (("2D", 2), ("3D", 3))
+#: Controls :meth:`TrainForm.configure` sets first: they change others (the patch size follows Network).
+_FIRST = ("fine_tune", "ndim")
 
 
 def _heading(text: str) -> Label:
@@ -110,6 +115,15 @@ class TrainForm(Container):
         )
 
         # -- model
+        self._ndim = ComboBox(
+            name="ndim",
+            label="Network",
+            choices=list(NETWORKS),
+            value=2,
+            tooltip="2D: learns from planes (the planes of a Z-stack are separate samples). "
+            "3D: learns from ZYX volumes (the images need a Z axis; labels have the image's ZYX shape). "
+            "A model to fine-tune keeps its own.",
+        )
         self._mode = ComboBox(
             name="mode",
             label="Mode",
@@ -150,7 +164,9 @@ class TrainForm(Container):
         )
         self._model_box = _flat(
             Container(
-                name="model_box", labels=True, widgets=[self._mode, self._depth, self._base_features, self._fine_tune]
+                name="model_box",
+                labels=True,
+                widgets=[self._ndim, self._mode, self._depth, self._base_features, self._fine_tune],
             )
         )
 
@@ -164,7 +180,15 @@ class TrainForm(Container):
             value=0,
             tooltip="Automatic: about one pass over the training pixels (10…200).",
         )
-        self._patch = SpinBox(name="patch_size", label="Patch size", min=8, max=4096, step=16, value=256)
+        self._patch = SpinBox(
+            name="patch_size",
+            label="Patch size",
+            min=8,
+            max=4096,
+            step=16,
+            value=DEFAULT_PATCH_SIZE[2],
+            tooltip="Edge of the square (3D: cubic) patches; default 256 for 2D, 64 for 3D.",
+        )
         self._batch = SpinBox(name="batch_size", label="Batch size", min=1, max=1024, value=8)
         self._lr = LineEdit(
             name="lr",
@@ -266,6 +290,7 @@ class TrainForm(Container):
             "masks_dir": self._masks_dir,
             "val_last": self._val_last,
             "val_fraction": self._val_fraction,
+            "ndim": self._ndim,
             "mode": self._mode,
             "depth": self._depth,
             "base_features": self._base_features,
@@ -304,9 +329,11 @@ class TrainForm(Container):
         """Set controls by name, e.g. ``configure(epochs=5, patch_size=64, output="m.safetensors")``.
 
         Names: ``source`` ("layers"/"folders"), ``images_dir``, ``masks_dir``, ``val_last``,
-        ``val_fraction``, ``mode``, ``depth``, ``base_features``, ``fine_tune``, ``resume``,
-        ``epochs``, ``steps_per_epoch``, ``patch_size``, ``batch_size``, ``lr``, ``device``,
-        ``seed``, ``patience``, ``preview_every``, ``augmentation``, ``output``.
+        ``val_fraction``, ``ndim`` (Network: 2 or 3), ``mode``, ``depth``, ``base_features``,
+        ``fine_tune``, ``resume``, ``epochs``, ``steps_per_epoch``, ``patch_size``, ``batch_size``,
+        ``lr``, ``device``, ``seed``, ``patience``, ``preview_every``, ``augmentation``, ``output``.
+        ``fine_tune`` and ``ndim`` are set first, so a ``patch_size`` given with them wins over
+        the default patch size they bring.
 
         Raises
         ------
@@ -316,11 +343,14 @@ class TrainForm(Container):
         unknown = sorted(set(options) - set(self._controls))
         if unknown:
             raise KeyError(f"unknown option(s) {unknown}; known: {sorted(self._controls)}")
-        for name, value in options.items():
+        for name in sorted(options, key=lambda n: _FIRST.index(n) if n in _FIRST else len(_FIRST)):
+            value = options[name]
             if name == "lr":
                 value = str(value)
-            elif name in _PATH_CONTROLS and value is None:
-                value = ""
+            elif name in _PATH_CONTROLS and (value is None or value == ""):
+                # FileEdit.value = "" would give the working folder; a blank line edit reads as Path(".")
+                self._controls[name].line_edit.value = ""
+                continue
             self._controls[name].value = value
 
     def options(self) -> dict[str, Any]:

@@ -3,8 +3,8 @@
 :func:`build_job` turns the form's values (:meth:`TrainForm.options
 <napari_unet._napari.train_form.TrainForm.options>`) and the chosen layer pairs into a
 :class:`TrainJob`: the training pairs (layers read by :func:`napari_unet._sources.image_source` and
-checked against their labels with :func:`~napari_unet.core.image.layout.plan_layout`, or the pairs of two
-folders), the output file and the keyword options of
+checked against their labels for a 2D or 3D network in :mod:`~napari_unet._napari.train_inputs`, or the
+pairs of two folders), the output file and the keyword options of
 :func:`~napari_unet.core.training.loop.iter_train`. Everything it can refuse before training
 starts, it refuses here with a precise ``ValueError``. :func:`run_training` is the generator the
 worker runs; it imports torch (through ``iter_train``) in the worker thread.
@@ -22,12 +22,17 @@ from typing import Any
 
 from napari.layers import Image
 
-from .._sources import image_source
 from ..core.image.files import file_stem
-from ..core.image.layout import plan_layout
 from ..core.training.checkpoints import last_paths
-from ..core.training.data import pairs_from_folders
-from .layer_inputs import layer_data, unwrap
+from .layer_inputs import unwrap
+from .train_inputs import (
+    LayerData,
+    channel_count,
+    image_for_network,
+    pairs_from_folder_values,
+    pairs_from_layers,
+    path_or_none,
+)
 
 __all__ = [
     "DEFAULT_MODEL_DIR",
@@ -35,8 +40,10 @@ __all__ = [
     "TrainJob",
     "TrainProgress",
     "build_job",
+    "channel_count",
     "default_output",
     "last_checkpoint_paths",
+    "model_network",
     "path_or_none",
     "run_training",
 ]
@@ -56,30 +63,6 @@ def default_output(name: str) -> pathlib.Path:
 
 #: The checkpoint names beside ``output`` (:func:`napari_unet.core.training.checkpoints.last_paths`).
 last_checkpoint_paths = last_paths
-
-
-def path_or_none(value: Any) -> pathlib.Path | None:
-    """A FileEdit value as a path, or None when blank."""
-    if value is None:
-        return None
-    text = os.fspath(value).strip()
-    if text in ("", "."):
-        return None
-    return pathlib.Path(text).expanduser()
-
-
-@dataclass(frozen=True)
-class LayerData:
-    """An image layer's data with its axes, handed to the core in place of the layer.
-
-    Duck-typed like a napari layer (``data``, ``name``, ``metadata``) so the core reads the
-    axes from ``metadata["axes"]`` and names it ``layer '<name>'`` in its messages, without
-    the worker thread touching the layer itself.
-    """
-
-    data: Any
-    name: str
-    metadata: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -102,6 +85,8 @@ class TrainJob:
         Axes of ``preview_layer``'s data.
     metric_name : str
         ``"AP50"`` (instances) or ``"mIoU"`` (semantic).
+    notes : tuple of str
+        What the status line says when the run starts (e.g. a thin stack padded along Z).
     """
 
     pairs: list[tuple[Any, Any]]
@@ -111,6 +96,7 @@ class TrainJob:
     preview_layer: Image | None = None
     preview_axes: str = ""
     metric_name: str = "AP50"
+    notes: tuple[str, ...] = ()
 
     @property
     def has_validation(self) -> bool:
@@ -205,19 +191,23 @@ def build_job(
     ------
     ValueError
         Anything that would make the run fail or do something else than asked, in words:
-        a row without a layer, labels of the wrong shape, a bad learning rate or patch size,
-        Fine-tune with Resume, a fine-tune model of the other mode, no output file...
+        a row without a layer, labels of the wrong shape, an image without Z for a 3D network,
+        a bad learning rate or patch size, Fine-tune with Resume, a fine-tune model of the other
+        mode or network, no output file...
     FileNotFoundError
         The model file to fine-tune does not exist.
     """
     mode = values["mode"]
     depth = int(values["depth"])
+    ndim = int(values.get("ndim", 2))
     fine_tune = path_or_none(values["fine_tune"])
     resume = bool(values["resume"])
     if fine_tune is not None and resume:
         raise ValueError("choose either Fine-tune from or Resume, not both")
     if fine_tune is not None:
-        depth = _fine_tune_depth(fine_tune, mode, depth)
+        depth = _start_model_depth(fine_tune, mode, depth, ndim)
+    elif resume:
+        _check_resumed_network(values["output"], ndim)
     try:
         lr = float(str(values["lr"]).strip())
     except ValueError:
@@ -229,10 +219,11 @@ def build_job(
         raise ValueError(f"patch size {patch} must be a multiple of {2**depth} (2**depth with depth {depth})")
 
     preview_layer: Image | None = None
+    notes: list[str] = []
     if values["source"] == "layers":
-        pairs, preview_layer, data_description = _pairs_from_layers(layer_pairs)
+        pairs, preview_layer, data_description, notes = pairs_from_layers(layer_pairs, ndim, patch)
     else:
-        pairs, data_description = _pairs_from_folders(values["images_dir"], values["masks_dir"])
+        pairs, data_description = pairs_from_folder_values(values["images_dir"], values["masks_dir"])
         active = unwrap(active_layer)
         preview_layer = active if isinstance(active, Image) else None
     val_pairs = None
@@ -248,15 +239,21 @@ def build_job(
     preview_axes = ""
     preview_image = None
     if preview_layer is not None and every > 0:
-        src = image_source(preview_layer, guess=True)
-        preview_axes, preview_image = str(src.axes), src.image
-    else:
+        try:
+            src = image_for_network(preview_layer, ndim)
+        except ValueError:  # folder mode, 3D: the selected layer is no stack; no preview then
+            notes.append(f"no preview: the selected layer {preview_layer.name!r} has no Z axis")
+            preview_layer = None
+        else:
+            preview_axes, preview_image = str(src.axes), src.image
+    if preview_image is None:
         preview_layer = None
     options: dict[str, Any] = {
         "val_fraction": val_fraction,
         "mode": mode,
         "model": os.fspath(fine_tune) if fine_tune is not None else None,
         "resume": resume,
+        "ndim": ndim,
         "depth": int(values["depth"]),
         "base_features": int(values["base_features"]),
         "epochs": int(values["epochs"]),
@@ -271,7 +268,7 @@ def build_job(
         "preview_every": every if preview_image is not None else 0,
         "preview_image": preview_image,
         "preview_axes": preview_axes or None,
-        "description": f"U-Net trained in napari on {data_description}",
+        "description": f"{ndim}D U-Net trained in napari on {data_description}",
         "data_description": data_description,
     }
     return TrainJob(
@@ -282,6 +279,7 @@ def build_job(
         preview_layer=preview_layer,
         preview_axes=preview_axes,
         metric_name="AP50" if mode == "instances" else "mIoU",
+        notes=tuple(notes),
     )
 
 
@@ -303,14 +301,21 @@ def resolve_output(value: Any, create: bool = True) -> pathlib.Path:
     return output
 
 
-def channel_count(shape: Sequence[int], axes: str) -> int:
-    """Channels the core feeds for an image (all of ``C``; RGB ``S`` becomes one gray channel)."""
-    sizes = dict(zip(axes, shape))
-    return int(sizes["C"]) if sizes.get("C", 1) > 1 else 1
+def model_network(path: Any) -> int | None:
+    """The dimensionality (2 or 3) of the network in a model file, read without torch; None if unreadable."""
+    file = path_or_none(path)
+    if file is None or not file.is_file():
+        return None
+    from ..core.model.file import read_model_info
+
+    try:
+        return int(read_model_info(file)["architecture"]["ndim"])
+    except Exception:  # noqa: BLE001 - not a model file: Start says why
+        return None
 
 
-def _fine_tune_depth(path: pathlib.Path, mode: str, depth: int) -> int:
-    """The depth of the model file to fine-tune (read without torch), after checking its mode."""
+def _start_model_depth(path: pathlib.Path, mode: str, depth: int, ndim: int) -> int:
+    """The depth of the model file to fine-tune (read without torch), after checking its mode and network."""
     if not path.is_file():
         raise FileNotFoundError(f"model file to fine-tune {str(path)!r} does not exist")
     from ..core.model.file import read_model_info
@@ -319,49 +324,25 @@ def _fine_tune_depth(path: pathlib.Path, mode: str, depth: int) -> int:
     target = (info.get("spec") or {}).get("target")
     if target and target != mode:
         raise ValueError(f"the model {path.name} was trained for {target!r}; set Mode to {target!r} to fine-tune it")
+    model_ndim = int(info["architecture"].get("ndim", 2))
+    if model_ndim != ndim:
+        raise ValueError(
+            f"the model {path.name} is a {model_ndim}D network; set Network to {model_ndim}D to fine-tune it"
+        )
     return int(info["architecture"].get("depth", depth))
 
 
-def _pairs_from_layers(
-    layer_pairs: Sequence[tuple[Image | None, Any]],
-) -> tuple[list[tuple[Any, Any]], Image | None, str]:
-    """Training pairs from the rows: (:class:`LayerData`, labels array), the first image, a description."""
-    pairs: list[tuple[Any, Any]] = []
-    n_channels: int | None = None
-    for k, (image, labels) in enumerate(layer_pairs):
-        if image is None or labels is None:
-            what = "an Image layer" if image is None else "a Labels layer"
-            raise ValueError(f"pair {k + 1} has no {what}: open or choose one (or remove the pair)")
-        src = image_source(image, guess=True)
-        axes, data = str(src.axes), src.image
-        if n_channels is None:
-            n_channels = channel_count(data.shape, axes)
-        layout = plan_layout(data.shape, axes, model_channels=n_channels, model_ndim=2, image_name=src.image_name)
-        lab = layer_data(labels)
-        if tuple(lab.shape) != layout.out_shape:
-            raise ValueError(
-                f"labels layer {labels.name!r} has shape {tuple(lab.shape)} but image layer {image.name!r} "
-                f"gives {layout.out_shape} (image axes {layout.axes}, labels axes {layout.out_axes})"
-            )
-        metadata: dict[str, Any] = {"axes": axes}
-        if src.channel_names is not None:
-            metadata["channel_names"] = list(src.channel_names)
-        pairs.append((LayerData(data, image.name, metadata), lab))
-    if not pairs:
-        raise ValueError("no training pairs: add an Image and a Labels layer")
-    names = [p[0].name for p in pairs]
-    description = "layers " + ", ".join(repr(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
-    return pairs, layer_pairs[0][0], description
-
-
-def _pairs_from_folders(images_dir: Any, masks_dir: Any) -> tuple[list[tuple[Any, Any]], str]:
-    """(image path, mask path) pairs of two folders, and a description."""
-    images = path_or_none(images_dir)
-    masks = path_or_none(masks_dir)
-    if images is None or masks is None:
-        raise ValueError("choose the images folder and the masks folder")
-    pairs = pairs_from_folders(images, masks)
-    return [(img, mask) for img, mask in pairs], f"{images} ({len(pairs)} images, masks {masks})"
+def _check_resumed_network(output: Any, ndim: int) -> None:
+    """Refuse to resume a run of the other network (its checkpoint read without torch, when it is there)."""
+    try:
+        last = last_paths(resolve_output(output, create=False))[0]
+    except ValueError:
+        return  # no output: said below
+    saved = model_network(last)
+    if saved is not None and saved != ndim:
+        raise ValueError(
+            f"the run saved at {last.name} trains a {saved}D network; set Network to {saved}D to resume it"
+        )
 
 
 def _pair_name(image: Any) -> str:

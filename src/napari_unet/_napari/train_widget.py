@@ -36,7 +36,7 @@ from .layer_watch import LayerListWatch, LayerWatch
 from .model_offer import offer_in_segment_widgets
 from .segment_form import wrap_text
 from .train_curves import TrainHistory
-from .train_form import DEVICES, TrainForm
+from .train_form import DEFAULT_PATCH_SIZE, DEVICES, TrainForm
 from .train_job import (
     LayerData,
     TrainJob,
@@ -44,6 +44,7 @@ from .train_job import (
     build_job,
     default_output,
     last_checkpoint_paths,
+    model_network,
     path_or_none,
     run_training,
 )
@@ -142,6 +143,8 @@ class TrainWidget(WorkerPanel, TrainForm):
         self._remove_pair_button.changed.connect(lambda *_: self.remove_pair())
         self._val_last.changed.connect(self._on_val_last_changed)
         self._mode.changed.connect(self._update_classes)
+        self._ndim.changed.connect(self._on_ndim_changed)
+        self._fine_tune.changed.connect(self._on_fine_tune_changed)
         self._images_dir.changed.connect(self._on_inputs_changed)
         self._masks_dir.changed.connect(self._update_classes)
         self._output.changed.connect(self._on_output_edited)
@@ -211,9 +214,9 @@ class TrainWidget(WorkerPanel, TrainForm):
         self._rate = RateMeter()
         self._last_epoch_event = None
         self._plot.update(self.history)
-        note = ""
+        note = "".join(f"\n({text})" for text in job.notes)
         if job.output.exists() and not job.options["resume"]:
-            note = f"\n({job.output.name} exists: replaced when the first epoch ends)"
+            note += f"\n({job.output.name} exists: replaced when the first epoch ends)"
         self._status.value = wrap_text("starting…" + note)
         worker = self._launch(run_training, job, description=job.description, on_result=self._on_result)
         shown = {k: v for k, v in job.options.items() if k != "preview_image"}  # not the whole array
@@ -236,7 +239,8 @@ class TrainWidget(WorkerPanel, TrainForm):
         self.last_event = event
         kind = event.kind
         if kind == "start":
-            self._status.value = wrap_text(event.message or "preparing data…")
+            notes = "".join(f"\n({text})" for text in (self._job.notes if self._job is not None else ()))
+            self._status.value = wrap_text((event.message or "preparing data…") + notes)
         elif kind in ("step", "epoch"):
             if kind == "step":
                 if event.loss is not None:
@@ -291,6 +295,18 @@ class TrainWidget(WorkerPanel, TrainForm):
         self._pair_buttons.visible = layers
         self._folders_box.visible = not layers
         self._on_inputs_changed()
+
+    def _on_ndim_changed(self, ndim: int) -> None:
+        """Network 2D ↔ 3D: a patch size left at the other network's default takes this one's."""
+        other = 5 - int(ndim)
+        if self._patch.value == DEFAULT_PATCH_SIZE.get(other):
+            self._patch.value = DEFAULT_PATCH_SIZE[int(ndim)]
+
+    def _on_fine_tune_changed(self, value: Any) -> None:
+        """A model to fine-tune keeps its network: show it in Network (read without torch)."""
+        ndim = model_network(value)
+        if ndim is not None and ndim != self._ndim.value:
+            self._ndim.value = ndim
 
     def _on_val_last_changed(self, checked: bool) -> None:
         self._val_fraction.enabled = not checked

@@ -4,6 +4,11 @@
 ``TrainConfig`` from them) or as ``config=TrainConfig(...)``. Every value is checked in
 ``__post_init__`` with the checks of :mod:`napari_unet.core.options`; a bad value raises
 ``ValueError`` (``TypeError`` for a wrong type) naming the option.
+
+``patch_size`` left at None takes the default of the network's dimensionality
+(:data:`DEFAULT_PATCH_SIZE`: 256 pixels for 2D, 64 voxels for 3D) and follows ``ndim`` when a
+:meth:`~TrainConfig.replace` changes it (fine-tuning a 3D model gets 3D patches); the Train panel,
+``napari_unet.train`` and ``napari-unet train`` share these defaults.
 """
 
 from __future__ import annotations
@@ -12,10 +17,13 @@ import dataclasses
 import math
 import numbers
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..options import check_training_options
+
+#: The patch edge of a run that does not choose one, by the network's dimensionality (``ndim``).
+DEFAULT_PATCH_SIZE = {2: 256, 3: 64}
 
 #: Options checked by :func:`~napari_unet.core.options.check_training_options`.
 _CHECKED = (
@@ -60,7 +68,7 @@ class TrainConfig:
     upsampling: str = "interpolate"
     epochs: int = 50
     steps_per_epoch: int | None = None
-    patch_size: int = 256
+    patch_size: int | None = None
     batch_size: int = 8
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -83,8 +91,14 @@ class TrainConfig:
     scale_jitter: float = 1.25
     description: str = ""
     data_description: str = ""
+    #: ``patch_size`` was left to the default (it then follows ``ndim`` in :meth:`replace`).
+    patch_size_default: bool = field(default=False, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if self.patch_size is None:
+            ndim = self.ndim if self.ndim in DEFAULT_PATCH_SIZE else 2  # a bad ndim is reported below
+            object.__setattr__(self, "patch_size", DEFAULT_PATCH_SIZE[ndim])
+            object.__setattr__(self, "patch_size_default", True)
         checked = check_training_options(**{name: getattr(self, name) for name in _CHECKED})
         for name, value in checked.items():
             object.__setattr__(self, name, value)
@@ -105,5 +119,7 @@ class TrainConfig:
             raise ValueError(f"scale_jitter must be a number in 1..4, got {jitter!r}")
 
     def replace(self, **changes: Any) -> TrainConfig:
-        """A checked copy with ``changes`` (this one is left as it is)."""
+        """A checked copy with ``changes`` (this one is left as it is); a default patch size follows ``ndim``."""
+        if self.patch_size_default and "patch_size" not in changes:
+            changes["patch_size"] = None
         return dataclasses.replace(self, **changes)

@@ -123,10 +123,12 @@ def iter_train(
     resume : bool
         Continue the run whose ``.last`` checkpoint sits beside ``output``.
     depth, base_features, ndim, upsampling
-        Architecture of a new model.
+        Architecture of a new model; ``ndim`` 2 (planes: Z-stacks and time-lapses are split into
+        planes) or 3 (volumes, axes ``ZYX``). A fine-tuned or resumed model keeps its own.
     epochs, steps_per_epoch, patch_size, batch_size, lr, weight_decay, dice_weight
-        Optimisation. ``steps_per_epoch`` defaults to about one pass over the training pixels,
-        between 10 and 200 steps. AdamW, linear warm-up then cosine decay to 1 % of ``lr``.
+        Optimisation. ``patch_size`` defaults to 256 for a 2D network and 64 for a 3D one (images
+        smaller than a patch are mirror-padded). ``steps_per_epoch`` defaults to about one pass over
+        the training pixels, between 10 and 200 steps. AdamW, linear warm-up then cosine decay to 1 % of ``lr``.
     patience : int, optional
         Stop when the validation metric has not improved for this many epochs.
     augmentation, elastic, noise : bool
