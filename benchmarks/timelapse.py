@@ -41,7 +41,7 @@ from dsb_data import REPO, image_pairs
 SETTINGS = [  # (row name, track_labels options or None for per-frame labels)
     ("no tracking (track=False)", None),
     ("min_iou 0.05, max_gap 2", {"min_iou": 0.05, "max_gap": 2}),
-    ("min_iou 0.1, max_gap 2", {"min_iou": 0.1, "max_gap": 2}),
+    ("min_iou 0.1, max_gap 2 (default)", {"min_iou": 0.1, "max_gap": 2}),
     ("min_iou 0.2, max_gap 2", {"min_iou": 0.2, "max_gap": 2}),
     ("min_iou 0.3, max_gap 2", {"min_iou": 0.3, "max_gap": 2}),
     ("min_iou 0.5, max_gap 2", {"min_iou": 0.5, "max_gap": 2}),

@@ -106,7 +106,7 @@ def test_cli_writes_tracks_csv_beside_the_labels(tmp_path, capsys, model1) -> No
     assert body[0][2:] == (9.5, 8.5) and body[-1][2:] == (29.5, 34.5)
     prov = read_provenance(out / "movie_labels.tif")
     assert prov["options"]["track"] is True
-    assert (prov["options"]["track_max_gap"], prov["options"]["track_min_iou"]) == (2, 0.2)
+    assert (prov["options"]["track_max_gap"], prov["options"]["track_min_iou"]) == (2, 0.1)
 
 
 def test_cli_no_track_writes_per_frame_labels_and_no_csv(tmp_path, capsys, model1) -> None:

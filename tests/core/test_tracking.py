@@ -205,7 +205,7 @@ def test_tracks_from_labels_are_sorted_centroids_and_the_csv_holds_them(tmp_path
 
 
 def test_tracking_settings_say_what_the_provenance_records() -> None:
-    assert tracking_settings(True, "instances", "TYX") == {"track": True, "track_max_gap": 2, "track_min_iou": 0.2}
+    assert tracking_settings(True, "instances", "TYX") == {"track": True, "track_max_gap": 2, "track_min_iou": 0.1}
     assert tracking_settings(False, "instances", "TYX") == {"track": False}
     assert tracking_settings(True, "instances", "ZYX") == {"track": False}
     assert tracking_settings(True, "semantic", "TYX") == {"track": False}

@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 #: Frames an object may be missing and still keep its id when it comes back.
 DEFAULT_MAX_GAP = 2
 #: Smallest IoU between an object and an earlier one for them to be matched (see docs/timelapse.md).
-DEFAULT_MIN_IOU = 0.2
+DEFAULT_MIN_IOU = 0.1
 
 
 def tracking_applies(track: bool, mode: str, axes: str) -> bool:
@@ -63,7 +63,7 @@ def tracking_applies(track: bool, mode: str, axes: str) -> bool:
 def tracking_settings(track: bool, mode: str, axes: str) -> dict[str, Any]:
     """The provenance's record of tracking (see :mod:`~napari_unet.core.image.provenance`).
 
-    ``{"track": True, "track_max_gap": 2, "track_min_iou": 0.2}`` when labels of an image with
+    ``{"track": True, "track_max_gap": 2, "track_min_iou": 0.1}`` when labels of an image with
     axes ``axes`` were matched across frames, else ``{"track": False}``.
     """
     if not tracking_applies(track, mode, axes):
