@@ -239,5 +239,9 @@ def test_bad_labels_are_refused() -> None:
         track_labels([[1, 2], [3, 4]], axis=0)
     with pytest.raises(ValueError, match="labels must be >= 0"):
         track_labels(np.full((2, 4, 4), -1, np.int32), axis=0)
+    per_frame = np.zeros((300, 2, 2), np.uint8)  # the same id in every frame, far apart: 300 tracks
+    per_frame[::2, 0, 0] = per_frame[1::2, 1, 1] = 1
+    with pytest.raises(ValueError, match="256 tracks do not fit in labels of uint8 .* labels.astype"):
+        track_labels(per_frame, axis=0, max_gap=0)
     with pytest.raises(ValueError, match=r"at least one more axis, got shape \(5,\)"):
         track_labels(np.zeros(5, np.uint16), axis=0)

@@ -202,8 +202,11 @@ def iter_track_labels(
         if n_tracks >= len(last_seen):
             last_seen = np.concatenate([last_seen, np.full(max(n_tracks + 1 - len(last_seen), 1024), -1, np.int64)])
         last_seen[new_ids] = t
-        if new_ids.size and new_ids.max() > np.iinfo(labels.dtype).max:  # pragma: no cover - ids <= objects
-            raise ValueError(f"{n_tracks} tracks do not fit in labels of {labels.dtype}")
+        if new_ids.size and new_ids.max() > np.iinfo(labels.dtype).max:  # per-frame ids in a narrow type
+            raise ValueError(
+                f"{n_tracks} tracks do not fit in labels of {labels.dtype} (frame {t}; frames before it are "
+                f"relabelled already): give labels of a wider type, e.g. labels.astype(np.uint32)"
+            )
         out = np.zeros_like(current)
         out[fg] = new_ids[inverse]
         frames[t] = out
