@@ -89,3 +89,13 @@ def test_cpu_precision_benchmark_compares_both_precisions(tmp_path):
     assert "native bf16 on this CPU:" in out
     assert "bfloat16 labels scored against float32 labels" in out
     assert "128x128 float32" in out and "128x128 bfloat16" in out
+
+
+def test_timelapse_benchmark_prints_its_table(tmp_path):
+    _one_image_folder(tmp_path / "dsb2018_fluo")
+    out = _run(str(BENCH / "timelapse.py"), "--data", str(tmp_path), "--limit", "1", "--frames", "3", "--device", "cpu")
+    assert "movies of 3 frames" in out
+    rows = [line for line in out.splitlines() if line.startswith(("every frame", "frame 1 dropped"))]
+    assert len(rows) == 2 * 8 and any("no tracking (track=False)" in row for row in rows)
+    assert "ms per frame" in out
+    assert "nothing to measure" in _run(str(BENCH / "timelapse.py"), "--data", str(tmp_path / "absent"))

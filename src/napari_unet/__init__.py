@@ -22,6 +22,8 @@ _LAZY = {
     "evaluate": "napari_unet.api",
     "UNet": "napari_unet.core.model.unet",
     "read_image": "napari_unet.core.image.io",
+    "track_labels": "napari_unet.core.labels.tracking",
+    "tracks_from_labels": "napari_unet.core.labels.tracking",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -34,7 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help=f"print the traceback of an error (same as {DEBUG_ENV}=1)")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    seg = sub.add_parser("segment", help="segment image files, writing <stem>_labels.tif")
+    seg = sub.add_parser(
+        "segment", help="segment image files, writing <stem>_labels.tif (and <stem>_tracks.csv for time-lapses)"
+    )
     seg.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s)")
     seg.add_argument(
         "--model",
@@ -75,6 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="test-time augmentation: average over the 8 flips/quarter turns of every tile "
         "(about 8x slower, slightly better)",
+    )
+    seg.add_argument(
+        "--track",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="time-lapses (a T axis), instances: give the same object the same label in every frame "
+        "and write <stem>_tracks.csv (track_id, t, [z,] y, x centroids in pixels) beside the labels "
+        "(default); --no-track: each frame's objects get their own labels, no CSV",
     )
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
 

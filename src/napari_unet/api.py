@@ -234,6 +234,7 @@ def segment(
     progress: Callable[[Progress], Any] | bool | None = None,
     compile: bool | str = "auto",
     tta: bool = False,
+    track: bool = True,
 ) -> np.ndarray:
     """Labels for ``image``: instances (one id per object) or semantic classes.
 
@@ -242,6 +243,12 @@ def segment(
     mode : {"instances", "semantic"}
     min_size : int
         Objects smaller than this many pixels are dropped.
+    track : bool
+        Time-lapses (a ``T`` axis), instances: the same object keeps the same id in every frame
+        (overlap matching, an object may be missing for up to 2 frames; see
+        :func:`napari_unet.track_labels` for other settings and
+        :func:`napari_unet.tracks_from_labels` for napari Tracks data). False: the objects of
+        each frame get their own ids. No effect on images without a ``T`` axis.
 
     Returns
     -------
@@ -267,6 +274,7 @@ def segment(
         progress=progress,
         compile=compile,
         tta=tta,
+        track=track,
     )
     src = console_source(image, axes)
     net = resolve_model(model)
@@ -284,6 +292,7 @@ def segment(
         object_size=object_size,
         compile=compile,
         tta=tta,
+        track=track,
         **src.core_options(),
     )
     return _run(gen, progress)

@@ -1,7 +1,7 @@
 """``napari-unet``: segment images and inspect model files from a shell.
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
-                        [--device] [--tile-size] [--min-size] [--tta]
+                        [--device] [--tile-size] [--min-size] [--tta] [--no-track]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
@@ -212,6 +212,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_segment(args: argparse.Namespace) -> int:
     from .core.image.io import read_image, write_labels
     from .core.inference.planning import plan_for
+    from .core.labels.tracking import tracking_applies, tracking_settings, tracks_from_labels, write_tracks_csv
     from .core.model.file import load_model
     from .core.options import resolve_device
     from .core.progress import TextProgress, drain
@@ -258,6 +259,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 object_size=args.object_size,
                 compile={"yes": True, "no": False}.get(args.compile, "auto"),
                 tta=args.tta,
+                track=args.track,
             )
             layout = plan_for(
                 img.data, model, axes=axes, channels=channels, channel_names=img.channel_names, image_name=str(path)
@@ -295,18 +297,26 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     "object_size": args.object_size,
                     "object_size_estimated": found.get("object_size"),
                     "tta": args.tta,
+                    **tracking_settings(args.track, args.mode, out_axes),
                 },
             )
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
+            tracks_csv = None
+            if tracking_applies(args.track, args.mode, out_axes):  # time-lapse: <stem>_tracks.csv beside
+                tracks_csv = out.with_name(f"{output_stem(path)}_tracks.csv")
+                write_tracks_csv(tracks_csv, tracks_from_labels(labels, axes=out_axes), out_axes)
         except Exception as err:  # noqa: BLE001 - one line per failed input, then the next input
             failures += 1
             report(err, args, f"{path}: ")
             continue
         n = int(labels.max()) if labels.size else 0
         what = "objects" if args.mode == "instances" else "classes max"
+        what = "tracks" if tracks_csv else what
         size = f", object size {found['object_size']:.0f} px (estimated)" if "object_size" in found else ""
+        tracks = f", tracks {tracks_csv}" if tracks_csv else ""
         print(
-            f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}, {time.perf_counter() - start:.1f} s"
+            f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}{tracks}, "
+            f"{time.perf_counter() - start:.1f} s"
         )
     return 1 if failures else 0
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import napari.viewer
 import numpy as np
-from napari.layers import Image, Labels, Layer
+from napari.layers import Image, Labels, Layer, Tracks
 
 from .layer_inputs import unwrap
 
-__all__ = ["axis_transforms", "is_result_layer", "result_layer_name", "show_result"]
+__all__ = ["axis_transforms", "is_result_layer", "result_layer_name", "show_result", "show_tracks"]
 
 log = logging.getLogger(__name__)
 
@@ -161,3 +161,34 @@ def show_result(
     if index is not None:
         viewer.layers.move(list(viewer.layers).index(target), index)
     return target
+
+
+def show_tracks(
+    viewer: napari.viewer.Viewer,
+    tracks: np.ndarray | None,
+    *,
+    image: Layer,
+    image_axes: str,
+    out_axes: str,
+    provenance: Mapping[str, Any],
+) -> Tracks | None:
+    """Add napari Tracks data of labels with ``out_axes`` over ``image`` (or replace our earlier one).
+
+    ``tracks`` has rows ``track_id, t, [z,] y, x``
+    (:func:`~napari_unet.core.labels.tracking.tracks_from_labels`); the layer ``"<image> tracks"``
+    gets the scale and translate of those axes, so it overlays the labels layer. Nothing is added
+    (None, and an earlier tracks layer of ours is removed) when ``tracks`` is None or has no rows, or when the
+    labels' first axis is not ``T`` (napari's Tracks layer puts time first, so it would not line
+    up with the labels).
+    """
+    name = f"{image.name} tracks"
+    existing = _earlier_result(viewer, Tracks, name, image.name)
+    if existing is not None:
+        viewer.layers.remove(existing)
+    if tracks is None or not len(tracks) or not out_axes.startswith("T") or len(out_axes) not in (3, 4):
+        log.info("no tracks layer for %r (axes %s)", image.name, out_axes)
+        return None
+    kwargs = _calibration(image, image_axes, out_axes, probabilities=False)
+    metadata = {"axes": out_axes, "source": image.name, "provenance": dict(provenance)}
+    layer = viewer.add_tracks(tracks, name=name, metadata=metadata, tail_length=10, **kwargs)
+    return unwrap(layer)

@@ -145,8 +145,25 @@ class SegmentForm(Container):
             "labels for about 8 times the time. For final results, not for trying "
             "settings.",
         )
+        self._track = CheckBox(
+            name="track",
+            text="Same label across frames (T)",
+            value=True,
+            tooltip="Time-lapses (a T axis), instances: an object keeps its label in every frame "
+            "(matched by overlap with the previous frames; it may be missing for up to 2 frames). "
+            "Off: each frame's objects get their own labels.",
+        )
+        self._tracks_layer = CheckBox(
+            name="tracks_layer",
+            text="Tracks layer",
+            value=False,
+            tooltip="Time-lapses: also add a Tracks layer with each object's centroid over time.",
+        )
         self._advanced = Container(
-            name="advanced", label=" ", widgets=[self._halo, self._batch_size, self._precision, self._tta], labels=True
+            name="advanced",
+            label=" ",
+            widgets=[self._halo, self._batch_size, self._precision, self._tta, self._track, self._tracks_layer],
+            labels=True,
         )
         self._advanced.margins = (0, 0, 0, 0)
         # -- run
@@ -210,13 +227,17 @@ class SegmentForm(Container):
             "batch_size": self._batch_size,
             "precision": self._precision,
             "tta": self._tta,
+            "track": self._track,
+            "tracks_layer": self._tracks_layer,
         }
 
     def options(self) -> dict[str, Any]:
         """The current choices as keyword arguments like those of :func:`napari_unet.segment`
         (``output`` is its ``mode``, or ``"probabilities"``): ``model`` (file path or None),
         ``axes`` and ``channels`` (None when blank), ``output``, ``min_size``, ``object_size``,
-        ``tile_size``, ``halo``, ``batch_size`` (None for 0 = auto), ``device``, ``precision``, ``tta``."""
+        ``tile_size``, ``halo``, ``batch_size`` (None for 0 = auto), ``device``, ``precision``, ``tta``,
+        ``track`` (time-lapses: labels matched across frames) and ``tracks_layer`` (also add a
+        Tracks layer)."""
         values = {name: widget.value for name, widget in self._option_controls().items()}
         for name in _AUTO_ZERO:
             values[name] = values[name] or None

@@ -19,6 +19,7 @@ import numpy as np
 
 from ..core.image.layout import Layout, plan_layout
 from ..core.image.provenance import build_provenance
+from ..core.labels.tracking import tracking_applies, tracking_settings
 from ..core.model.bundled import DEFAULT_MODEL_NAME, builtin_name, model_label
 from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
 from .layer_inputs import ImageInput
@@ -83,6 +84,10 @@ class SegmentJob:
     tta : bool
         Test-time augmentation: average over the 8 flips and quarter turns of every tile
         (about 8 times slower).
+    track : bool
+        Time-lapses, instances: labels matched across frames.
+    tracks_layer : bool
+        Time-lapses, instances, ``track``: the worker also makes napari Tracks data.
     class_names : list of str
         The model's classes (names the probability channels).
     model_description : str or None
@@ -102,6 +107,8 @@ class SegmentJob:
     device: str = "auto"
     precision: str = "auto"
     tta: bool = False
+    track: bool = True
+    tracks_layer: bool = False
     class_names: list[str] = field(default_factory=list)
     model_description: str | None = None
 
@@ -135,8 +142,14 @@ class SegmentJob:
             "device": self.device,
             "precision": self.precision,
             "tta": self.tta,
+            **tracking_settings(self.track, self.output, self.layout.out_axes),
             "extra_channel_layers": [e.name for e in self.source.extra_layers],
         }
+
+    @property
+    def makes_tracks(self) -> bool:
+        """Whether the worker returns napari Tracks data beside the labels."""
+        return self.tracks_layer and tracking_applies(self.track, self.output, self.layout.out_axes)
 
     def provenance(self) -> dict[str, Any]:
         """What the result layer records about how it was made (the one schema:
@@ -164,9 +177,10 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
 
     Returns
     -------
-    numpy.ndarray
+    numpy.ndarray or tuple
         Labels (input shape without the channel axis) or probabilities
-        ``(n_classes, *that shape)``.
+        ``(n_classes, *that shape)``; ``(labels, tracks)`` when ``job.makes_tracks``
+        (``tracks`` from :func:`~napari_unet.core.labels.tracking.tracks_from_labels`).
     """
     from ..core.inference.run import iter_predict
     from ..core.model.cache import cached_model
@@ -180,9 +194,15 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
         return (yield from iter_predict(job.source.data, model, **job.core_options()))
     from ..core.segment import iter_segment
 
-    return (
-        yield from iter_segment(job.source.data, model, mode=job.output, min_size=job.min_size, **job.core_options())
+    labels = yield from iter_segment(
+        job.source.data, model, mode=job.output, min_size=job.min_size, track=job.track, **job.core_options()
     )
+    if not job.makes_tracks:
+        return labels
+    from ..core.labels.tracking import tracks_from_labels
+
+    yield Progress(0, 1, "tracks", "making the tracks layer")
+    return labels, tracks_from_labels(labels, axes=job.layout.out_axes)
 
 
 def console_call(job: SegmentJob) -> str:
@@ -238,6 +258,8 @@ def console_call(job: SegmentJob) -> str:
         args.append(f"precision={job.precision!r}")
     if job.tta:
         args.append("tta=True")
+    if not job.track and tracking_applies(True, job.output, job.layout.out_axes):
+        args.append("track=False")
     func, add = ("predict", "add_image") if job.output == "probabilities" else ("segment", "add_labels")
     imports.append(f"from napari_unet import {func}")
     return f"{'; '.join(imports)}; viewer.{add}({func}({', '.join(args)}))"

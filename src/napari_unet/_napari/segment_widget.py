@@ -9,7 +9,7 @@ callbacks; the pieces live beside it:
 * :mod:`~napari_unet._napari.layer_inputs`: Image layer(s) → array, axes, channel names;
 * :mod:`~napari_unet._napari.model_choice`: the Model box's entries and model descriptions;
 * :mod:`~napari_unet._napari.segment_job`: one run's options, generator and console equivalent;
-* :mod:`~napari_unet._napari.result_layers`: the calibrated result layer, replaced on re-runs;
+* :mod:`~napari_unet._napari.result_layers`: the calibrated result (and tracks) layer, replaced on re-runs;
 * :mod:`~napari_unet._napari.worker_panel` and :mod:`~napari_unet._napari.layer_watch`: what it shares
   with the Train panel (start, refuse, tidy up a worker; hear layer changes).
 
@@ -26,18 +26,18 @@ from collections.abc import Sequence
 from typing import Any
 
 import napari.viewer
-import numpy as np
 from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_info
 
 from ..core.image.axes import parse_channels
+from ..core.labels.tracking import tracking_applies
 from ..core.model.file import describe_model, read_model_info, summarize_model
 from ..core.options import check_inference_options
 from . import settings
 from .layer_inputs import ImageInput, combine_input, extra_channel_candidates, unwrap
 from .layer_watch import LayerListWatch, LayerWatch
 from .model_choice import ModelInfoCache, builtin_models, model_choices
-from .result_layers import is_result_layer, result_layer_name, show_result
+from .result_layers import is_result_layer, result_layer_name, show_result, show_tracks
 from .segment_form import SegmentForm, wrap_text
 from .segment_job import DEVICES, OUTPUTS, PRECISIONS, SegmentJob, console_call, plan_job, run_segment_job
 from .warmup import warm_up
@@ -82,8 +82,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         The console line equivalent to the last successful run.
     last_event : object or None
         The last progress event received.
-    result_layer : napari.layers.Layer or None
-        The layer written by the last successful run.
+    result_layer, tracks_layer : napari.layers.Layer or None
+        The layers written by the last successful run (a Tracks layer only when asked for).
     """
 
     title = "Segment with U-Net"
@@ -98,10 +98,10 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self._session_models: list[str] = []
         self._model_info_for = ModelInfoCache()
         self.last_console_call: str | None = None
-        #: Object diameter (pixels) the model estimated in the last run, when it did.
-        self.estimated_object_size: float | None = None
+        self.estimated_object_size: float | None = None  # pixels, when the model estimated it in the last run
         self.last_event: Any = None
         self.result_layer: Layer | None = None
+        self.tracks_layer: Layer | None = None
         self._image.choices = self._image_choices
         self._extra.choices = self._extra_choices
         self._model.choices = self._model_choices
@@ -281,6 +281,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             device=self._device.value,
             precision=self._precision.value,
             tta=bool(self._tta.value),
+            track=bool(self._track.value),
+            tracks_layer=bool(self._tracks_layer.value),
             class_names=list(info["spec"].get("class_names") or []),
             model_description=info["spec"].get("description") or None,
         )
@@ -302,23 +304,21 @@ class SegmentWidget(WorkerPanel, SegmentForm):
     def _on_aborted(self) -> None:
         self._status.value = "cancelled"
 
-    def _on_result(self, job: SegmentJob, result: np.ndarray) -> None:
+    def _on_result(self, job: SegmentJob, result: Any) -> None:
         probabilities = job.output == "probabilities"
+        result, tracks = result if job.makes_tracks else (result, None)
+        where = {"image": job.source.layer, "image_axes": job.source.layer_axes, "out_axes": job.layout.out_axes}
+        prov = job.provenance()
         target = show_result(
-            self._viewer,
-            result,
-            image=job.source.layer,
-            image_axes=job.source.layer_axes,
-            out_axes=job.layout.out_axes,
-            provenance=job.provenance(),
-            probabilities=probabilities,
-            class_names=job.class_names,
+            self._viewer, result, **where, provenance=prov, probabilities=probabilities, class_names=job.class_names
         )
-        name = result_layer_name(job.source.layer.name, probabilities)
-        self.result_layer = target
+        if not probabilities:  # without tracks, our earlier tracks layer of this image goes
+            self.tracks_layer = show_tracks(self._viewer, tracks, **where, provenance=prov)
+        name, self.result_layer = result_layer_name(job.source.layer.name, probabilities), target
         settings.add_recent_model(job.model_path)
         if job.output == "instances":
-            summary = f"{int(result.max()) if result.size else 0} objects"
+            noun = "tracks" if tracking_applies(job.track, job.output, job.layout.out_axes) else "objects"
+            summary = f"{int(result.max()) if result.size else 0} {noun}"
         else:
             summary = f"shape {tuple(result.shape)}"
         if self.estimated_object_size is not None:

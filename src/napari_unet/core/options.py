@@ -259,6 +259,10 @@ _INFERENCE: dict[str, Callable[[Any], Any]] = {
     "channels": check_channels,
     "axes": _check_axes,
     "progress": _check_progress,
+    # time-lapses: labels matched across frames (core/labels/tracking.py)
+    "track": lambda v: check_bool("track", v),
+    "max_gap": lambda v: check_int("max_gap", v, 0),
+    "min_iou": lambda v: check_number("min_iou", v, minimum=0, maximum=1, what="an IoU"),
 }
 
 
@@ -266,7 +270,8 @@ def check_inference_options(**options: Any) -> dict[str, Any]:
     """Check the options of ``predict``/``segment``/``evaluate`` that are given; returns them normalised.
 
     Known names: device, precision, tile_size, halo, batch_size, object_size, compile, tta,
-    min_size, mode, channels, axes, progress. Other names pass through unchanged.
+    min_size, mode, channels, axes, progress, and for time-lapses track, max_gap (frames an
+    object may be missing) and min_iou. Other names pass through unchanged.
     """
     return {k: _INFERENCE[k](v) if k in _INFERENCE else v for k, v in options.items()}
 

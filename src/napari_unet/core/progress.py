@@ -25,7 +25,8 @@ class Progress:
         Work done so far and in all (tiles for ``stage == "tiles"``).
     stage : str
         ``"size"`` (estimating the object size), ``"rescale"``, ``"normalise"``, ``"tiles"``,
-        ``"retry"`` (smaller tiles after running out of GPU memory) or ``"done"``.
+        ``"retry"`` (smaller tiles after running out of GPU memory), ``"postprocess"``, ``"track"``
+        (time-lapses: labels matched across frames, ``step`` = frames done) or ``"done"``.
     message : str
         Short human-readable text.
     value : float or None

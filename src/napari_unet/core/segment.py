@@ -17,6 +17,7 @@ from .inference.planning import plan_for
 from .inference.run import iter_features, iter_predict
 from .inference.sizing import auto_zoom_size, can_estimate_size, iter_object_size
 from .labels.postprocess import MODES, labels_from_features, labels_from_probabilities
+from .labels.tracking import iter_track_labels, tracking_applies
 from .model.unet import UNet
 from .options import check_inference_options
 from .progress import Progress
@@ -32,6 +33,7 @@ def iter_segment(
     channels: Any = None,
     channel_names: Any = None,
     image_name: str = "image",
+    track: bool = True,
     **predict_options: Any,
 ) -> Generator[Progress, None, np.ndarray]:
     """Segment ``image`` with ``model``, yielding progress; returns labels.
@@ -48,6 +50,10 @@ def iter_segment(
         ``"semantic"``: the class index per pixel.
     min_size : int
         Objects (instances) or regions (semantic) smaller than this many pixels are removed.
+    track : bool
+        Instances of a time-lapse (a ``T`` axis): the same object keeps the same id in every
+        frame (:func:`~napari_unet.core.labels.tracking.track_labels`, default settings).
+        False: each frame's objects get their own ids. Ignored without a ``T`` axis.
     axes, channels, channel_names, image_name, **predict_options
         As for :func:`~napari_unet.core.inference.run.iter_predict`.
 
@@ -61,7 +67,8 @@ def iter_segment(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
         raise ValueError(f"min_size must be a non-negative integer (pixels), got {min_size!r}")
-    predict_options = check_inference_options(channels=channels, **predict_options)
+    predict_options = check_inference_options(channels=channels, track=track, **predict_options)
+    track = predict_options.pop("track")
     channels = predict_options.pop("channels")
     layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
     instance_model = model.spec.target == "instances"
@@ -132,4 +139,7 @@ def iter_segment(
         )
         del codes, landscape
     yield Progress(1, 1, "postprocess", "labels ready")
-    return np.ascontiguousarray(layout.to_output_order(labels))
+    labels = np.ascontiguousarray(layout.to_output_order(labels))
+    if tracking_applies(track, mode, layout.out_axes):  # a time-lapse: ids matched across frames
+        yield from iter_track_labels(labels, layout.out_axes.index("T"))
+    return labels
