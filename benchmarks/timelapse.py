@@ -10,8 +10,7 @@ own random walk (each frame -1, 0 or +1 px per axis), pasted in mask order onto 
 background (the pixels under the masks filled with the background's median plus its noise);
 every frame gets fresh Gaussian noise (5 % of the image's 1-99 % range). The truth moves the
 same way. A second movie drops frame ``--frames // 3`` (background and noise only, no nuclei):
-a frame where segmentation finds nothing, the gap matching must bridge. (Not the middle frame:
-the object size is estimated on the middle frame, and an empty one makes the whole movie fail.)
+a frame where segmentation finds nothing, the gap matching must bridge.
 
 **What is measured.** Each movie is segmented once with the bundled model,
 ``napari_unet.segment(movie, axes="TYX", track=False)``, and matched with

@@ -195,6 +195,30 @@ def test_segment_zooms_by_the_estimate_and_reports_it(measured):
     assert any(e.stage == "rescale" for e in events)
 
 
+def _size_of(stack: np.ndarray, axes: str) -> float:
+    net = tiny_net(object_size=12.0)
+    net.spec.size_model = constant_size_model(net, 12.0)
+    from napari_unet.core.inference.planning import plan_for
+
+    return drain(sizing.iter_object_size(stack, net, plan_for(stack, net, axes=axes)))
+
+
+@pytest.mark.parametrize("axes", ["TYX", "ZYX"])
+def test_a_dark_middle_frame_does_not_decide_the_size_of_the_stack(measured, axes):
+    frame = disks(30.0, shape=(160, 160))[0]
+    stack = np.stack([frame] * 5)
+    stack[2] = 0.0  # the middle frame is dark (dropped, or the lamp off)
+    assert _size_of(stack, axes) == pytest.approx(30.0, rel=0.1)
+    stack[2] = 0.2 * disks(12.0, shape=(160, 160))[0]  # a dim, low-contrast middle plane
+    assert _size_of(stack, axes) == pytest.approx(30.0, rel=0.1)
+
+
+def test_the_middle_plane_is_read_when_it_has_contrast(measured):
+    stack = np.stack([1.1 * disks(30.0, shape=(160, 160))[0]] * 5)
+    stack[2] = disks(12.0, shape=(160, 160))[0]  # a little less contrast than the others: still read
+    assert _size_of(stack, "ZYX") == pytest.approx(12.0, rel=0.1)
+
+
 def test_no_zoom_when_the_estimate_is_within_the_trained_range(measured):
     net = tiny_net(object_size=12.0)
     net.spec.size_model = constant_size_model(net, 13.0)

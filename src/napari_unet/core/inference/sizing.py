@@ -263,31 +263,60 @@ def can_estimate_size(model: UNet) -> bool:
 
 #: Largest central region (pixels per side) of the first plane the object size is read from.
 SIZE_REGION = 2048
+#: Planes of a stack or time-lapse compared to choose the one the size is read on.
+SIZE_CANDIDATES = 7
+#: The middle plane is read unless another has more than 1 / this times its contrast.
+MIDDLE_PREFERENCE = 0.8
 
 
 def iter_object_size(
     image: Any, model: UNet, layout: Layout, *, percentiles: Any = None, normalized: bool = False
 ) -> Generator[Progress, None, float]:
     """Estimate the typical object diameter (pixels) of ``image`` with the model's size
-    regression (:mod:`~napari_unet.core.inference.sizing`), from the central part of its middle plane
-    (or frame)."""
+    regression (:mod:`~napari_unet.core.inference.sizing`), from the central part of one plane
+    (or frame): :func:`reading_plane` chooses it."""
     yield Progress(0, 1, "size", "estimating the object size")
     view = layout.arrange(image)
-    middle = view[tuple(n // 2 for n in layout.loop_shape)]  # the middle plane/frame: z-stacks start out of focus
-    centre = tuple(slice(max(0, s // 2 - SIZE_REGION // 2), s // 2 + SIZE_REGION // 2) for s in layout.spatial_shape)
-    block = layout.select(np.asarray(middle[(slice(None), *centre)]), raw=True)
     if normalized:
-        plane = np.asarray(block, np.float32)
+        lo = hi = None
     else:
         low, high = percentiles if percentiles is not None else model.spec.percentiles
         lo, hi = compute_percentiles(view, layout, low, high)
-        plane = apply_range(block, lo, hi)
-    size = estimate_object_size(model, plane)
+    size = estimate_object_size(model, reading_plane(view, layout, lo, hi))
     lowest = float(model.spec.object_size) / MAX_FACTOR
     highest = float(model.spec.object_size) / MIN_FACTOR
     size = float(np.clip(size, lowest, highest))
     yield Progress(1, 1, "size", f"object diameter {size:.1f} px (estimated)", value=size)
     return size
+
+
+def reading_plane(view: Any, layout: Layout, lo: Any, hi: Any) -> np.ndarray:
+    """The normalised centre (up to :data:`SIZE_REGION` px a side) of the plane the size is read on.
+
+    A single plane is its own choice. In a stack or time-lapse the middle plane is the first
+    candidate (z-stacks start and end out of focus), but a dark, dropped or out-of-focus middle
+    frame would give a meaningless size for the whole stack: of up to :data:`SIZE_CANDIDATES`
+    planes spread over the loop axes, the one with the most contrast (standard deviation of its
+    normalised pixels) is read, the middle one unless another has clearly more.
+    ``lo``/``hi`` None: ``view`` is already normalised.
+    """
+    loops = layout.loop_shape
+    n = int(np.prod(loops)) if loops else 1
+    centre = tuple(slice(max(0, s // 2 - SIZE_REGION // 2), s // 2 + SIZE_REGION // 2) for s in layout.spatial_shape)
+    middle = int(np.ravel_multi_index(tuple(k // 2 for k in loops), loops)) if loops else 0
+    spread = np.linspace(0, n - 1, min(n, SIZE_CANDIDATES)).round().astype(int).tolist()
+    best, best_score, middle_score, middle_plane = None, -1.0, 0.0, None
+    for flat in dict.fromkeys([middle, *spread]):
+        index = np.unravel_index(flat, loops) if loops else ()
+        block = layout.select(np.asarray(view[tuple(int(i) for i in index)][(slice(None), *centre)]), raw=True)
+        plane = np.asarray(block, np.float32) if lo is None else apply_range(block, lo, hi)
+        finite = plane[np.isfinite(plane)]
+        score = float(finite.std()) if finite.size else 0.0
+        if flat == middle:
+            middle_score, middle_plane = score, plane
+        if score > best_score:
+            best, best_score = plane, score
+    return middle_plane if middle_score >= MIDDLE_PREFERENCE * best_score else best
 
 
 def auto_zoom_size(size: float, model: UNet) -> float | None:
