@@ -234,6 +234,8 @@ def segment(
     progress: Callable[[Progress], Any] | bool | None = None,
     compile: bool | str = "auto",
     tta: bool = False,
+    z_mode: str = "3d",
+    anisotropy: float | None = None,
 ) -> np.ndarray:
     """Labels for ``image``: instances (one id per object) or semantic classes.
 
@@ -241,7 +243,15 @@ def segment(
 
     mode : {"instances", "semantic"}
     min_size : int
-        Objects smaller than this many pixels are dropped.
+        Objects smaller than this many pixels (voxels for 3D objects) are dropped.
+    z_mode : {"3d", "stitch", "planes", "3d-ortho"}
+        Z-stacks segmented by a 2D model (instances): ``"3d"`` 3D objects from a 3D watershed of
+        the planes' predictions; ``"stitch"`` the planes' 2D objects linked along Z by overlap;
+        ``"planes"`` independent 2D labels per plane; ``"3d-ortho"`` also predicts on the XZ and YZ
+        planes (slower, needs the anisotropy). See docs/stacks.md.
+    anisotropy : float, optional
+        Z spacing / XY spacing of a z-stack; default: from the image's calibration (an
+        ``ImageFile``'s or a layer's ``scale``). Only ``"3d-ortho"`` uses it (it warns when unknown).
 
     Returns
     -------
@@ -267,9 +277,12 @@ def segment(
         progress=progress,
         compile=compile,
         tta=tta,
+        z_mode=z_mode,
+        anisotropy=anisotropy,
     )
     src = console_source(image, axes)
     net = resolve_model(model)
+    zstack = src.zstack_options(z_mode, anisotropy)  # z-stacks with a 2D model (core/labels/zstack.py)
     gen = iter_segment(
         src.image,
         net,
@@ -284,6 +297,7 @@ def segment(
         object_size=object_size,
         compile=compile,
         tta=tta,
+        **zstack,
         **src.core_options(),
     )
     return _run(gen, progress)

@@ -1,7 +1,7 @@
 """``napari-unet``: segment images and inspect model files from a shell.
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
-                        [--device] [--tile-size] [--min-size] [--tta]
+                        [--device] [--tile-size] [--min-size] [--tta] [--z-mode] [--anisotropy]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
@@ -210,14 +210,16 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
+    from .core.image.calibration import anisotropy_from_scale
     from .core.image.io import read_image, write_labels
     from .core.inference.planning import plan_for
     from .core.model.file import load_model
-    from .core.options import resolve_device
+    from .core.options import check_anisotropy, resolve_device
     from .core.progress import TextProgress, drain
     from .core.segment import iter_segment
 
     channels = _parse_channels(args.channels)
+    check_anisotropy(args.anisotropy)  # a bad --anisotropy fails once, not once per input
     device = resolve_device(args.device)  # a bad or absent device fails once, not once per input
     from .core.model.bundled import model_label, resolve_model_file
 
@@ -240,6 +242,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         try:
             img = read_image(path)
             axes = args.axes.upper() if args.axes else img.axes
+            anisotropy = args.anisotropy
+            if anisotropy is None and len(axes) == len(img.scale):
+                anisotropy = anisotropy_from_scale(axes, img.scale)
             progress = None if args.no_progress else TextProgress(prefix=f"{path.name}: ")
             gen = iter_segment(
                 img.data,
@@ -258,6 +263,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 object_size=args.object_size,
                 compile={"yes": True, "no": False}.get(args.compile, "auto"),
                 tta=args.tta,
+                z_mode=args.z_mode,
+                anisotropy=anisotropy,
             )
             layout = plan_for(
                 img.data, model, axes=axes, channels=channels, channel_names=img.channel_names, image_name=str(path)
@@ -295,6 +302,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     "object_size": args.object_size,
                     "object_size_estimated": found.get("object_size"),
                     "tta": args.tta,
+                    "z_mode": args.z_mode,
+                    "anisotropy": anisotropy,
                 },
             )
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
@@ -305,6 +314,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         n = int(labels.max()) if labels.size else 0
         what = "objects" if args.mode == "instances" else "classes max"
         size = f", object size {found['object_size']:.0f} px (estimated)" if "object_size" in found else ""
+        if args.mode == "instances" and "Z" in layout.loop_axes:  # a z-stack with a 2D model
+            what = f"objects (z-mode {args.z_mode})"
         print(
             f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}, {time.perf_counter() - start:.1f} s"
         )

@@ -262,6 +262,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             device=self._device.value,
             precision=self._precision.value,
             tta=bool(self._tta.value),
+            **self._zstack_options(),
             class_names=list(info["spec"].get("class_names") or []),
             model_description=info["spec"].get("description") or None,
         )
@@ -298,10 +299,8 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         name = result_layer_name(job.source.layer.name, probabilities)
         self.result_layer = target
         settings.add_recent_model(job.model_path)
-        if job.output == "instances":
-            summary = f"{int(result.max()) if result.size else 0} objects"
-        else:
-            summary = f"shape {tuple(result.shape)}"
+        count = int(result.max()) if result.size else 0
+        summary = f"{count} objects" if job.output == "instances" else f"shape {tuple(result.shape)}"
         if self.estimated_object_size is not None:
             summary += f", object size {self.estimated_object_size:.0f} px (estimated)"
         self._status.value = wrap_text(f"done: {name!r}, {summary}")
