@@ -34,8 +34,11 @@ STACKS = {"xyzc_16bit__dna_conf_wf.tif": {"channels": [0]}, "xyz_8bit__nuclei_au
 ANISOTROPY = 2.0  # of the synthetic stacks: half-height = equivalent radius / 2
 
 
-def synthetic_stack(image: np.ndarray, mask: np.ndarray, n_planes: int, rng: np.random.Generator):
-    """(stack ZYX of the image's dtype, truth ZYX uint16) from one real 2D image and its instance mask."""
+def synthetic_stack(image: np.ndarray, mask: np.ndarray, n_planes: int, rng: np.random.Generator, stacked: float = 0.0):
+    """(stack ZYX of the image's dtype, truth ZYX uint16) from one real 2D image and its instance mask.
+
+    With probability ``stacked`` a nucleus gets a twin at the same place in XY, above or below it in Z,
+    0 or 1 plane apart (nuclei stacked in a tissue)."""
     from scipy import ndimage
 
     background = image[mask == 0]
@@ -55,15 +58,18 @@ def synthetic_stack(image: np.ndarray, mask: np.ndarray, n_planes: int, rng: np.
             continue
         depth = ndimage.distance_transform_edt(np.pad(inside, 1))[1:-1, 1:-1]
         half = max(1.5, np.sqrt(area / np.pi) / ANISOTROPY * rng.uniform(0.7, 1.3))
-        centre = rng.uniform(0, n_planes - 1)
-        label += 1
-        for z in range(max(0, int(np.ceil(centre - half))), min(n_planes, int(np.floor(centre + half)) + 1)):
-            fraction = np.sqrt(max(0.0, 1 - ((z - centre) / half) ** 2))
-            section = inside & (depth > (1 - fraction) * depth.max())
-            if not section.any():
-                continue
-            stack[z][box][section] = image[box][section] * (0.6 + 0.4 * fraction)
-            truth[z][box][section] = label
+        centres = [rng.uniform(0, n_planes - 1)]
+        if rng.random() < stacked:  # the twin's planes start right after (or 1 plane after) this one's
+            centres.append(centres[0] + rng.choice([-1, 1]) * (2 * half + 1 + rng.integers(0, 2)))
+        for centre in centres:
+            label += 1
+            for z in range(max(0, int(np.ceil(centre - half))), min(n_planes, int(np.floor(centre + half)) + 1)):
+                fraction = np.sqrt(max(0.0, 1 - ((z - centre) / half) ** 2))
+                section = inside & (depth > (1 - fraction) * depth.max())
+                if not section.any():
+                    continue
+                stack[z][box][section] = image[box][section] * (0.6 + 0.4 * fraction)
+                truth[z][box][section] = label
     return stack.astype(image.dtype), truth
 
 
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="3d,planes,3d-ortho", help="z modes run end to end")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--stacked", type=float, default=0.0, help="fraction of nuclei with a twin above/below")
+    parser.add_argument("--no-real", action="store_true", help="skip the real stacks")
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     links = [float(t) for t in args.link_iou.split(",") if t.strip()]
@@ -131,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
             mask = np.asarray(mask)[: args.crop, : args.crop]
             if image.ndim != 2:
                 image = image[..., 0]
-            stack, truth = synthetic_stack(image, mask, args.planes, rng)
+            stack, truth = synthetic_stack(image, mask, args.planes, rng, args.stacked)
             n_truth += len(np.unique(truth)) - 1
             results, took = {}, {}
             for mode in modes:
@@ -147,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                 found[key] = found.get(key, 0) + len(np.unique(labels)) - 1
         print(
             f"synthetic z-stacks: {len(pairs)} DSB2018 {what}, {args.planes} planes, crop {args.crop}, "
-            f"{n_truth} 3D nuclei, seed {args.seed}, device {device}"
+            f"{n_truth} 3D nuclei ({args.stacked:g} stacked in twins), seed {args.seed}, device {device}"
         )
         print(f"{'z mode':<14} {'AP50':>6} {'AP75':>6} {'mAP':>6} {'objects':>8} {'s/stack':>8}")
         for key in counts:
@@ -161,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"no data: {dsb} has no images/ and masks/ folders; synthetic part skipped")
 
     stacks = args.data / "stacks"
+    if args.no_real:
+        return 0
     present = [name for name in STACKS if (stacks / name).exists()]
     if not present:
         print(f"no data: no real stack in {stacks}; real part skipped")

@@ -26,7 +26,7 @@ from .making import smallest_label_dtype
 logger = logging.getLogger(__name__)
 
 #: Default IoU needed to link an object to one in the plane before (see ``benchmarks/zstack.py``).
-DEFAULT_LINK_IOU = 0.25
+DEFAULT_LINK_IOU = 0.1
 
 
 def check_link_iou(value: object) -> float:
