@@ -20,8 +20,8 @@ says what :func:`~napari_unet.core.segment.iter_segment` makes of the planes:
     ``anisotropy`` (Z spacing / XY spacing), and averages the three views' probabilities before
     the 3D watershed. About 1 + 2 x anisotropy times the network time of ``"3d"``; it holds the
     float32 image, normalised, and three float32 probability stacks (4 bytes x (classes + heads)
-    per voxel each; 6 bytes per voxel for ``"3d"``'s features are replaced by about 50 for the
-    built-in model).
+    per voxel each): about 50 bytes per voxel for the built-in model instead of the 2 bytes of
+    ``"3d"``'s features.
 
 With a ``T`` axis, each time point gets its own 3D labels. Only instance labels from 2D models on
 images with a Z axis are affected: 3D models and semantic labels are unchanged.
