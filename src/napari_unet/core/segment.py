@@ -79,7 +79,7 @@ def iter_segment(
     predict_options = check_inference_options(channels=channels, **predict_options)
     channels = predict_options.pop("channels")
     layout = plan_for(image, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
-    # -- z-stacks with a 2D instance model (core/zstack.py): Z joins the spatial axes at label time
+    # -- z-stacks with a 2D instance model (core/labels/zstack.py): Z joins the spatial axes at label time
     zplan = plan_z(
         layout, model, mode=mode, z_mode=z_mode, anisotropy=anisotropy, link_iou=link_iou, image_name=image_name
     )

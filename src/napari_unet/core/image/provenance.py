@@ -12,7 +12,8 @@ and the napari writer) builds its record here, so files and layers carry the sam
 ``input``, ``axes``, ``device``
     the input file or layer, its axes, and the device used;
 ``options``
-    the options used (a mapping; the CLI also keeps them at the top level, as it always did).
+    the options used (a mapping; the CLI also keeps them at the top level, as it always did); for
+    z-stacks ``z_mode`` and the ``anisotropy`` used (None when unknown), see docs/stacks.md.
 
 :func:`normalize_provenance` reads records written before this schema (the panel's ``image``
 and ``image_axes``) under the new names; :func:`~napari_unet.core.image.io.read_provenance`
