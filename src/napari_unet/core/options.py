@@ -271,7 +271,7 @@ _INFERENCE: dict[str, Callable[[Any], Any]] = {
     "channels": check_channels,
     "axes": _check_axes,
     "progress": _check_progress,
-    # z-stacks with a 2D instance model (core/zstack.py)
+    # z-stacks with a 2D instance model (core/labels/zstack.py)
     "z_mode": lambda v: check_choice("z_mode", v, Z_MODES),
     "anisotropy": check_anisotropy,
 }
