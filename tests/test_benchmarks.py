@@ -99,3 +99,29 @@ def test_timelapse_benchmark_prints_its_table(tmp_path):
     assert len(rows) == 2 * 8 and any("no tracking (track=False)" in row for row in rows)
     assert "ms per frame" in out
     assert "nothing to measure" in _run(str(BENCH / "timelapse.py"), "--data", str(tmp_path / "absent"))
+
+
+def test_zstack_benchmark_prints_its_tables(tmp_path):
+    import numpy as np
+    import tifffile
+
+    dsb = tmp_path / "dsb2018_fluo"
+    for sub in ("images", "masks"):
+        (dsb / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 50, (64, 64)).astype(np.uint8)
+    mask = np.zeros((64, 64), np.uint16)
+    for label, (y, x) in enumerate([(10, 12), (36, 30)], start=1):
+        image[y : y + 16, x : x + 16] += 150
+        mask[y : y + 16, x : x + 16] = label
+    tifffile.imwrite(dsb / "images" / "a.tif", image)
+    tifffile.imwrite(dsb / "masks" / "a.tif", mask)
+    out = _run(
+        str(BENCH / "zstack.py"),
+        *("--data", str(tmp_path), "--limit", "1", "--planes", "6", "--crop", "64", "--modes", "3d,planes"),
+        *("--link-iou", "0.25", "--device", "cpu"),
+    )
+    assert "synthetic z-stacks: 1 DSB2018 images, 6 planes" in out
+    rows = [line.split()[0] for line in out.splitlines() if line.strip()]
+    assert {"3d", "planes", "stitch@0.25"} <= set(rows)
+    assert "no real stack in" in out

@@ -8,7 +8,7 @@ from typing import Any
 
 from ._cli_errors import DEBUG_ENV
 from ._version import __version__
-from .core.options import PRECISIONS  # the one list of precisions (importing it does not import torch)
+from .core.options import PRECISIONS, Z_MODES  # the checked choices (importing them does not import torch)
 
 
 def _int_at_least(minimum: int) -> Any:
@@ -85,6 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="time-lapses (a T axis), instances: give the same object the same label in every frame "
         "and write <stem>_tracks.csv (track_id, t, [z,] y, x centroids in pixels) beside the labels "
         "(default); --no-track: each frame's objects get their own labels, no CSV",
+    )
+    # z-stacks with a 2D model (core/labels/zstack.py)
+    seg.add_argument(
+        "--z-mode",
+        choices=Z_MODES,
+        default=Z_MODES[0],
+        help="z-stacks with a 2D model (instances): 3d = 3D objects from a 3D watershed of the planes' "
+        "predictions (default); stitch = 2D objects linked plane to plane by overlap; planes = "
+        "independent labels per plane; 3d-ortho = also predict on XZ and YZ planes (slower)",
+    )
+    seg.add_argument(
+        "--anisotropy",
+        type=float,
+        default=None,
+        help="Z spacing / XY spacing of a z-stack (default: from the file's calibration); used by 3d-ortho",
     )
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -58,6 +58,8 @@ class ImageSource:
         Where ``axes`` came from (:data:`~napari_unet.core.image.axes.AXES_ORIGINS`).
     note : str
         Why recorded axes were ignored, if they were.
+    scale : tuple of float or None
+        Spacing per axis (an ImageFile's or a layer's), for the anisotropy of z-stacks.
     """
 
     image: Any
@@ -66,10 +68,20 @@ class ImageSource:
     channel_names: list[str] | None
     origin: str
     note: str = ""
+    scale: tuple[float, ...] | None = None
 
     def core_options(self) -> dict[str, Any]:
         """``axes``, ``channel_names`` and ``image_name`` for ``iter_predict``/``iter_segment``."""
         return {"axes": self.axes, "channel_names": self.channel_names, "image_name": self.image_name}
+
+    def zstack_options(self, z_mode: str, anisotropy: float | None) -> dict[str, Any]:
+        """``z_mode`` and ``anisotropy`` for ``iter_segment``: the anisotropy given, else the one the
+        image's calibration (:attr:`scale`) says, else None."""
+        from .core.image.calibration import anisotropy_from_scale
+
+        if anisotropy is None and self.axes is not None:
+            anisotropy = anisotropy_from_scale(self.axes, self.scale)
+        return {"z_mode": z_mode, "anisotropy": anisotropy}
 
 
 def _names(names: Any) -> list[str] | None:
@@ -107,8 +119,10 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
     from .core.image.checks import check_not_empty
     from .core.image.io import ImageFile
 
+    scale = None
     if isinstance(image, ImageFile):
         data, name, names, recorded, rgb = image.data, str(image.path), _names(image.channel_names), image.axes, False
+        scale = tuple(image.scale)
     elif isinstance(image, np.ndarray) or not hasattr(image, "data") or not hasattr(image, "name"):
         data, name, names, recorded, rgb = image, "image", None, None, False
     else:
@@ -116,9 +130,21 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
         data = image.data[0] if getattr(image, "multiscale", False) else image.data
         name, names, recorded = f"layer {image.name!r}", _names(meta.get("channel_names")), meta.get("axes")
         rgb = bool(getattr(image, "rgb", False))
+        scale = _layer_scale(image, len(np.shape(data)))
     check_not_empty(np.shape(data), name)  # before the axes: an empty image is not an axes problem
     choice = choose_axes(np.shape(data), axes, recorded=recorded, rgb=rgb, guess=guess)
-    return ImageSource(data, choice.axes, name, names, choice.origin, choice.note)
+    return ImageSource(data, choice.axes, name, names, choice.origin, choice.note, scale)
+
+
+def _layer_scale(layer: Any, ndim: int) -> tuple[float, ...] | None:
+    """A layer's scale with one entry per axis of its data (RGB: the samples axis gets 1), or None."""
+    try:
+        scale = tuple(float(s) for s in layer.scale)
+    except (AttributeError, TypeError, ValueError):
+        return None
+    if len(scale) == ndim - 1 and getattr(layer, "rgb", False):
+        scale = (*scale, 1.0)
+    return scale if len(scale) == ndim else None
 
 
 def console_source(image: Any, axes: str | None) -> ImageSource:

@@ -235,6 +235,8 @@ def segment(
     compile: bool | str = "auto",
     tta: bool = False,
     track: bool = True,
+    z_mode: str = "3d",
+    anisotropy: float | None = None,
 ) -> np.ndarray:
     """Labels for ``image``: instances (one id per object) or semantic classes.
 
@@ -242,13 +244,21 @@ def segment(
 
     mode : {"instances", "semantic"}
     min_size : int
-        Objects smaller than this many pixels are dropped.
+        Objects smaller than this many pixels (voxels for 3D objects) are dropped.
     track : bool
         Time-lapses (a ``T`` axis), instances: the same object keeps the same id in every frame
         (overlap matching, an object may be missing for up to 2 frames; see
         :func:`napari_unet.track_labels` for other settings and
         :func:`napari_unet.tracks_from_labels` for napari Tracks data). False: the objects of
         each frame get their own ids. No effect on images without a ``T`` axis.
+    z_mode : {"3d", "stitch", "planes", "3d-ortho"}
+        Z-stacks segmented by a 2D model (instances): ``"3d"`` 3D objects from a 3D watershed of
+        the planes' predictions; ``"stitch"`` the planes' 2D objects linked along Z by overlap;
+        ``"planes"`` independent 2D labels per plane; ``"3d-ortho"`` also predicts on the XZ and YZ
+        planes (slower, needs the anisotropy). See docs/stacks.md.
+    anisotropy : float, optional
+        Z spacing / XY spacing of a z-stack; default: from the image's calibration (an
+        ``ImageFile``'s or a layer's ``scale``). Only ``"3d-ortho"`` uses it (it warns when unknown).
 
     Returns
     -------
@@ -275,9 +285,12 @@ def segment(
         compile=compile,
         tta=tta,
         track=track,
+        z_mode=z_mode,
+        anisotropy=anisotropy,
     )
     src = console_source(image, axes)
     net = resolve_model(model)
+    zstack = src.zstack_options(z_mode, anisotropy)  # z-stacks with a 2D model (core/labels/zstack.py)
     gen = iter_segment(
         src.image,
         net,
@@ -293,6 +306,7 @@ def segment(
         compile=compile,
         tta=tta,
         track=track,
+        **zstack,
         **src.core_options(),
     )
     return _run(gen, progress)

@@ -1,7 +1,8 @@
 """``napari-unet``: segment images and inspect model files from a shell.
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
-                        [--device] [--tile-size] [--min-size] [--tta] [--no-track]
+                        [--device] [--tile-size] [--min-size] [--tta] [--no-track] [--z-mode]
+                        [--anisotropy]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
@@ -210,15 +211,17 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 @warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
+    from .core.image.calibration import anisotropy_from_scale
     from .core.image.io import read_image, write_labels
     from .core.inference.planning import plan_for
     from .core.labels.tracking import tracking_applies, tracking_settings, tracks_from_labels, write_tracks_csv
     from .core.model.file import load_model
-    from .core.options import resolve_device
+    from .core.options import check_anisotropy, resolve_device
     from .core.progress import TextProgress, drain
     from .core.segment import iter_segment
 
     channels = _parse_channels(args.channels)
+    check_anisotropy(args.anisotropy)  # a bad --anisotropy fails once, not once per input
     device = resolve_device(args.device)  # a bad or absent device fails once, not once per input
     from .core.model.bundled import model_label, resolve_model_file
 
@@ -241,6 +244,9 @@ def cmd_segment(args: argparse.Namespace) -> int:
         try:
             img = read_image(path)
             axes = args.axes.upper() if args.axes else img.axes
+            anisotropy = args.anisotropy
+            if anisotropy is None and len(axes) == len(img.scale):
+                anisotropy = anisotropy_from_scale(axes, img.scale)
             progress = None if args.no_progress else TextProgress(prefix=f"{path.name}: ")
             gen = iter_segment(
                 img.data,
@@ -260,6 +266,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                 compile={"yes": True, "no": False}.get(args.compile, "auto"),
                 tta=args.tta,
                 track=args.track,
+                z_mode=args.z_mode,
+                anisotropy=anisotropy,
             )
             layout = plan_for(
                 img.data, model, axes=axes, channels=channels, channel_names=img.channel_names, image_name=str(path)
@@ -298,6 +306,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     "object_size_estimated": found.get("object_size"),
                     "tta": args.tta,
                     **tracking_settings(args.track, args.mode, out_axes),
+                    "z_mode": args.z_mode,
+                    "anisotropy": anisotropy,
                 },
             )
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
@@ -313,6 +323,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
         what = "objects" if args.mode == "instances" else "classes max"
         what = "tracks" if tracks_csv else what
         size = f", object size {found['object_size']:.0f} px (estimated)" if "object_size" in found else ""
+        if args.mode == "instances" and "Z" in layout.loop_axes:  # a z-stack with a 2D model
+            what = f"{'tracks' if tracks_csv else 'objects'} (z-mode {args.z_mode})"
         tracks = f", tracks {tracks_csv}" if tracks_csv else ""
         print(
             f"{path} -> {out}: {n} {what}, shape {labels.shape} ({out_axes}){size}{tracks}, "

@@ -120,9 +120,9 @@ def test_segment_zcyx_hyperstack_keeps_shape_axes_scale_and_records_provenance(t
     assert labels.data.dtype == np.uint16
     np.testing.assert_allclose(labels.scale, (2.5, 0.5, 0.5))
     assert labels.units == ("micron", "micron", "micron")
-    # default channels (0, 1): the model looks at channel 0, one square per plane, ids unique over Z
+    # default channels (0, 1): the model looks at channel 0, one square per plane, linked over Z (z-mode 3d)
     data = np.asarray(labels.data)
-    assert data.max() == 3
+    assert data.max() == 1
     for z in range(3):
         np.testing.assert_array_equal(data[z] > 0, mask(ONE))
 
@@ -137,7 +137,9 @@ def test_segment_zcyx_hyperstack_keeps_shape_axes_scale_and_records_provenance(t
 
     assert len(lines) == 1
     assert str(tmp_path / "stack.tif") in lines[0] and str(result) in lines[0]
-    assert "3 objects" in lines[0] and "ZYX" in lines[0]
+    assert "1 objects (z-mode 3d)" in lines[0] and "ZYX" in lines[0]
+    assert prov["options"]["z_mode"] == prov["z_mode"] == "3d"
+    assert prov["options"]["anisotropy"] == pytest.approx(5.0)  # 2.5 micron / 0.5 micron, from the file
 
 
 @pytest.mark.parametrize("channels", ["1,0", "nucB,nucA", "1,nucA"])
@@ -149,10 +151,10 @@ def test_channels_option_reorders_channels(tmp_path, capsys, model2, channels):
     )
     assert status == 0, err
     data = np.asarray(read_image(out / "stack_labels.tif").data)
-    assert data.max() == 6  # now channel 1 (two squares per plane) comes first
+    assert data.max() == 2  # now channel 1 (two squares per plane, linked over Z) comes first
     for z in range(3):
         np.testing.assert_array_equal(data[z] > 0, mask(TWO))
-    assert "6 objects" in lines[0]
+    assert "2 objects" in lines[0]
     expected = [1, 0] if channels == "1,0" else ["nucB", "nucA"] if channels == "nucB,nucA" else [1, "nucA"]
     assert read_provenance(out / "stack_labels.tif")["channels"] == expected
 
@@ -560,8 +562,8 @@ def test_console_script(tmp_path, model2):
     err = proc.stderr.splitlines()
     assert_one_error(err, "broken.tif")
     assert leftovers(out) == ["stack_labels.tif"]
-    assert len(proc.stdout.splitlines()) == 1 and "6 objects" in proc.stdout
-    assert np.asarray(read_image(out / "stack_labels.tif").data).max() == 6
+    assert len(proc.stdout.splitlines()) == 1 and "2 objects (z-mode 3d)" in proc.stdout
+    assert np.asarray(read_image(out / "stack_labels.tif").data).max() == 2  # two squares, each linked over Z
 
     proc = subprocess.run([str(script), "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0 and proc.stdout.strip() == f"napari-unet {__version__}"

@@ -679,6 +679,8 @@ def test_options_and_configure_by_name(make_napari_viewer: Any, model_2d: str) -
         "tta": False,
         "track": True,
         "tracks_layer": False,
+        "z_mode": "3d",
+        "anisotropy": None,
     }
     widget.configure(
         model=model_2d,

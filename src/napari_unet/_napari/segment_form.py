@@ -27,7 +27,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QSizePolicy
 
 from ..core.image.axes import parse_channels
-from .segment_job import DEVICES, OUTPUTS, PRECISIONS
+from .segment_job import DEVICES, OUTPUTS, PRECISIONS, Z_MODES
 
 __all__ = ["SegmentForm", "wrap_text"]
 
@@ -41,7 +41,7 @@ def wrap_text(text: str, width: int = 48) -> str:
 
 
 #: Controls whose 0 means "choose automatically" (None in :meth:`SegmentForm.options`).
-_AUTO_ZERO = ("tile_size", "halo", "batch_size", "object_size")
+_AUTO_ZERO = ("tile_size", "halo", "batch_size", "object_size", "anisotropy")
 
 
 class SegmentForm(Container):
@@ -159,10 +159,40 @@ class SegmentForm(Container):
             value=False,
             tooltip="Time-lapses: also add a Tracks layer with each object's centroid over time.",
         )
+        # z-stacks with a 2D model (core/labels/zstack.py)
+        self._z_mode = ComboBox(
+            name="z_mode",
+            label="Z-stacks",
+            choices=list(Z_MODES),
+            value=Z_MODES[0],
+            tooltip="Z-stacks segmented by a 2D model (instances). 3d: 3D objects, a 3D watershed of the "
+            "planes' predictions; stitch: each plane's objects linked to the next plane's by overlap; "
+            "planes: independent labels per plane; 3d-ortho: also predict on the XZ and YZ planes "
+            "(slower; needs the anisotropy).",
+        )
+        self._anisotropy = FloatSpinBox(
+            name="anisotropy",
+            label="Z anisotropy (0 = layer scale)",
+            min=0,
+            max=100,
+            step=0.1,
+            value=0,
+            tooltip="Z spacing / XY spacing of a z-stack. 0: from the layer's scale (napari-unet's "
+            "reader sets it from the file's calibration). Used by 3d-ortho.",
+        )
         self._advanced = Container(
             name="advanced",
             label=" ",
-            widgets=[self._halo, self._batch_size, self._precision, self._tta, self._track, self._tracks_layer],
+            widgets=[
+                self._halo,
+                self._batch_size,
+                self._precision,
+                self._tta,
+                self._track,
+                self._tracks_layer,
+                self._z_mode,
+                self._anisotropy,
+            ],
             labels=True,
         )
         self._advanced.margins = (0, 0, 0, 0)
@@ -229,6 +259,8 @@ class SegmentForm(Container):
             "tta": self._tta,
             "track": self._track,
             "tracks_layer": self._tracks_layer,
+            "z_mode": self._z_mode,
+            "anisotropy": self._anisotropy,
         }
 
     def options(self) -> dict[str, Any]:
@@ -236,8 +268,8 @@ class SegmentForm(Container):
         (``output`` is its ``mode``, or ``"probabilities"``): ``model`` (file path or None),
         ``axes`` and ``channels`` (None when blank), ``output``, ``min_size``, ``object_size``,
         ``tile_size``, ``halo``, ``batch_size`` (None for 0 = auto), ``device``, ``precision``, ``tta``,
-        ``track`` (time-lapses: labels matched across frames) and ``tracks_layer`` (also add a
-        Tracks layer)."""
+        ``track`` (time-lapses: labels matched across frames), ``tracks_layer`` (also add a
+        Tracks layer), ``z_mode``, ``anisotropy`` (None for 0 = from the layer's scale)."""
         values = {name: widget.value for name, widget in self._option_controls().items()}
         for name in _AUTO_ZERO:
             values[name] = values[name] or None
@@ -250,7 +282,8 @@ class SegmentForm(Container):
 
         Names are those of :meth:`options`; None sets ``axes``, ``channels`` to blank and
         ``tile_size``, ``halo``, ``batch_size``, ``object_size`` to 0 (auto). ``channels`` may
-        be a list (``[0, 1]``, ``["DNA", "membrane"]``) or a string (``"0,1"``). ``model``
+        be a list (``[0, 1]``, ``["DNA", "membrane"]``) or a string (``"0,1"``); None sets ``anisotropy``
+        to 0 (from the layer's scale). ``model``
         takes a model file (see ``set_model``).
 
         Raises
@@ -275,3 +308,13 @@ class SegmentForm(Container):
 
     def _choose_model(self, path: Any) -> None:
         self._model.value = path
+
+    def _stack_options(self) -> dict[str, Any]:
+        """The time-lapse options (``track``, ``tracks_layer``), ``z_mode`` and the ``anisotropy`` given
+        (None: from the layer's scale) for a :class:`SegmentJob`."""
+        return {
+            "track": bool(self._track.value),
+            "tracks_layer": bool(self._tracks_layer.value),
+            "z_mode": self._z_mode.value,
+            "anisotropy": float(self._anisotropy.value) or None,
+        }

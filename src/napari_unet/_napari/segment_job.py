@@ -21,13 +21,13 @@ from ..core.image.layout import Layout, plan_layout
 from ..core.image.provenance import build_provenance
 from ..core.labels.tracking import tracking_applies, tracking_settings
 from ..core.model.bundled import DEFAULT_MODEL_NAME, builtin_name, model_label
-from ..core.options import PRECISIONS  # the checked option values; importing it does not import torch
+from ..core.options import PRECISIONS, Z_MODES  # the checked option values; importing them does not import torch
 from .layer_inputs import ImageInput
 
 if TYPE_CHECKING:
     from ..core.progress import Progress
 
-__all__ = ["DEVICES", "OUTPUTS", "PRECISIONS", "SegmentJob", "console_call", "plan_job", "run_segment_job"]
+__all__ = ["DEVICES", "OUTPUTS", "PRECISIONS", "Z_MODES", "SegmentJob", "console_call", "plan_job", "run_segment_job"]
 
 #: Result kinds offered by the Output box.
 OUTPUTS = ("instances", "semantic", "probabilities")
@@ -92,6 +92,10 @@ class SegmentJob:
         The model's classes (names the probability channels).
     model_description : str or None
         The model's description, recorded in the provenance.
+    z_mode : str
+        How a z-stack's planes become labels with a 2D model (:data:`~napari_unet.core.options.Z_MODES`).
+    anisotropy : float or None
+        Z spacing / XY spacing as given; None: from the layer's scale (:attr:`used_anisotropy`).
     """
 
     source: ImageInput
@@ -111,6 +115,23 @@ class SegmentJob:
     tracks_layer: bool = False
     class_names: list[str] = field(default_factory=list)
     model_description: str | None = None
+    z_mode: str = Z_MODES[0]
+    anisotropy: float | None = None
+
+    def __post_init__(self) -> None:
+        from ..core.options import check_inference_options
+
+        check_inference_options(z_mode=self.z_mode, anisotropy=self.anisotropy)
+
+    @property
+    def used_anisotropy(self) -> float | None:
+        """The anisotropy given, else the one the layer's scale says (None when unknown)."""
+        if self.anisotropy is not None:
+            return self.anisotropy
+        from ..core.image.calibration import anisotropy_from_scale
+
+        scale = getattr(self.source.layer, "scale", None)
+        return anisotropy_from_scale(self.source.layer_axes, None if scale is None else tuple(scale))
 
     def core_options(self) -> dict[str, Any]:
         """Keyword options shared by ``iter_predict`` and ``iter_segment``."""
@@ -144,12 +165,21 @@ class SegmentJob:
             "tta": self.tta,
             **tracking_settings(self.track, self.output, self.layout.out_axes),
             "extra_channel_layers": [e.name for e in self.source.extra_layers],
+            "z_mode": self.z_mode,
+            "anisotropy": self.used_anisotropy,
         }
 
     @property
     def makes_tracks(self) -> bool:
         """Whether the worker returns napari Tracks data beside the labels."""
         return self.tracks_layer and tracking_applies(self.track, self.output, self.layout.out_axes)
+
+    def summary(self, result: Any) -> str:
+        """What the status line and the notification say of ``result`` (labels or probabilities)."""
+        if self.output != "instances":
+            return f"shape {tuple(result.shape)}"
+        noun = "tracks" if tracking_applies(self.track, self.output, self.layout.out_axes) else "objects"
+        return f"{int(result.max()) if result.size else 0} {noun}"
 
     def provenance(self) -> dict[str, Any]:
         """What the result layer records about how it was made (the one schema:
@@ -194,8 +224,9 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
         return (yield from iter_predict(job.source.data, model, **job.core_options()))
     from ..core.segment import iter_segment
 
+    zstack = {"z_mode": job.z_mode, "anisotropy": job.used_anisotropy}
     labels = yield from iter_segment(
-        job.source.data, model, mode=job.output, min_size=job.min_size, track=job.track, **job.core_options()
+        job.source.data, model, mode=job.output, min_size=job.min_size, track=job.track, **zstack, **job.core_options()
     )
     if not job.makes_tracks:
         return labels
@@ -260,6 +291,17 @@ def console_call(job: SegmentJob) -> str:
         args.append("tta=True")
     if not job.track and tracking_applies(True, job.output, job.layout.out_axes):
         args.append("track=False")
+    args += _zstack_args(job)
     func, add = ("predict", "add_image") if job.output == "probabilities" else ("segment", "add_labels")
     imports.append(f"from napari_unet import {func}")
     return f"{'; '.join(imports)}; viewer.{add}({func}({', '.join(args)}))"
+
+
+def _zstack_args(job: SegmentJob) -> list[str]:
+    """The z-stack options of :func:`console_call` that differ from the API's defaults."""
+    args = []
+    if job.output == "instances" and job.z_mode != Z_MODES[0]:
+        args.append(f"z_mode={job.z_mode!r}")
+    if job.anisotropy is not None:
+        args.append(f"anisotropy={job.anisotropy!r}")
+    return args

@@ -30,7 +30,6 @@ from napari.layers import Image, Layer
 from napari.utils.notifications import show_error, show_info
 
 from ..core.image.axes import parse_channels
-from ..core.labels.tracking import tracking_applies
 from ..core.model.file import describe_model, read_model_info, summarize_model
 from ..core.options import check_inference_options
 from . import settings
@@ -281,8 +280,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             device=self._device.value,
             precision=self._precision.value,
             tta=bool(self._tta.value),
-            track=bool(self._track.value),
-            tracks_layer=bool(self._tracks_layer.value),
+            **self._stack_options(),
             class_names=list(info["spec"].get("class_names") or []),
             model_description=info["spec"].get("description") or None,
         )
@@ -316,11 +314,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             self.tracks_layer = show_tracks(self._viewer, tracks, **where, provenance=prov)
         name, self.result_layer = result_layer_name(job.source.layer.name, probabilities), target
         settings.add_recent_model(job.model_path)
-        if job.output == "instances":
-            noun = "tracks" if tracking_applies(job.track, job.output, job.layout.out_axes) else "objects"
-            summary = f"{int(result.max()) if result.size else 0} {noun}"
-        else:
-            summary = f"shape {tuple(result.shape)}"
+        summary = job.summary(result)
         if self.estimated_object_size is not None:
             summary += f", object size {self.estimated_object_size:.0f} px (estimated)"
         self._status.value = wrap_text(f"done: {name!r}, {summary}")

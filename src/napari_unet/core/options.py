@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PRECISIONS",
+    "Z_MODES",
+    "check_anisotropy",
     "check_bool",
     "check_channels",
     "check_choice",
@@ -41,6 +43,9 @@ __all__ = [
 ]
 
 PRECISIONS = ("auto", "float32", "bfloat16", "float16")
+#: How a 2D instance model's planes of a z-stack become labels (see :mod:`napari_unet.core.labels.zstack`);
+#: the first is the default.
+Z_MODES = ("3d", "stitch", "planes", "3d-ortho")
 _DEVICES_HINT = "use 'auto', 'cpu', 'cuda', 'cuda:N' (or the integer N) or 'mps'"
 _DEVICE_NAME = re.compile(r"|auto|(cpu|gpu|cuda|mps)(:\d+)?|\d+")
 
@@ -243,6 +248,13 @@ def _check_axes(value: Any) -> Any:
     raise ValueError(f"axes must be a string such as 'ZCYX' or None, got {_got(value)}")
 
 
+def check_anisotropy(value: Any) -> float | None:
+    """None (unknown) or the Z spacing over the XY spacing of a z-stack, a positive number."""
+    return check_number(
+        "anisotropy", value, positive=True, optional=True, what="a positive number (Z spacing / XY spacing)"
+    )
+
+
 _INFERENCE: dict[str, Callable[[Any], Any]] = {
     "device": check_device,
     "precision": lambda v: check_choice("precision", v, PRECISIONS),
@@ -263,6 +275,9 @@ _INFERENCE: dict[str, Callable[[Any], Any]] = {
     "track": lambda v: check_bool("track", v),
     "max_gap": lambda v: check_int("max_gap", v, 0),
     "min_iou": lambda v: check_number("min_iou", v, minimum=0, maximum=1, what="an IoU"),
+    # z-stacks with a 2D instance model (core/labels/zstack.py)
+    "z_mode": lambda v: check_choice("z_mode", v, Z_MODES),
+    "anisotropy": check_anisotropy,
 }
 
 
@@ -270,8 +285,8 @@ def check_inference_options(**options: Any) -> dict[str, Any]:
     """Check the options of ``predict``/``segment``/``evaluate`` that are given; returns them normalised.
 
     Known names: device, precision, tile_size, halo, batch_size, object_size, compile, tta,
-    min_size, mode, channels, axes, progress, and for time-lapses track, max_gap (frames an
-    object may be missing) and min_iou. Other names pass through unchanged.
+    min_size, mode, channels, axes, progress, z_mode, anisotropy, and for time-lapses track, max_gap
+    (frames an object may be missing) and min_iou. Other names pass through unchanged.
     """
     return {k: _INFERENCE[k](v) if k in _INFERENCE else v for k, v in options.items()}
 

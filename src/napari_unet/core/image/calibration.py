@@ -116,3 +116,22 @@ def imagej_channel_names(ij: dict, shape: tuple[int, ...], axes: str) -> list[st
     if len(found) == n_channels and sorted(found) == list(range(1, n_channels + 1)):
         return [found[i] for i in sorted(found)]
     return None
+
+
+def anisotropy_from_scale(axes: str, scale: Any) -> float | None:
+    """Z spacing / X spacing from per-axis ``scale`` (a file's or a napari layer's), or None.
+
+    None when ``axes`` has no ``Z``, ``scale`` does not have one entry per axis, a spacing is not
+    positive and finite, or every spatial spacing is exactly 1 (what files without calibration and
+    layers without a scale give: unknown, not known to be isotropic).
+    """
+    if scale is None or "Z" not in axes or "X" not in axes:
+        return None
+    values = [float(s) for s in scale]
+    if len(values) != len(axes):
+        return None
+    spacing = dict(zip(axes, values))
+    spatial = [spacing[a] for a in "ZYX" if a in spacing]
+    if not all(math.isfinite(s) and s > 0 for s in spatial) or all(s == 1.0 for s in spatial):
+        return None
+    return spacing["Z"] / spacing["X"]

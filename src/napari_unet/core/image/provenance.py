@@ -15,7 +15,8 @@ and the napari writer) builds its record here, so files and layers carry the sam
     the options used (a mapping; the CLI also keeps them at the top level, as it always did);
     for instance labels, ``track`` says whether the labels of a time-lapse were matched across
     frames, and when they were, ``track_max_gap`` and ``track_min_iou`` give the settings
-    (:func:`~napari_unet.core.labels.tracking.tracking_settings` makes these entries).
+    (:func:`~napari_unet.core.labels.tracking.tracking_settings` makes these entries); for
+    z-stacks ``z_mode`` and the ``anisotropy`` used (None when unknown), see docs/stacks.md.
 
 :func:`normalize_provenance` reads records written before this schema (the panel's ``image``
 and ``image_axes``) under the new names; :func:`~napari_unet.core.image.io.read_provenance`

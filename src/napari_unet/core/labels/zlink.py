@@ -1,0 +1,148 @@
+"""Linking 2D instance labels plane to plane into 3D objects (the ``"stitch"`` Z mode).
+
+A 2D model segments a z-stack one plane at a time, so a nucleus spanning 20 planes comes out as
+20 unrelated labels. :func:`link_planes` walks the stack along Z and gives each object of a plane
+the label of the object of the plane before it that it overlaps best, when their IoU (intersection
+over union of the two 2D masks) is at least ``threshold``. The matching is one to one (an object
+continues at most one object and is continued by at most one): within each group of objects
+linked by candidate pairs, :func:`scipy.optimize.linear_sum_assignment` picks the pairs with the
+largest summed IoU. Objects left unmatched start new 3D objects; a 3D object ends at the first
+plane where nothing continues it (a gap of one plane splits it).
+
+Only the previous plane is held besides the stack itself (which is relabelled in place), and the
+overlaps come from sparse counts of the label pairs that actually touch, so the extra memory is
+O(plane) and the time is linear in the stack's size (plus the assignment of small groups).
+"""
+
+from __future__ import annotations
+
+import logging
+from numbers import Real
+
+import numpy as np
+
+from .making import smallest_label_dtype
+
+logger = logging.getLogger(__name__)
+
+#: Default IoU needed to link an object to one in the plane before (see ``benchmarks/zstack.py``).
+DEFAULT_LINK_IOU = 0.1
+
+
+def check_link_iou(value: object) -> float:
+    """``value`` as an IoU threshold in (0, 1]; anything else raises a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not 0 < float(value) <= 1:
+        raise ValueError(f"link_iou must be a number in (0, 1] (an IoU), got {value!r} ({type(value).__name__})")
+    return float(value)
+
+
+def match_planes(previous: np.ndarray, current: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-to-one matches between the objects of two planes with IoU >= ``threshold``.
+
+    Parameters
+    ----------
+    previous, current : numpy.ndarray
+        Integer labels of two planes of the same shape (0 = background).
+    threshold : float
+        Smallest IoU of a match.
+
+    Returns
+    -------
+    prev_ids, cur_ids : numpy.ndarray
+        ``int64`` label pairs: ``cur_ids[i]`` continues ``prev_ids[i]``.
+    """
+    from scipy.optimize import linear_sum_assignment
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    empty = np.zeros(0, np.int64)
+    both = (previous != 0) & (current != 0)
+    if not both.any():
+        return empty, empty
+    p_ids, p_area = np.unique(previous[previous != 0], return_counts=True)
+    c_ids, c_area = np.unique(current[current != 0], return_counts=True)
+    pi = np.searchsorted(p_ids, previous[both])
+    ci = np.searchsorted(c_ids, current[both])
+    pairs, inter = np.unique(pi.astype(np.int64) * len(c_ids) + ci, return_counts=True)
+    pr, cr = np.divmod(pairs, len(c_ids))
+    iou = inter / (p_area[pr] + c_area[cr] - inter)
+    keep = iou >= threshold
+    pr, cr, iou = pr[keep], cr[keep], iou[keep]
+    if pr.size == 0:
+        return empty, empty
+    # groups of objects joined by candidate pairs; most are a single pair (IoU > 0.5 is always unique)
+    n_p = len(p_ids)
+    graph = coo_matrix((np.ones(pr.size), (pr, n_p + cr)), shape=(n_p + len(c_ids),) * 2)
+    _, group = connected_components(graph, directed=False)
+    pair_group = group[pr]
+    order = np.argsort(pair_group, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(pair_group[order]) != 0])
+    out_p: list[np.ndarray] = []
+    out_c: list[np.ndarray] = []
+    for begin, end in zip(starts, np.r_[starts[1:], order.size]):
+        sel = order[begin:end]
+        if sel.size == 1:
+            out_p.append(pr[sel])
+            out_c.append(cr[sel])
+            continue
+        rows, row_of = np.unique(pr[sel], return_inverse=True)
+        cols, col_of = np.unique(cr[sel], return_inverse=True)
+        cost = np.zeros((rows.size, cols.size))
+        cost[row_of, col_of] = -iou[sel]
+        r, c = linear_sum_assignment(cost)
+        ok = cost[r, c] < 0  # a pair below the threshold is no pair
+        out_p.append(rows[r[ok]])
+        out_c.append(cols[c[ok]])
+    return p_ids[np.concatenate(out_p)].astype(np.int64), c_ids[np.concatenate(out_c)].astype(np.int64)
+
+
+def link_planes(labels: np.ndarray, *, threshold: float = DEFAULT_LINK_IOU) -> np.ndarray:
+    """Link the 2D objects of a ``(..., Z, Y, X)`` label stack into 3D objects.
+
+    Parameters
+    ----------
+    labels : numpy.ndarray
+        Integer labels, shape ``(*leading, Z, Y, X)``; each plane's objects are independent 2D
+        objects (their ids need not be unique over the stack). Each index into the leading
+        axes (e.g. a time point) is linked on its own. Relabelled in place when it is a writable
+        numpy array of a dtype that holds the result.
+    threshold : float
+        IoU (0..1] an object needs with an object of the plane before to continue it.
+
+    Returns
+    -------
+    numpy.ndarray
+        Labels of the same shape: ``1 .. N`` over the whole array (unique across the leading
+        axes too), ``uint16`` (``uint32`` beyond 65535 objects).
+    """
+    threshold = check_link_iou(threshold)
+    labels = np.asarray(labels)
+    if labels.ndim < 3:
+        raise ValueError(f"link_planes needs labels with (..., Z, Y, X) axes, got shape {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array, got dtype {labels.dtype}")
+    total = 0
+    for index in np.ndindex(*labels.shape[:-3]):
+        stack = labels[index]
+        previous: np.ndarray | None = None
+        for z in range(stack.shape[0]):
+            plane = stack[z]
+            ids = np.unique(plane)
+            ids = ids[ids != 0]
+            new = np.zeros(ids.size, np.int64)
+            if previous is not None and ids.size:
+                p_match, c_match = match_planes(previous, plane, threshold)
+                new[np.searchsorted(ids, c_match)] = p_match
+            fresh = new == 0
+            new[fresh] = np.arange(total + 1, total + 1 + int(fresh.sum()))
+            total += int(fresh.sum())
+            if total > np.iinfo(labels.dtype).max:
+                labels = labels.astype(smallest_label_dtype(total))
+                stack, plane = labels[index], labels[index][z]
+            lut_keys = np.r_[0, ids]
+            values = np.r_[0, new]
+            plane[...] = values[np.searchsorted(lut_keys, plane)]
+            previous = plane
+    out_dtype = smallest_label_dtype(total)
+    logger.info("z-linking: %d 3D object(s), IoU >= %.2f", total, threshold)
+    return labels if labels.dtype == out_dtype else labels.astype(out_dtype)
