@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser(
         "segment", help="segment image files, writing <stem>_labels.tif (and <stem>_tracks.csv for time-lapses)"
     )
-    seg.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s)")
+    seg.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s) or zarr / OME-Zarr folder(s) (.zarr)"
+    )
     seg.add_argument(
         "--model",
         "-m",
@@ -100,6 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="Z spacing / XY spacing of a z-stack (default: from the file's calibration); used by 3d-ortho",
+    )
+    # zarr / OME-Zarr inputs (core/image/zarr_read.py)
+    seg.add_argument(
+        "--level",
+        type=_int_at_least(0),
+        default=None,
+        help="resolution level of multiscale OME-Zarr inputs (default 0: full resolution)",
     )
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
 

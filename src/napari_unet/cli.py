@@ -2,7 +2,7 @@
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
                         [--device] [--tile-size] [--min-size] [--tta] [--no-track] [--z-mode]
-                        [--anisotropy]
+                        [--anisotropy] [--level]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
@@ -212,7 +212,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 @warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
     from .core.image.calibration import anisotropy_from_scale
-    from .core.image.io import read_image, write_labels
+    from .core.image.io import write_labels
     from .core.inference.planning import plan_for
     from .core.labels.tracking import tracking_applies, tracking_settings, tracks_from_labels, write_tracks_csv
     from .core.model.file import load_model
@@ -242,7 +242,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     for path, out in zip(args.inputs, outputs):
         start = time.perf_counter()
         try:
-            img = read_image(path)
+            img = _read_input(path, args)
             axes = args.axes.upper() if args.axes else img.axes
             anisotropy = args.anisotropy
             if anisotropy is None and len(axes) == len(img.scale):
@@ -308,6 +308,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     **tracking_settings(args.track, args.mode, out_axes),
                     "z_mode": args.z_mode,
                     "anisotropy": anisotropy,
+                    **({"level": img.metadata["level"]} if "level" in img.metadata else {}),  # zarr inputs
                 },
             )
             write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
@@ -331,6 +332,20 @@ def cmd_segment(args: argparse.Namespace) -> int:
             f"{time.perf_counter() - start:.1f} s"
         )
     return 1 if failures else 0
+
+
+def _read_input(path: Path, args: argparse.Namespace) -> Any:
+    """``read_image`` of one input (a TIFF or a zarr store, ``--level``); with ``--axes`` given, the
+    guess for a plain zarr array is not worth a warning."""
+    import warnings
+
+    from .core.image.axes import AxesGuessWarning
+    from .core.image.io import read_image
+
+    with warnings.catch_warnings():
+        if args.axes:
+            warnings.simplefilter("ignore", AxesGuessWarning)
+        return read_image(path, level=args.level)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

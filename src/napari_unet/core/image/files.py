@@ -51,9 +51,9 @@ def _umask() -> int:
 
 
 def file_stem(path: str | os.PathLike) -> str:
-    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``."""
+    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``, ``a.ome.zarr`` → ``a``."""
     name = pathlib.Path(path).name
-    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return pathlib.Path(path).stem
