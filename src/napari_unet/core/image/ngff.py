@@ -327,3 +327,12 @@ def check_labels_layout(
         raise ValueError(f"scale {scale} must be positive and finite for every axis of '{axes}'")
     units = [None if u is None else str(u) for u in per_axis("units", units, axes, None)]
     return shape, axes, dtype, chunks, scale, units
+
+
+def check_labels_name(name: str) -> str:
+    """``name`` if it can name labels in a ``labels`` group, else ValueError."""
+    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith((".", "__")):
+        raise ValueError(
+            f"labels name {name!r} must be a non-empty folder name without '/' that does not start with '.'"
+        )
+    return name

@@ -61,6 +61,7 @@ from ..._version import __version__
 from .ngff import (
     build_pyramid,
     check_labels_layout,
+    check_labels_name,
     check_region,
     create_level,
     label_colors,
@@ -84,14 +85,6 @@ _PARTIAL = ".partial"
 
 def _jsonable(value: Any) -> Any:
     return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith((".", "__")):
-        raise ValueError(
-            f"labels name {name!r} must be a non-empty folder name without '/' that does not start with '.'"
-        )
-    return name
 
 
 def _locate(
@@ -174,8 +167,9 @@ def create_labels(
         Labels ``name`` (or an unfinished write of them) exist and neither ``overwrite`` nor ``resume``.
     """
     zarr = require_zarr()
-    root, name = pathlib.Path(root), _check_name(name)
+    root, name = pathlib.Path(root), check_labels_name(name)
     shape, axes, dtype, chunks, scale, units = check_labels_layout(shape, axes, dtype, chunks, scale, units)
+    color_list = label_colors(colors)
     into, fmt, final, partial, taken = _locate(root, name, zarr_format)
     made_labels_group = False
     if taken and not overwrite:
@@ -210,7 +204,7 @@ def create_labels(
             "chunks": list(chunks),
             "scale": scale,
             "units": units,
-            "colors": label_colors(colors),
+            "colors": color_list,
             "provenance": _jsonable(dict(provenance or {})),
             "overwrite": bool(overwrite),
             "made_labels_group": made_labels_group,
