@@ -30,6 +30,7 @@ import numpy as np
 from ._cli_errors import CLIError, report
 from ._cli_parser import build_parser
 from ._cli_warnings import warnings_as_lines
+from ._cli_zarr import check_zarr_args, zarr_targets
 from .core.image.axes import parse_channels
 from .core.image.files import file_stem as output_stem
 from .core.image.provenance import build_provenance
@@ -231,17 +232,23 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise CLIError(f"--model: {err}") from None
     model_name = model_label(model_file)  # what the provenance records: "nuclei" for the built-in model
     model = load_model(model_file)
-    outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
-    seen: dict[Path, Path] = {}
-    for path, out in zip(args.inputs, outputs):
-        if out in seen:
-            raise CLIError(f"inputs {seen[out]} and {path} have the same name: both would be written to {out}")
-        seen[out] = path
-    args.output.mkdir(parents=True, exist_ok=True)
+    targets = zarr_targets(args)  # OME-Zarr outputs (--output OUT.zarr, --into-input), else None
+    if targets:
+        outputs = [t.labels_path for t in targets]
+    else:
+        outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
+        seen: dict[Path, Path] = {}
+        for path, out in zip(args.inputs, outputs):
+            if out in seen:
+                raise CLIError(f"inputs {seen[out]} and {path} have the same name: both would be written to {out}")
+            seen[out] = path
+        args.output.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for path, out in zip(args.inputs, outputs):
+    for i, (path, out) in enumerate(zip(args.inputs, outputs)):
         start = time.perf_counter()
         try:
+            if targets:
+                targets[i].check()  # an existing output or labels name fails before segmenting
             img = _read_input(path, args)
             axes = args.axes.upper() if args.axes else img.axes
             anisotropy = args.anisotropy
@@ -311,10 +318,15 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     **({"level": img.metadata["level"]} if "level" in img.metadata else {}),  # zarr inputs
                 },
             )
-            write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
+            if targets:  # OME-Zarr labels, block by block (_cli_zarr.py)
+                kw = {"image_axes": axes, "axes": out_axes, "scale": scale, "units": units}
+                targets[i].write(img, labels, **kw, provenance=provenance)
+            else:
+                write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
             tracks_csv = None
             if tracking_applies(args.track, args.mode, out_axes):  # time-lapse: <stem>_tracks.csv beside
-                tracks_csv = out.with_name(f"{output_stem(path)}_tracks.csv")
+                beside = targets[i].container if targets else out
+                tracks_csv = beside.with_name(f"{output_stem(path)}_tracks.csv")
                 write_tracks_csv(tracks_csv, tracks_from_labels(labels, axes=out_axes), out_axes)
         except Exception as err:  # noqa: BLE001 - one line per failed input, then the next input
             failures += 1
@@ -351,6 +363,8 @@ def _read_input(path: Path, args: argparse.Namespace) -> Any:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "segment":
+        check_zarr_args(parser, args)  # --output or --into-input
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="napari-unet: %(levelname)s: %(message)s"
     )

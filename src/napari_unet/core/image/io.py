@@ -330,7 +330,9 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
     Parameters
     ----------
     path : str or os.PathLike
-        A TIFF written by :func:`write_labels` (ImageJ ``Info`` JSON or shaped JSON description).
+        A TIFF written by :func:`write_labels` (ImageJ ``Info`` JSON or shaped JSON description),
+        or OME-Zarr labels written by :mod:`~napari_unet.core.image.zarr_write` (e.g.
+        ``IMAGE.zarr/labels/<name>``).
 
     Returns
     -------
@@ -339,6 +341,12 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
         Records written before the one schema (:mod:`~napari_unet.core.image.provenance`) are
         read with their old keys also under the new names.
     """
+    from .zarr_read import is_zarr_path
+
+    if is_zarr_path(path):
+        from .ngff import read_zarr_provenance
+
+        return read_zarr_provenance(path)
     meta = read_image(path).metadata
     if "shaped" in meta:
         prov = meta["shaped"].get("provenance")
