@@ -42,7 +42,13 @@ def test_bundled_model_ships_and_describes_itself():
     assert spec["class_names"] == ["background", "interior", "boundary"]
     assert spec["object_size"] and 10 < spec["object_size"] < 60
     assert info["architecture"]["heads"] == ["distance"] and spec["size_model"]["weights"]
-    assert set(spec["postprocess"]) == {"seed_threshold", "min_seed_size", "keep_seedless", "fill_holes"}
+    assert set(spec["postprocess"]) == {
+        "seed_threshold",
+        "min_seed_size",
+        "keep_seedless",
+        "fill_holes",
+        "foreground_threshold",
+    }
     assert spec["channel_names"] == ["nuclei"] and spec["halo"]
     assert "DSB2018" in spec["description"] and "build" not in spec["description"]
     assert "nuclei" in bundled_models()
