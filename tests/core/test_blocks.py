@@ -1,11 +1,11 @@
 """Block-wise segmentation on dask.distributed equals the in-memory ``segment``/``predict``.
 
-One ``LocalCluster`` of two worker processes (one thread each) serves the whole module.
+One ``LocalCluster`` of two worker processes (one thread each) serves the whole module
+(the ``dask_client`` fixture of tests/core/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ import torch
 
 pytest.importorskip("dask")
 pytest.importorskip("zarr")
-distributed = pytest.importorskip("distributed")
+pytest.importorskip("distributed")
 
 from napari_unet.core.blocks.run import segment_blocks  # noqa: E402
 from napari_unet.core.blocks.worker import worker_info  # noqa: E402
@@ -27,17 +27,6 @@ from napari_unet.core.segment import iter_segment  # noqa: E402
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 SAMPLE = Path(SRC) / "napari_unet" / "data" / "nuclei_dsb2018.tif"
-
-
-@pytest.fixture(scope="module")
-def client():
-    # worker processes import this checkout, like the test process
-    os.environ["PYTHONPATH"] = os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])])
-    cluster = distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0")
-    client = distributed.Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
 
 
 def random_net(n_classes: int = 3) -> UNet:
@@ -67,33 +56,33 @@ def same_up_to_relabelling(a: np.ndarray, b: np.ndarray) -> bool:
     return len(np.unique(pairs[:, 0])) == len(pairs) == len(np.unique(pairs[:, 1]))
 
 
-def test_probabilities_and_semantic_labels_equal_the_in_memory_result(client, tmp_path: Path) -> None:
+def test_probabilities_and_semantic_labels_equal_the_in_memory_result(dask_client, tmp_path: Path) -> None:
     net = random_net()
     image = smooth_image((200, 232))  # not a multiple of the blocks
     halo = 48  # >= the network's receptive radius (29 px)
     whole = predict(image, net, axes="YX", device="cpu", tile_size=512)
     result = segment_blocks(
-        image, net, axes="YX", out=tmp_path / "p.zarr", mode="probabilities", block=64, halo=halo, client=client
+        image, net, axes="YX", out=tmp_path / "p.zarr", mode="probabilities", block=64, halo=halo, client=dask_client
     )
     probs = result.out[:]
     assert probs.shape == (3, 200, 232) and result.n_blocks == 16 == len(result.run)
     assert np.abs(probs - whole).max() < 1e-4
     expected = drain(iter_segment(image, net, axes="YX", mode="semantic", device="cpu", tile_size=512))
     sem = segment_blocks(
-        image, net, axes="YX", out=tmp_path / "s.zarr", mode="semantic", block=(64, 96), halo=halo, client=client
+        image, net, axes="YX", out=tmp_path / "s.zarr", mode="semantic", block=(64, 96), halo=halo, client=dask_client
     )
     assert sem.out.dtype == np.uint8 and sem.out.chunks == (64, 96)
     np.testing.assert_array_equal(sem.out[:], expected)
 
 
-def test_instances_equal_the_in_memory_result_and_border_nuclei_are_one_object(client, tmp_path: Path) -> None:
+def test_instances_equal_the_in_memory_result_and_border_nuclei_are_one_object(dask_client, tmp_path: Path) -> None:
     model = load_model(resolve_model_file(None)).double()
     image = nuclei()
     options = {"axes": "YX", "estimate_size": False, "halo": 144}  # 144 >= receptive radius 137: exact
     expected = drain(iter_segment(image, model, device="cpu", tile_size=1024, **options))
     events = []
     result = segment_blocks(
-        image, model, out=tmp_path / "i.zarr", block=128, client=client, progress=events.append, **options
+        image, model, out=tmp_path / "i.zarr", block=128, client=dask_client, progress=events.append, **options
     )
     labels = result.out[:]
     assert same_up_to_relabelling(labels, expected)
@@ -109,14 +98,14 @@ def test_instances_equal_the_in_memory_result_and_border_nuclei_are_one_object(c
     assert set(result.devices.values()) == {"cpu"}
 
 
-def test_the_model_is_loaded_once_per_worker(client, tmp_path: Path) -> None:
+def test_the_model_is_loaded_once_per_worker(dask_client, tmp_path: Path) -> None:
     net = random_net(2)
     image = smooth_image((96, 128), seed=1)
     for k in range(2):
         segment_blocks(
-            image, net, axes="YX", out=tmp_path / f"{k}.zarr", mode="semantic", block=32, halo=32, client=client
+            image, net, axes="YX", out=tmp_path / f"{k}.zarr", mode="semantic", block=32, halo=32, client=dask_client
         )
-    info = client.run(worker_info)
+    info = dask_client.run(worker_info)
     assert len(info) == 2
     loads = [n for worker in info.values() for n in worker["loads"].values()]
     assert loads and max(loads) == 1  # every model, once per worker process, however many runs and blocks

@@ -131,8 +131,19 @@ def read_halo(net_halo: int, object_margin: int, multiple: int) -> int:
     return -(-halo // multiple) * multiple
 
 
-def model_checksum(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
+def model_checksum(model: Any) -> str:
+    """SHA-256 of a network's weights, architecture and spec (a model file's bytes also hold the
+    time it was written, so two saves of one network differ)."""
+    import dataclasses
+    import json
+
+    digest = hashlib.sha256()
+    digest.update(json.dumps(model.config, sort_keys=True, default=str).encode())
+    digest.update(json.dumps(dataclasses.asdict(model.spec), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode() + str(tensor.dtype).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def run_signature(

@@ -183,7 +183,7 @@ def iter_segment_blocks(
         plan = BlockPlan(tuple(spatial), edges, (context,) * len(spatial), 1 if zoomed else model.size_multiple)
         model_bytes = _model_bytes(model)
         double = next(model.parameters()).dtype == torch_float64()
-        checksum = model_checksum(model_bytes) + ("-float64" if double else "")
+        checksum = model_checksum(model)
         options = {
             "mode": mode,
             "min_size": int(min_size),
