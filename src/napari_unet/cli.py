@@ -2,7 +2,8 @@
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
                         [--device] [--tile-size] [--min-size] [--tta] [--no-track] [--z-mode]
-                        [--anisotropy]
+                        [--anisotropy] [--scheduler local|tcp://HOST:PORT] [--workers N] [--resume]
+                        [--block PX] [--max-object PX]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
@@ -238,6 +239,10 @@ def cmd_segment(args: argparse.Namespace) -> int:
             raise CLIError(f"inputs {seen[out]} and {path} have the same name: both would be written to {out}")
         seen[out] = path
     args.output.mkdir(parents=True, exist_ok=True)
+    if args.scheduler is not None or any(p.suffix == ".zarr" for p in args.inputs):  # block-wise, dask.distributed
+        from ._cli_blocks import segment_files_blocks
+
+        return segment_files_blocks(args, model, channels)
     failures = 0
     for path, out in zip(args.inputs, outputs):
         start = time.perf_counter()
