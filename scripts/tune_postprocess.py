@@ -8,7 +8,7 @@ Each validation image is predicted once, exactly as ``napari-unet segment`` does
 every combination of seed threshold, smallest seed, "keep seedless regions" and "fill holes" is turned into
 labels and scored (pooled AP50 and mean AP over IoU 0.5..0.95); then, with the best of those, every
 foreground threshold (a pixel is in an object when 1 - P(background) reaches it) with every seed
-threshold. The table is printed, best by mean AP first; ``--write`` stores the best settings in the
+threshold. The table is printed, best first by AP50 + mean AP; ``--write`` stores the best settings in the
 model file (``spec.postprocess``).
 
 ``--fit-size`` first fits the model's object-size regression on the given training images
@@ -75,6 +75,10 @@ def main() -> int:
         )
         cached.append((probs, tifffile.imread(mask_path)))
 
+    def rank(row: tuple) -> tuple[float, float]:
+        """Both targets count: AP50 (finding the nuclei) plus mean AP (their outlines); then mean AP."""
+        return row[0] + row[1], row[0]
+
     def score(settings: dict) -> tuple[float, float]:
         counts = []
         for probs, truth in cached:
@@ -94,14 +98,14 @@ def main() -> int:
     for thr, seed, keep, fill in itertools.product(SEED_THRESHOLDS, MIN_SEED_SIZES, KEEP_SEEDLESS, FILL_HOLES):
         settings = {"seed_threshold": thr, "min_seed_size": seed, "keep_seedless": keep, "fill_holes": fill}
         rows.append((*score(settings), settings))
-    rows.sort(key=lambda row: row[:2], reverse=True)
+    rows.sort(key=rank, reverse=True)
     # stage 2: the foreground threshold, with the seed threshold, around stage 1's best
     stage1 = rows[0][2]
     for fg, thr in itertools.product(FOREGROUND_THRESHOLDS, SEED_THRESHOLDS):
         if fg is not None:
             settings = {**stage1, "seed_threshold": thr, "foreground_threshold": fg}
             rows.append((*score(settings), settings))
-    rows.sort(key=lambda row: row[:2], reverse=True)
+    rows.sort(key=rank, reverse=True)
     print(f"{len(cached)} images; current settings {model.spec.postprocess}")
     print(
         f"{'seed thr':>8} | {'min seed':>8} | {'seedless':>8} | {'holes':>5} | {'fg thr':>6} | "

@@ -1,6 +1,6 @@
 """``napari-unet segment --scheduler ...``: block-wise segmentation on dask.distributed from the shell.
 
-Used for zarr inputs (a zarr array's folder) and whenever ``--scheduler`` is given; writes
+Used when ``--scheduler`` is given (TIFF or zarr / OME-Zarr inputs, read lazily); writes
 ``<stem>_labels.zarr`` (a zarr array, chunks = blocks) into the output folder, with the run's
 completion records beside it (``<stem>_labels.zarr.blocks``) so ``--resume`` can continue it.
 """
@@ -15,13 +15,17 @@ from typing import Any
 from ._cli_errors import CLIError
 
 
-def input_array(path: Path) -> tuple[Any, str | None, Any]:
-    """``(array or zarr path, axes from the file or None, channel names)`` for one input."""
-    if path.suffix == ".zarr" or (path / "zarr.json").is_file() or (path / ".zarray").is_file():
-        return str(path), None, None
+def input_array(path: Path, level: int | None = None) -> tuple[Any, str | None, Any]:
+    """``(array, axes, channel names)`` of one input: ``read_image`` (TIFF, or zarr / OME-Zarr read
+    lazily as a dask array, ``--level``)."""
+    import warnings
+
+    from .core.image.axes import AxesGuessWarning
     from .core.image.io import read_image
 
-    img = read_image(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AxesGuessWarning)  # a plain zarr array: --axes or the guess
+        img = read_image(path, level=level)
     return img.data, img.axes, img.channel_names
 
 
@@ -36,7 +40,7 @@ def segment_files_blocks(args: argparse.Namespace, model: Any, channels: Any) ->
         start = time.perf_counter()
         out = args.output / f"{path.name.removesuffix('.zarr') if path.suffix == '.zarr' else path.stem}_labels.zarr"
         try:
-            image, file_axes, names = input_array(path)
+            image, file_axes, names = input_array(path, getattr(args, "level", None))
             axes = args.axes.upper() if args.axes else file_axes
             gen = iter_segment_blocks(
                 image,
@@ -74,3 +78,20 @@ def segment_files_blocks(args: argparse.Namespace, model: Any, channels: Any) ->
             f"{objects}, {time.perf_counter() - start:.1f} s)"
         )
     return 1 if failures else 0
+
+
+def cmd_segment_blocks(args: argparse.Namespace) -> int:
+    """``segment --scheduler``: block-wise on dask.distributed (:mod:`napari_unet._cli_blocks`)."""
+    from .cli import _parse_channels
+    from .core.model.bundled import resolve_model_file
+    from .core.model.file import load_model
+    from .core.options import resolve_device
+
+    channels = _parse_channels(args.channels)
+    resolve_device(args.device)
+    try:
+        model_file = resolve_model_file(args.model)
+    except ValueError as err:
+        raise CLIError(f"--model: {err}") from None
+    args.output.mkdir(parents=True, exist_ok=True)
+    return segment_files_blocks(args, load_model(model_file), channels)

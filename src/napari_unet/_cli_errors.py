@@ -19,6 +19,8 @@ __all__ = ["DEBUG_ENV", "CLIError", "cli_message", "one_line", "report"]
 DEBUG_ENV = "NAPARI_UNET_DEBUG"
 #: Errors whose message is written for users; anything else is unexpected and named by its type.
 _EXPECTED = (ValueError, TypeError, OSError, MemoryError)
+#: Import errors whose message is written for users: a missing extra, with its install command.
+_EXPECTED_IMPORTS = ("MissingExtraError",)
 # Core messages name Python keyword arguments; on the command line the options are meant.
 _CLI_WORDING = (("channels=[...]", "--channels"), ("pick one with channels=", "pick one with --channels"))
 
@@ -57,7 +59,7 @@ def report(err: BaseException, args: argparse.Namespace | None, prefix: str = ""
         text = str(err)
     elif isinstance(err, MemoryError):
         text = f"out of memory: {cli_message(err)}" if str(err) else "out of memory"
-    elif isinstance(err, _EXPECTED):
+    elif isinstance(err, _EXPECTED) or type(err).__name__ in _EXPECTED_IMPORTS:
         text = cli_message(err)
     else:  # a bug or an environment problem: say what it is and how to see more
         text = f"{type(err).__name__}: {cli_message(err)}"

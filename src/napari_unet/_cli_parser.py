@@ -37,7 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser(
         "segment", help="segment image files, writing <stem>_labels.tif (and <stem>_tracks.csv for time-lapses)"
     )
-    seg.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s)")
+    seg.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="TIFF image file(s) or zarr / OME-Zarr folder(s) (.zarr)"
+    )
     seg.add_argument(
         "--model",
         "-m",
@@ -51,7 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="typical object diameter in pixels: zoom so objects match the model's training size",
     )
-    seg.add_argument("--output", "-o", type=Path, required=True, help="output folder (created if needed)")
+    seg.add_argument(
+        "--output",
+        "-o",
+        type=Path,
+        default=None,
+        help="output folder (created if needed), or OUT.zarr: a new OME-Zarr with the image and its labels",
+    )
     seg.add_argument("--axes", help="axes of the input when its file has none, e.g. ZCYX")
     seg.add_argument("--channels", help="channels to feed the model, by index or name: 0,2 or DAPI")
     seg.add_argument("--mode", choices=("instances", "semantic"), default="instances")
@@ -125,6 +133,25 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_at_least(0),
         default=None,
         help="largest object diameter a block's halo must hold (default: twice the object size)",
+    )
+    # zarr / OME-Zarr inputs (core/image/zarr_read.py)
+    seg.add_argument(
+        "--level",
+        type=_int_at_least(0),
+        default=None,
+        help="resolution level of multiscale OME-Zarr inputs (default 0: full resolution)",
+    )
+    # OME-Zarr outputs (_cli_zarr.py, docs/big-data.md)
+    seg.add_argument(
+        "--into-input",
+        action="store_true",
+        help="write the labels into each input OME-Zarr, as IN.zarr/labels/<name> (instead of --output)",
+    )
+    seg.add_argument("--labels-name", default=None, help="name of the labels in the OME-Zarr (default <stem>_labels)")
+    seg.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing OUT.zarr or labels of that name (TIFF outputs are always replaced)",
     )
     seg.add_argument("--no-progress", action="store_true", help="no progress bar")
 

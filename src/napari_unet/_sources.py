@@ -92,15 +92,17 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
     """Array, axes, name and channel names from an array, an ImageFile or a napari Image layer.
 
     Axes are chosen with :func:`~napari_unet.core.image.axes.choose_axes`: ``axes`` when given, else
-    those recorded with the image (``layer.metadata["axes"]``, set by napari-unet's reader, or
-    the file's axes; ignored, with a ``note`` that predict and segment log, when they do not fit), else
+    those recorded with the image (``layer.metadata["axes"]``, set by napari-unet's reader, a
+    layer's ``axis_labels`` when they are t/c/z/y/x letters, or the file's axes; ignored, with a
+    ``note`` that predict and segment log, when they do not fit), else
     ``...YXS`` for an RGB layer, ``YX`` for 2D data, else guessed: here when ``guess`` is True
     (silently; ``origin`` says so), otherwise later by the core, with a warning.
 
     Parameters
     ----------
-    image : array-like, napari Image layer (any object with ``data`` and ``name``) or ImageFile
-        The image.
+    image : array-like, napari Image layer (any object with ``data`` and ``name``), ImageFile or path
+        The image; a path (TIFF, zarr / OME-Zarr) is read with ``read_image`` (level 0; read other
+        levels with ``read_image(path, level=n)``). A multiscale layer gives its level 0, lazily.
     axes : str, optional
         Its axes; wins over anything recorded.
     guess : bool
@@ -120,6 +122,10 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
     from .core.image.io import ImageFile
 
     scale = None
+    if isinstance(image, (str, os.PathLike)):  # a file or zarr store: read it (zarr stays lazy)
+        from .core.image.io import read_image
+
+        image = read_image(image)
     if isinstance(image, ImageFile):
         data, name, names, recorded, rgb = image.data, str(image.path), _names(image.channel_names), image.axes, False
         scale = tuple(image.scale)
@@ -129,11 +135,23 @@ def image_source(image: Any, axes: str | None = None, *, guess: bool = False) ->
         meta = getattr(image, "metadata", None) or {}
         data = image.data[0] if getattr(image, "multiscale", False) else image.data
         name, names, recorded = f"layer {image.name!r}", _names(meta.get("channel_names")), meta.get("axes")
+        recorded = recorded or _axes_from_labels(image, len(np.shape(data)))
         rgb = bool(getattr(image, "rgb", False))
         scale = _layer_scale(image, len(np.shape(data)))
     check_not_empty(np.shape(data), name)  # before the axes: an empty image is not an axes problem
     choice = choose_axes(np.shape(data), axes, recorded=recorded, rgb=rgb, guess=guess)
     return ImageSource(data, choice.axes, name, names, choice.origin, choice.note, scale)
+
+
+def _axes_from_labels(layer: Any, ndim: int) -> str | None:
+    """Axes from a layer's ``axis_labels`` when they are letters t/c/z/y/x (as OME-Zarr readers such
+    as napari-ome-zarr set them), else None; napari's default labels (``"-2"``, ``"-1"``) are not axes."""
+    labels = [str(a).strip().upper() for a in (getattr(layer, "axis_labels", None) or ())]
+    if getattr(layer, "rgb", False):
+        labels.append("S")
+    if len(labels) != ndim or not all(len(a) == 1 and a in "TCZYXS" for a in labels):
+        return None
+    return "".join(labels)
 
 
 def _layer_scale(layer: Any, ndim: int) -> tuple[float, ...] | None:

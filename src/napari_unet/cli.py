@@ -2,8 +2,8 @@
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
                         [--device] [--tile-size] [--min-size] [--tta] [--no-track] [--z-mode]
-                        [--anisotropy] [--scheduler local|tcp://HOST:PORT] [--workers N] [--resume]
-                        [--block PX] [--max-object PX]
+                        [--anisotropy] [--level] [--scheduler local|tcp://HOST:PORT] [--workers N]
+                        [--resume] [--block PX] [--max-object PX]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
@@ -31,6 +31,7 @@ import numpy as np
 from ._cli_errors import CLIError, report
 from ._cli_parser import build_parser
 from ._cli_warnings import warnings_as_lines
+from ._cli_zarr import check_zarr_args, zarr_targets
 from .core.image.axes import parse_channels
 from .core.image.files import file_stem as output_stem
 from .core.image.provenance import build_provenance
@@ -213,7 +214,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 @warnings_as_lines()
 def cmd_segment(args: argparse.Namespace) -> int:
     from .core.image.calibration import anisotropy_from_scale
-    from .core.image.io import read_image, write_labels
+    from .core.image.io import write_labels
     from .core.inference.planning import plan_for
     from .core.labels.tracking import tracking_applies, tracking_settings, tracks_from_labels, write_tracks_csv
     from .core.model.file import load_model
@@ -232,22 +233,24 @@ def cmd_segment(args: argparse.Namespace) -> int:
         raise CLIError(f"--model: {err}") from None
     model_name = model_label(model_file)  # what the provenance records: "nuclei" for the built-in model
     model = load_model(model_file)
-    outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
-    seen: dict[Path, Path] = {}
-    for path, out in zip(args.inputs, outputs):
-        if out in seen:
-            raise CLIError(f"inputs {seen[out]} and {path} have the same name: both would be written to {out}")
-        seen[out] = path
-    args.output.mkdir(parents=True, exist_ok=True)
-    if args.scheduler is not None or any(p.suffix == ".zarr" for p in args.inputs):  # block-wise, dask.distributed
-        from ._cli_blocks import segment_files_blocks
-
-        return segment_files_blocks(args, model, channels)
+    targets = zarr_targets(args)  # OME-Zarr outputs (--output OUT.zarr, --into-input), else None
+    if targets:
+        outputs = [t.labels_path for t in targets]
+    else:
+        outputs = [args.output / f"{output_stem(p)}_labels.tif" for p in args.inputs]
+        seen: dict[Path, Path] = {}
+        for path, out in zip(args.inputs, outputs):
+            if out in seen:
+                raise CLIError(f"inputs {seen[out]} and {path} have the same name: both would be written to {out}")
+            seen[out] = path
+        args.output.mkdir(parents=True, exist_ok=True)
     failures = 0
-    for path, out in zip(args.inputs, outputs):
+    for i, (path, out) in enumerate(zip(args.inputs, outputs)):
         start = time.perf_counter()
         try:
-            img = read_image(path)
+            if targets:
+                targets[i].check()  # an existing output or labels name fails before segmenting
+            img = _read_input(path, args)
             axes = args.axes.upper() if args.axes else img.axes
             anisotropy = args.anisotropy
             if anisotropy is None and len(axes) == len(img.scale):
@@ -313,12 +316,18 @@ def cmd_segment(args: argparse.Namespace) -> int:
                     **tracking_settings(args.track, args.mode, out_axes),
                     "z_mode": args.z_mode,
                     "anisotropy": anisotropy,
+                    **({"level": img.metadata["level"]} if "level" in img.metadata else {}),  # zarr inputs
                 },
             )
-            write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
+            if targets:  # OME-Zarr labels, block by block (_cli_zarr.py)
+                kw = {"image_axes": axes, "axes": out_axes, "scale": scale, "units": units}
+                targets[i].write(img, labels, **kw, provenance=provenance)
+            else:
+                write_labels(out, labels, axes=out_axes, scale=scale, units=units, provenance=provenance)
             tracks_csv = None
             if tracking_applies(args.track, args.mode, out_axes):  # time-lapse: <stem>_tracks.csv beside
-                tracks_csv = out.with_name(f"{output_stem(path)}_tracks.csv")
+                beside = targets[i].container if targets else out
+                tracks_csv = beside.with_name(f"{output_stem(path)}_tracks.csv")
                 write_tracks_csv(tracks_csv, tracks_from_labels(labels, axes=out_axes), out_axes)
         except Exception as err:  # noqa: BLE001 - one line per failed input, then the next input
             failures += 1
@@ -338,9 +347,25 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _read_input(path: Path, args: argparse.Namespace) -> Any:
+    """``read_image`` of one input (a TIFF or a zarr store, ``--level``); with ``--axes`` given, the
+    guess for a plain zarr array is not worth a warning."""
+    import warnings
+
+    from .core.image.axes import AxesGuessWarning
+    from .core.image.io import read_image
+
+    with warnings.catch_warnings():
+        if args.axes:
+            warnings.simplefilter("ignore", AxesGuessWarning)
+        return read_image(path, level=args.level)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "segment":
+        check_zarr_args(parser, args)  # --output or --into-input
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING, format="napari-unet: %(levelname)s: %(message)s"
     )
@@ -352,6 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "evaluate": cmd_evaluate,
             "demo": cmd_demo,
         }
+        if args.command == "segment" and args.scheduler is not None:  # block-wise on dask.distributed
+            from ._cli_blocks import cmd_segment_blocks as segment_blocks
+
+            commands["segment"] = segment_blocks
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)

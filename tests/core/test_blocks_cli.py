@@ -57,7 +57,8 @@ def test_cli_segments_a_zarr_input_block_wise_and_resumes(tmp_path: Path, monkey
     model = save_model(threshold_net(), tmp_path / "t.safetensors")
     source = as_zarr(squares(), tmp_path / "image.zarr")
     argv = ["segment", str(source), "--model", str(model), "--output", str(tmp_path / "out"), "--axes", "YX",
-            "--workers", "1", "--block", "32", "--halo", "0", "--max-object", "16", "--no-progress"]  # fmt: skip
+            "--scheduler", "local", "--workers", "1", "--block", "32", "--halo", "0", "--max-object", "16",
+            "--no-progress"]  # fmt: skip
     assert main(argv) == 0
     line = capsys.readouterr().out
     assert "image_labels.zarr (12 blocks, 12 run, 0 resumed, 24 objects" in line

@@ -60,7 +60,7 @@ def test_semantic_labels_and_images_without_t_are_not_relabelled() -> None:
     stack = timelapse()
     semantic = napari_unet.segment(stack, threshold_net(1), axes="TYX", mode="semantic", device="cpu")
     assert set(np.unique(semantic)) == {0, 1}
-    zyx = napari_unet.segment(stack, threshold_net(1), axes="ZYX", device="cpu")
+    zyx = napari_unet.segment(stack, threshold_net(1), axes="ZYX", z_mode="planes", device="cpu")
     assert len(np.unique(zyx)) - 1 == 2 * N_FRAMES, "a z-stack of 2D planes: no matching across T"
 
 

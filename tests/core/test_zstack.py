@@ -116,14 +116,20 @@ def test_zcyx_and_tzyx_stacks(net):
     zcyx = np.stack([other, image], axis=1)
     labels = run(zcyx, net, axes="ZCYX", channels=[1], z_mode="3d")
     assert labels.shape == SHAPE and same_partition(labels, truth)
-    # each time point gets its own 3D labels, ids unique over the time-lapse
+    # each time point gets its own 3D labels, ids unique over the time-lapse (track=False) ...
     moved = np.roll(truth, 5, axis=2)
     tzyx = np.stack([image, image_of(moved, seed=1)])
     for z_mode in ("3d", "stitch"):
-        labels = run(tzyx, net, axes="TZYX", z_mode=z_mode)
+        labels = run(tzyx, net, axes="TZYX", z_mode=z_mode, track=False)
         assert labels.shape == (2, *SHAPE) and labels.max() == 6
         assert same_partition(labels[0], truth) and same_partition(labels[1], moved)
         assert not set(np.unique(labels[0])[1:]) & set(np.unique(labels[1])[1:])
+        # ... and by default the 3D objects keep their ids from one time point to the next
+        tracked = run(tzyx, net, axes="TZYX", z_mode=z_mode)
+        assert tracked.max() == 3 and same_partition(tracked[0], truth) and same_partition(tracked[1], moved)
+        for obj in range(1, 4):
+            ids = {int(np.unique(tracked[t][np.roll(truth, 5 * t, axis=2) == obj])[0]) for t in (0, 1)}
+            assert len(ids) == 1
     # Z after Y and X in the file: the result keeps the input's axis order
     yxz = np.moveaxis(image, 0, -1)
     assert same_partition(np.moveaxis(run(yxz, net, axes="YXZ", z_mode="3d"), -1, 0), truth)

@@ -172,7 +172,9 @@ def _stored_provenance(image: ImageFile) -> dict | None:
     return read_provenance(image.path) if candidate else None
 
 
-def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> list[LayerData]:
+def image_file_to_layer_data(
+    image: ImageFile, *, name: str | None = None, levels: Sequence[Any] | None = None
+) -> list[LayerData]:
     """Convert an :class:`~napari_unet.core.image.io.ImageFile` into napari layer data.
 
     Parameters
@@ -182,6 +184,10 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
     name : str, optional
         Layer name (single layer) or prefix of ``"<name> ch<i>"`` when the file has no channel
         names; default: the file name without its TIFF extension.
+    levels : sequence of arrays, optional
+        A multiscale image: every level, full resolution first, with ``image.axes`` (``image.data``
+        is level 0). The layer data is then that list (napari's multiscale), each level cut and
+        ordered like level 0; contrast limits come from the smallest level.
 
     Returns
     -------
@@ -205,11 +211,13 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
         return [labels_layer_data(image, name=stem, metadata={"channel_names": names, "provenance": provenance})]
 
     single_name: str | None = None
+    dropped = ""
     for letter in "CS":
         if letter in axes and data.shape[axes.index(letter)] == 1:
             if letter == names_axis and names:
                 single_name = names[0]
             data, axes = _drop_axis(data, axes, letter)
+            dropped += letter
             logger.debug("%s: dropped the %s axis of length 1", image.path, letter)
     names_axis_present = names_axis in axes
 
@@ -220,22 +228,26 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
         if not axes.endswith("S"):
             data = np.moveaxis(data, axes.index("S"), -1)
             axes = axes.replace("S", "") + "S"
+    data, probe = _with_levels(data, levels, image.axes, dropped, rgb)  # probe: read for contrast limits
     if "C" in axes:
         split = "C"
     elif "S" in axes and not rgb:
         split = "S"
     if "C" in axes and "S" in axes and not rgb:
-        logger.info("%s: split along C; its S axis (length %d) stays a slider", image.path, data.shape[axes.index("S")])
+        logger.info(
+            "%s: split along C; its S axis (length %d) stays a slider", image.path, probe.shape[axes.index("S")]
+        )
 
     if split is None:
         layer_names = names if (names_axis_present and rgb) else ([single_name] if single_name else None)
         metadata = {**source, "channel_names": layer_names}
         kwargs = _layer_kwargs(stem, axes, scale, units, rgb=rgb, metadata=metadata)
-        kwargs["contrast_limits"] = [0.0, 255.0] if rgb else list(robust_contrast_limits(data))
+        kwargs["contrast_limits"] = [0.0, 255.0] if rgb else list(robust_contrast_limits(probe))
+        kwargs.update(_multiscale(data))
         return [(data, kwargs, "image")]
 
     channel_axis = axes.index(split)
-    n_channels = data.shape[channel_axis]
+    n_channels = probe.shape[channel_axis]
     layer_axes = axes.replace(split, "")
     if names and split == names_axis and len(names) == n_channels:
         channel_names = [str(n) for n in names]
@@ -255,7 +267,7 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
         "colormap": colormaps,
         "blending": "additive",
         "rgb": False,
-        "contrast_limits": [list(robust_contrast_limits(data[index + (i,)])) for i in range(n_channels)],
+        "contrast_limits": [list(robust_contrast_limits(probe[index + (i,)])) for i in range(n_channels)],
         # per-channel lists, so napari never mistakes a per-axis tuple for a per-channel one
         "scale": [base["scale"]] * n_channels,
         "axis_labels": [base["axis_labels"]] * n_channels,
@@ -272,10 +284,34 @@ def image_file_to_layer_data(image: ImageFile, *, name: str | None = None) -> li
     }
     if "units" in base:
         kwargs["units"] = [base["units"]] * n_channels
+    kwargs.update(_multiscale(data))
     logger.debug(
         "%s: %d channels along %s (axis %d) named %s", image.path, n_channels, split, channel_axis, channel_names
     )
     return [(data, kwargs, "image")]
+
+
+def _with_levels(data: Any, levels: Sequence[Any] | None, axes: str, dropped: str, rgb: bool) -> tuple[Any, Any]:
+    """``(layer data, array to read contrast limits from)``: ``data`` twice for one level; for a
+    multiscale image every level cut like level 0 (:func:`_like_level0`), and the smallest one."""
+    if levels is None or len(levels) < 2:
+        return data, data
+    cut = [_like_level0(level, axes, dropped, rgb) for level in levels]
+    return cut, cut[-1]
+
+
+def _multiscale(data: Any) -> dict[str, Any]:
+    return {"multiscale": True} if isinstance(data, list) else {}
+
+
+def _like_level0(level: Any, axes: str, dropped: str, rgb: bool) -> Any:
+    """One level of a multiscale image (axes ``axes``) with the length-1 axes ``dropped`` and, for
+    RGB, the samples moved last, as :func:`image_file_to_layer_data` does with level 0."""
+    for letter in dropped:
+        level, axes = _drop_axis(level, axes, letter)
+    if rgb and not axes.endswith("S"):
+        level = np.moveaxis(level, axes.index("S"), -1)
+    return level
 
 
 def labels_layer_data(image: ImageFile, *, name: str, metadata: dict[str, Any] | None = None) -> LayerData:

@@ -95,7 +95,7 @@ def _earlier_result(viewer: napari.viewer.Viewer, kind: type, name: str, source:
 
 def show_result(
     viewer: napari.viewer.Viewer,
-    result: np.ndarray,
+    result: Any,
     *,
     image: Layer,
     image_axes: str,
@@ -110,8 +110,9 @@ def show_result(
     ----------
     viewer : napari.viewer.Viewer
         The viewer.
-    result : numpy.ndarray
-        Labels with axes ``out_axes``, or probabilities ``(n_classes, *out_axes)``.
+    result : array-like
+        Labels with axes ``out_axes``, or probabilities ``(n_classes, *out_axes)``: numpy, or a dask or
+        zarr array (results too large for memory), which the layer reads plane by plane, never whole.
     image : napari.layers.Layer
         The segmented layer: the result takes its calibration and name.
     image_axes : str

@@ -178,6 +178,8 @@ class SegmentJob:
         """What the status line and the notification say of ``result`` (labels or probabilities)."""
         if self.output != "instances":
             return f"shape {tuple(result.shape)}"
+        if not isinstance(result, np.ndarray):  # dask- or zarr-backed (too large for memory): not read here
+            return f"shape {tuple(result.shape)} (not loaded)"
         noun = "tracks" if tracking_applies(self.track, self.output, self.layout.out_axes) else "objects"
         return f"{int(result.max()) if result.size else 0} {noun}"
 

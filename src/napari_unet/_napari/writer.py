@@ -1,9 +1,10 @@
-"""napari writer for Labels layers: a TIFF with axes, scale, units and provenance.
+"""napari writers for Labels layers: a TIFF, or OME-Zarr labels (``.zarr``), with axes, scale, units and provenance.
 
 npe2 command ``napari-unet.write_labels`` (single-layer writer signature ``(path, data,
 attributes)``). The file is written by :func:`napari_unet.core.image.io.write_labels`, atomically:
 an ImageJ hyperstack (Fiji opens it calibrated) when the labels fit ImageJ, else a tifffile
-"shaped" TIFF. napari-unet's reader opens it again as a Labels layer.
+"shaped" TIFF. napari-unet's reader opens it again as a Labels layer. ``napari-unet.write_labels_zarr``
+writes ``.zarr`` paths as OME-Zarr labels (:func:`write_labels_zarr`, docs/big-data.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from napari_unet.core.image.io import write_labels
 from napari_unet.core.image.provenance import complete_provenance
 
-__all__ = ["default_axes", "labels_for_file", "write_labels_layer"]
+__all__ = ["default_axes", "labels_for_file", "write_labels_layer", "write_labels_zarr"]
 
 logger = logging.getLogger(__name__)
 
@@ -140,3 +141,53 @@ def write_labels_layer(path: str, data: Any, meta: dict) -> list[str]:
     written = write_labels(file, labels, axes=axes, scale=scale, units=units, provenance=provenance)
     logger.info("saved labels layer %r (%s, axes %s) to %s", meta.get("name"), labels.shape, axes, written)
     return [str(written)]
+
+
+def write_labels_zarr(path: str, data: Any, meta: dict) -> list[str]:
+    """Write one Labels layer as OME-Zarr labels (npe2 single-layer writer for ``.zarr``).
+
+    ``path`` (``.zarr`` appended when missing) that does not exist becomes a new OME-Zarr (zarr v3,
+    NGFF 0.5) whose root is the label image; an existing OME-Zarr image gets the layer as
+    ``path/labels/<layer name>`` (replacing labels of that name: napari asked before saving over
+    ``path``). Axes, scale, units and provenance as for :func:`write_labels_layer`; axes are
+    reordered to NGFF order (``ZTYX`` → ``TZYX``). The data is read one chunk at a time, so a
+    dask- or zarr-backed layer is never loaded whole.
+
+    Returns
+    -------
+    list of str
+        ``[labels group written]``.
+    """
+    from napari_unet.core.image.ngff import ome_attrs
+    from napari_unet.core.image.zarr_copy import write_labels_array
+    from napari_unet.core.image.zarr_write import open_ome_group
+
+    root = pathlib.Path(path)
+    if not root.name.lower().endswith(".zarr"):
+        root = root.with_name(root.name + ".zarr")
+    labels = labels_for_file(data) if isinstance(data, np.ndarray) else data  # lazy data keeps its dtype
+    metadata = dict(meta.get("metadata") or {})
+    axes = _layer_axes(labels.ndim, metadata, meta.get("axis_labels"))
+    scale = meta.get("scale")
+    scale = [float(s) for s in scale] if scale is not None and len(scale) == labels.ndim else None
+    units = _layer_units(labels.ndim, meta.get("units"), metadata)
+    name = str(meta.get("name") or "labels").replace("/", "_").lstrip(".") or "labels"
+    provenance = complete_provenance(metadata.get("provenance"), layer_name=str(meta.get("name", "")))
+    if root.exists():
+        found = ome_attrs(open_ome_group(root))
+        if "image-label" in found and "napari_unet" in dict(open_ome_group(root).attrs):
+            pass  # our own labels file: replaced below as a whole
+        elif "multiscales" not in found or "image-label" in found:
+            raise ValueError(f"'{root}' exists and is not an OME-Zarr image to add labels to; choose a new name")
+        else:
+            written = write_labels_array(
+                root, name, labels, axes=axes, scale=scale, units=units, provenance=provenance, overwrite=True
+            )
+            return [str(written)]
+    from napari_unet.core.image.files import atomic_directory
+
+    with atomic_directory(root, replace=True) as tmp:
+        tmp.rmdir()  # create_labels makes the new OME-Zarr itself
+        write_labels_array(tmp, name, labels, axes=axes, scale=scale, units=units, provenance=provenance)
+    logger.info("saved labels layer %r (%s, axes %s) to %s", meta.get("name"), labels.shape, axes, root)
+    return [str(root)]

@@ -1,4 +1,4 @@
-"""Writing files safely and naming outputs: :func:`atomic_write`, :func:`file_stem`.
+"""Writing files safely and naming outputs: :func:`atomic_write`, :func:`atomic_directory`, :func:`file_stem`.
 
 Used for every file napari-unet writes (labels, model files, overlays, settings).
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import tempfile
 from collections.abc import Iterator
 
@@ -51,9 +52,48 @@ def _umask() -> int:
 
 
 def file_stem(path: str | os.PathLike) -> str:
-    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``."""
+    """File name without its (possibly double) image extension: ``a.ome.tif`` → ``a``, ``a.ome.zarr`` → ``a``."""
     name = pathlib.Path(path).name
-    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif"):
+    for ext in (".ome.tiff", ".ome.tif", ".tiff", ".tif", ".ome.zarr", ".zarr"):
         if name.lower().endswith(ext):
             return name[: -len(ext)]
     return pathlib.Path(path).stem
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike, *, replace: bool = False) -> Iterator[pathlib.Path]:
+    """Yield a new hidden folder beside ``path``; move it onto ``path`` only if the block succeeds.
+
+    For outputs that are folders (an OME-Zarr). On an exception the folder is removed and any
+    existing ``path`` is left untouched. An existing ``path`` is replaced only with ``replace``
+    (it is removed once the new folder is in place).
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``replace`` is false (checked before and after the block).
+    """
+    path = pathlib.Path(path)
+    if path.exists() and not replace:
+        raise FileExistsError(f"'{path}' exists")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        yield tmp
+        old = None
+        if path.exists():
+            if not replace:
+                raise FileExistsError(f"'{path}' exists")
+            old = path.with_name(f"{tmp.name}.old")
+            os.replace(path, old)
+        try:
+            os.replace(tmp, path)
+        except BaseException:
+            if old is not None:
+                os.replace(old, path)
+            raise
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

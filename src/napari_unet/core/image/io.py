@@ -1,6 +1,7 @@
-"""Read microscopy TIFFs with their axes and calibration; write label images with provenance.
+"""Read microscopy TIFFs (and zarr / OME-Zarr) with their axes and calibration; write label images with provenance.
 
-Everything here is plain numpy + tifffile: no napari, no Qt, no torch.
+Everything here is plain numpy + tifffile: no napari, no Qt, no torch. zarr and OME-Zarr inputs are
+read by :mod:`.zarr_read` (lazily, as dask arrays), which :func:`read_image` hands them to.
 
 * :func:`read_image` returns an :class:`ImageFile`: the (lazily memory-mapped where possible)
   array in the file's own axis order, its axes string, physical scale, units and channel names,
@@ -49,9 +50,11 @@ class ImageFile:
 
     Attributes
     ----------
-    data : numpy.ndarray
+    data : numpy.ndarray or dask.array.Array
         Pixel data in the file's own axis order; a read-only :class:`numpy.memmap` when the file is
-        uncompressed and contiguous. Byte order is the file's (ImageJ writes big-endian).
+        uncompressed and contiguous. Byte order is the file's (ImageJ writes big-endian). For zarr
+        and OME-Zarr inputs a lazy dask array over the zarr array (chunks = zarr chunks): index it,
+        never ``np.asarray`` it whole.
     axes : str
         Uppercase tifffile axes letters, one per dimension of ``data``, e.g. ``"ZCYX"``, ``"YXS"``.
     scale : tuple of float
@@ -64,10 +67,12 @@ class ImageFile:
         The file read.
     metadata : dict
         Raw metadata for provenance: ``{"kind": series kind, "imagej": dict}``, ``{"kind": "ome",
-        "ome_xml": str}``, ``{"kind": "shaped", "shaped": dict}`` or just ``{"kind": ...}``.
+        "ome_xml": str}``, ``{"kind": "shaped", "shaped": dict}`` or just ``{"kind": ...}``; zarr:
+        ``{"kind": "ome-zarr", "ngff": "0.4"/"0.5", "level": n, "levels": [shapes], ...}`` or
+        ``{"kind": "zarr", ...}`` (see :func:`~.zarr_read.read_zarr`).
     """
 
-    data: np.ndarray
+    data: Any
     axes: str
     scale: tuple[float, ...]
     units: tuple[str | None, ...]
@@ -88,13 +93,18 @@ def _load(path: pathlib.Path, series: tifffile.TiffPageSeries, shape: tuple[int,
     return series.asarray().reshape(shape)
 
 
-def read_image(path: str | os.PathLike) -> ImageFile:
+def read_image(path: str | os.PathLike, *, level: int | None = None) -> ImageFile:
     """Read the first series of a TIFF with its axes, scale, units and channel names.
 
     Parameters
     ----------
     path : str or os.PathLike
-        A TIFF file: ImageJ hyperstack, OME-TIFF, tifffile "shaped" TIFF or plain TIFF.
+        A TIFF file: ImageJ hyperstack, OME-TIFF, tifffile "shaped" TIFF or plain TIFF; or a zarr
+        store (a ``.zarr`` folder, or a folder with zarr metadata): OME-Zarr (NGFF 0.4/0.5) or a
+        plain zarr array, read lazily by :func:`~.zarr_read.read_zarr`.
+    level : int, optional
+        Resolution level of a multiscale OME-Zarr image (None or 0: full resolution). A TIFF
+        has only level 0.
 
     Returns
     -------
@@ -107,15 +117,43 @@ def read_image(path: str | os.PathLike) -> ImageFile:
         If ``path`` does not exist.
     ImageReadError
         If the file exists but is not a readable TIFF (not a TIFF, truncated, corrupt, an axis
-        of length 0: see :func:`~napari_unet.core.image.tiffcheck.series_problem`).
+        of length 0: see :func:`~napari_unet.core.image.tiffcheck.series_problem`), or not a
+        readable zarr / OME-Zarr image.
+    ValueError
+        ``level`` is not a level of the image (the message lists them).
+    napari_unet.core.image.zarr_read.MissingExtraError
+        A zarr input without zarr/dask installed (the message names ``pip install "napari-unet[zarr]"``).
     """
+    from .zarr_read import is_zarr_path, read_zarr  # imports zarr itself only when reading one
+
+    if is_zarr_path(path):
+        return read_zarr(path, level=level)
+    if level is not None and (isinstance(level, bool) or level != 0):
+        raise ValueError(
+            f"level={level!r}: '{path}' is not a multiscale image (a TIFF has one level, 0); "
+            "level= applies to OME-Zarr inputs"
+        )
     return _read(path, pixels=True)
 
 
 def check_image_file(path: str | os.PathLike) -> None:
     """Raise what :func:`read_image` would raise for ``path``, reading no pixel data (header and
     metadata only); the napari reader accepts exactly the files that pass."""
-    _read(path, pixels=False)
+    from .zarr_read import is_zarr_path, read_zarr
+
+    if is_zarr_path(path):
+        read_zarr(path, pixels=False)
+    else:
+        _read(path, pixels=False)
+
+
+def _not_a_file(path: pathlib.Path) -> ImageReadError:
+    if path.is_dir():
+        return ImageReadError(
+            f"cannot read '{path}' as an image: it is a folder without zarr metadata "
+            "(zarr.json, .zgroup or .zarray), not an image file"
+        )
+    return ImageReadError(f"cannot read '{path}' as an image: it is not a file")
 
 
 def _read(path: str | os.PathLike, *, pixels: bool) -> ImageFile:
@@ -123,7 +161,7 @@ def _read(path: str | os.PathLike, *, pixels: bool) -> ImageFile:
     if not path.exists():
         raise FileNotFoundError(f"image file not found: '{path}'")
     if not path.is_file():
-        raise ImageReadError(f"cannot read '{path}' as an image: it is not a file")
+        raise _not_a_file(path)
     try:
         problem = magic_problem(path)
         if problem:
@@ -292,7 +330,9 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
     Parameters
     ----------
     path : str or os.PathLike
-        A TIFF written by :func:`write_labels` (ImageJ ``Info`` JSON or shaped JSON description).
+        A TIFF written by :func:`write_labels` (ImageJ ``Info`` JSON or shaped JSON description),
+        or OME-Zarr labels written by :mod:`~napari_unet.core.image.zarr_write` (e.g.
+        ``IMAGE.zarr/labels/<name>``).
 
     Returns
     -------
@@ -301,6 +341,12 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
         Records written before the one schema (:mod:`~napari_unet.core.image.provenance`) are
         read with their old keys also under the new names.
     """
+    from .zarr_read import is_zarr_path
+
+    if is_zarr_path(path):
+        from .ngff import read_zarr_provenance
+
+        return read_zarr_provenance(path)
     meta = read_image(path).metadata
     if "shaped" in meta:
         prov = meta["shaped"].get("provenance")
