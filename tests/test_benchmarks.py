@@ -125,3 +125,14 @@ def test_zstack_benchmark_prints_its_tables(tmp_path):
     rows = [line.split()[0] for line in out.splitlines() if line.strip()]
     assert {"3d", "planes", "stitch@0.25"} <= set(rows)
     assert "no real stack in" in out
+
+
+def test_big_data_benchmark_prints_its_table():
+    import pytest
+
+    pytest.importorskip("distributed")
+    pytest.importorskip("zarr")
+    out = _run(str(BENCH / "big_data.py"), "--size", "256", "--block", "128", "--workers", "1")
+    assert "image 256x256 uint16" in out
+    rows = [line.split("  ")[0].strip() for line in out.splitlines()]
+    assert "in memory" in rows and "blocks, 1 worker" in rows

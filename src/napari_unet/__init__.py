@@ -14,6 +14,7 @@ from ._version import __version__
 
 _LAZY = {
     "segment": "napari_unet.api",
+    "segment_blocks": "napari_unet._api_blocks",
     "predict": "napari_unet.api",
     "estimate_object_size": "napari_unet.api",
     "load_model": "napari_unet.api",

@@ -109,6 +109,31 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="Z spacing / XY spacing of a z-stack (default: from the file's calibration); used by 3d-ortho",
     )
+    # block-wise runs on dask.distributed (core/blocks; docs/big-data.md)
+    seg.add_argument(
+        "--scheduler",
+        default=None,
+        help="segment block by block on dask.distributed, writing <stem>_labels.zarr: 'local' (a LocalCluster; "
+        "the default for zarr inputs) or a scheduler address tcp://host:8786",
+    )
+    seg.add_argument(
+        "--workers",
+        type=_int_at_least(1),
+        default=None,
+        help="worker processes of --scheduler local (default: one per GPU, else one)",
+    )
+    seg.add_argument(
+        "--resume", action="store_true", help="continue an interrupted block-wise run (its completion records)"
+    )
+    seg.add_argument(
+        "--block", type=_int_at_least(1), default=None, help="block edge in pixels, whole output chunks (default 1024)"
+    )
+    seg.add_argument(
+        "--max-object",
+        type=_int_at_least(0),
+        default=None,
+        help="largest object diameter a block's halo must hold (default: twice the object size)",
+    )
     # zarr / OME-Zarr inputs (core/image/zarr_read.py)
     seg.add_argument(
         "--level",

@@ -1,0 +1,372 @@
+"""The driver of a block-wise run: global statistics once, blocks on dask.distributed, stitching.
+
+:func:`iter_segment_blocks` yields :class:`~napari_unet.core.progress.Progress` events and returns
+a :class:`BlocksResult`; :func:`segment_blocks` runs it to the end. Steps:
+
+1. the image's layout (:func:`~napari_unet.core.inference.planning.plan_for`), the output opened or
+   created, the block grid (:mod:`.plan`): blocks = whole output chunks;
+2. on the cluster, the normalisation percentiles over the whole image
+   (:func:`~napari_unet.core.image.normalize.compute_percentiles`, the in-memory function), then the
+   object size (:func:`~napari_unet.core.inference.sizing.iter_object_size`) and the network's
+   halo, once;
+3. the run signature and its completion records (:mod:`.resume`): with ``resume`` only the blocks
+   without a record run;
+4. one task per block (:func:`~.worker.segment_block`), the model sent once per worker
+   (:class:`~.worker.ModelPlugin`);
+5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..image.rescale import zoom_factor
+from ..inference.planning import plan_for
+from ..inference.sizing import auto_zoom_size, can_estimate_size, iter_object_size
+from ..labels.postprocess import MODES
+from ..model.unet import UNet
+from ..options import check_inference_options
+from ..progress import Progress, drain
+from .arrays import DEFAULT_CHUNK, as_dask, close, connect, open_output, target_of
+from .plan import BlockPlan, choose_block, model_checksum, read_halo, require, run_signature
+from .resume import default_records, read_record, start_records
+
+log = logging.getLogger(__name__)
+
+#: Block-wise output modes: the label modes and the class probabilities.
+BLOCK_MODES = (*MODES, "probabilities")
+
+
+@dataclass
+class BlocksResult:
+    """What a block-wise run did.
+
+    Attributes
+    ----------
+    out : zarr.Array
+        The output (labels, or probabilities with the classes first).
+    n_objects : int or None
+        Instances: objects after stitching.
+    run, skipped : list of int
+        Ids of the blocks segmented now, and of those already done (resume).
+    devices : dict
+        Worker name → device it ran on.
+    """
+
+    out: Any
+    n_blocks: int
+    run: list[int]
+    skipped: list[int]
+    n_objects: int | None
+    lo: np.ndarray
+    hi: np.ndarray
+    object_size: float | None
+    halo: tuple[int, ...]
+    records: Path
+    dashboard: str | None = None
+    devices: dict[str, str] = field(default_factory=dict)
+
+
+def iter_segment_blocks(
+    image: Any,
+    model: UNet,
+    *,
+    out: Any,
+    axes: str | None = None,
+    channels: Any = None,
+    channel_names: Sequence[str] | None = None,
+    mode: str = "instances",
+    min_size: int = 0,
+    block: int | Sequence[int] | None = None,
+    max_object: int | None = None,
+    scheduler: str | None = None,
+    client: Any = None,
+    workers: int | None = None,
+    resume: bool = False,
+    records: str | Path | None = None,
+    object_size: float | None = None,
+    estimate_size: bool = True,
+    percentiles: tuple[float, float] | None = None,
+    halo: int | None = None,
+    image_name: str = "image",
+    **predict_options: Any,
+) -> Generator[Progress, None, BlocksResult]:
+    """Segment ``image`` block by block on a dask.distributed cluster into the zarr array ``out``.
+
+    Parameters
+    ----------
+    image : numpy, dask or zarr array, or the path of a zarr array
+        A 2D image (with channels) for a 2D model, or a volume for a 3D model; axes ``axes``.
+    model : UNet
+        The network (sent to each worker once, as its model file).
+    out : zarr.Array or path
+        Labels (``image``'s shape without channels) or, for ``mode="probabilities"``,
+        ``(n_classes, *spatial)``; created (uint32 / uint8 / float32, chunks of 1024) when the
+        path does not exist. Its chunks are the blocks.
+    mode : {"instances", "semantic", "probabilities"}
+    block : int or sequence of int, optional
+        Block edges, whole output chunks; default the output's chunks.
+    max_object : int, optional
+        Largest object diameter (pixels) a block's halo must hold (instances, and semantic
+        regions with ``min_size``); default twice the object size.
+    scheduler : "local" or str, optional
+        ``"local"`` (default): a ``LocalCluster`` of ``workers`` processes; ``"tcp://host:8786"``:
+        a running scheduler. ``client``: a ``distributed.Client`` to use instead.
+    resume : bool
+        Continue the run recorded in ``records`` (default ``<out store>.blocks/``): only blocks
+        without a completion record run; the run signature must match (ValueError).
+    object_size, estimate_size, percentiles, halo, axes, channels, channel_names, **predict_options
+        As for :func:`~napari_unet.core.segment.iter_segment` (``tile_size``, ``batch_size``,
+        ``device``, ``precision``, ``compile``, ``tta``).
+    """
+    require("dask.array")
+    distributed = require("distributed")
+    if mode not in BLOCK_MODES:
+        raise ValueError(f"mode must be one of {BLOCK_MODES}, got {mode!r}")
+    if isinstance(min_size, bool) or not isinstance(min_size, (int, np.integer)) or min_size < 0:
+        raise ValueError(f"min_size must be a non-negative integer (pixels), got {min_size!r}")
+    if max_object is not None and (isinstance(max_object, bool) or not isinstance(max_object, int) or max_object < 0):
+        raise ValueError(f"max_object must be a non-negative integer (pixels), got {max_object!r}")
+    checked = check_inference_options(object_size=object_size, halo=halo, **predict_options)
+    object_size, halo = checked.pop("object_size"), checked.pop("halo")
+    device = checked.pop("device", "auto")
+    device = "auto" if device is None else str(device)
+    darr, source = as_dask(image)
+    layout = plan_for(darr, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
+    if layout.loop_axes:
+        raise ValueError(
+            f"block-wise segmentation takes one {'volume' if model.ndim == 3 else 'plane'} "
+            f"(spatial axes {layout.spatial_axes}); {image_name} also has {layout.loop_axes} "
+            f"(axes {layout.axes}): segment each entry of {layout.loop_axes} separately"
+        )
+    if layout.out_axes != layout.spatial_axes:
+        raise ValueError(f"block-wise output axes must be {layout.spatial_axes}, got {layout.out_axes}")
+    spatial = layout.spatial_shape
+    if mode == "probabilities":
+        out_shape, dtype = (model.n_classes, *spatial), np.float32
+    else:
+        out_shape, dtype = spatial, (np.uint32 if mode == "instances" else np.uint8)
+    lead = 1 if mode == "probabilities" else 0
+    wanted = (block,) * len(spatial) if block is None or isinstance(block, (int, np.integer)) else tuple(block)
+    default_chunks = (model.n_classes,) * lead + tuple(
+        min(int(b) if isinstance(b, (int, np.integer)) and b > 0 else DEFAULT_CHUNK, s) for b, s in zip(wanted, spatial)
+    )
+    out = open_output(out, out_shape, dtype, default_chunks)
+    edges = choose_block(spatial, out.chunks[lead:], block)
+    out_target = target_of(out)
+    records = Path(records) if records is not None else default_records(*out_target)
+
+    client, owned = connect(scheduler, client, workers)
+    futures: list[Any] = []
+    try:
+        # -- global statistics, once, with the in-memory functions
+        yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
+        low, high = percentiles if percentiles is not None else model.spec.percentiles
+        lo, hi = _percentiles(client, darr, layout, low, high)
+        if object_size is None and estimate_size and can_estimate_size(model):
+            size = yield from iter_object_size(darr, model, layout, percentiles=percentiles)
+            object_size = auto_zoom_size(size, model)
+        factor = zoom_factor(model.spec.object_size, object_size)
+        zoomed = abs(factor - 1.0) > 0.02
+        net_halo = int(halo) if halo is not None else _network_halo(darr, layout, model, lo, hi)
+        margin = _object_margin(mode, min_size, max_object, object_size, model)
+        context = read_halo(math.ceil(net_halo / factor) if zoomed else net_halo, margin, model.size_multiple)
+        if mode == "instances":
+            context = max(context, model.size_multiple)  # faces need one layer of the neighbour
+        plan = BlockPlan(tuple(spatial), edges, (context,) * len(spatial), 1 if zoomed else model.size_multiple)
+        model_bytes = _model_bytes(model)
+        double = next(model.parameters()).dtype == torch_float64()
+        checksum = model_checksum(model)
+        options = {
+            "mode": mode,
+            "min_size": int(min_size),
+            "axes": layout.axes,
+            "channels": list(layout.channels),
+            "to_gray": layout.to_gray,
+            "max_object": margin,
+            **{k: repr(v) for k, v in checked.items()},
+        }
+        signature = run_signature(
+            source=source,
+            model_sha=checksum,
+            plan=plan,
+            net_halo=net_halo,
+            lo=lo,
+            hi=hi,
+            object_size=object_size,
+            options=options,
+        )
+        done = start_records(records, signature, resume=bool(resume))
+        scratch = _scratch(records, plan) if mode == "instances" else None
+
+        # -- the blocks
+        from .worker import ModelPlugin, segment_block
+
+        client.register_plugin(ModelPlugin(model_bytes, checksum, device, double))
+        base = {
+            "checksum": checksum,
+            "axes": layout.axes,
+            "channels": channels,
+            "channel_names": channel_names,
+            "mode": mode,
+            "min_size": int(min_size),
+            "lo": lo,
+            "hi": hi,
+            "net_halo": net_halo,
+            "object_size": object_size,
+            "predict": checked,
+            "out": out_target,
+            "scratch": scratch,
+            "records": str(records),
+            "stride": plan.stride,
+            "shape": plan.shape,
+        }
+        todo = [b for b in plan.blocks() if b.id not in done]
+        dashboard = getattr(client, "dashboard_link", None)
+        result = BlocksResult(
+            out, plan.n_blocks, [], sorted(done), None, lo, hi, object_size, plan.halo, records, dashboard
+        )
+        yield Progress(
+            len(done),
+            plan.n_blocks,
+            "blocks",
+            f"{plan.n_blocks} blocks of {list(edges)} px, halo {context} px, {len(done)} done already"
+            + (f"; dashboard {dashboard}" if dashboard else ""),
+        )
+        import dask
+
+        run_block = dask.delayed(segment_block, pure=False)
+        tasks = [run_block(darr[_ext_index(layout, b.ext)], {**base, **_block_task(b)}) for b in todo]
+        futures = client.compute(tasks)
+        for n, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
+            info = future.result()
+            result.run.append(info["id"])
+            result.devices[info["worker"]] = info["device"]
+            yield Progress(
+                len(done) + n,
+                plan.n_blocks,
+                "blocks",
+                f"block {info['id']} on worker {info['worker']} ({info['device']}), {info['seconds']:.1f} s",
+            )
+        futures = []
+        if mode == "instances":
+            result.n_objects = yield from _stitch(client, plan, records, out, base)
+        yield Progress(1, 1, "done", f"{plan.n_blocks} blocks written to {out_target[0]}")
+        return result
+    finally:
+        if futures:
+            client.cancel(futures)
+        if owned:
+            close(client)
+
+
+def segment_blocks(
+    image: Any, model: UNet, *, progress: Callable[[Progress], Any] | None = None, **options: Any
+) -> BlocksResult:
+    """Run :func:`iter_segment_blocks` to the end; ``progress`` gets every event."""
+    return drain(iter_segment_blocks(image, model, **options), progress)
+
+
+def _percentiles(client: Any, darr: Any, layout: Any, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`~napari_unet.core.image.normalize.compute_percentiles` with the strided sample read on the cluster."""
+    import dask
+
+    from ..image.normalize import compute_percentiles
+
+    with dask.config.set(scheduler=client.get):
+        return compute_percentiles(layout.arrange(darr), layout, low, high)
+
+
+def _network_halo(darr: Any, layout: Any, model: UNet, lo: np.ndarray, hi: np.ndarray) -> int:
+    from ..inference.halo import auto_halo
+    from ..inference.runner import probe
+
+    return int(auto_halo(model, probe(layout.arrange(darr), layout, lo, hi), device=next(model.parameters()).device))
+
+
+def _object_margin(mode: str, min_size: int, max_object: int | None, object_size: Any, model: UNet) -> int:
+    """Context for whole objects: ``max_object``, default twice the object size (none for probabilities,
+    nor for semantic labels without ``min_size``)."""
+    if mode == "probabilities" or (mode == "semantic" and min_size == 0):
+        return 0
+    if max_object is not None:
+        return int(max_object)
+    size = object_size or model.spec.object_size or 32
+    return int(math.ceil(2 * float(size)))
+
+
+def torch_float64() -> Any:
+    import torch
+
+    return torch.float64
+
+
+def _model_bytes(model: UNet) -> bytes:
+    import tempfile
+
+    from ..model.file import save_model
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = save_model(model, Path(tmp) / "model.safetensors")
+        return Path(path).read_bytes()
+
+
+def _scratch(records: Path, plan: BlockPlan) -> tuple[str, str]:
+    """The scratch array of temporary ids (kept when resuming)."""
+    zarr = require("zarr")
+    path = records / "scratch.zarr"
+    if not path.exists():
+        dtype = np.uint32 if plan.n_blocks * plan.stride < 2**32 else np.uint64
+        zarr.create_array(str(path), shape=plan.shape, chunks=plan.block, dtype=dtype, fill_value=0)
+    return str(path), ""
+
+
+def _ext_index(layout: Any, ext: tuple[slice, ...]) -> tuple[slice, ...]:
+    """Index of the input (its own axes) reading the extended region ``ext`` (spatial axes)."""
+    return tuple(ext[layout.spatial_axes.index(a)] if a in layout.spatial_axes else slice(None) for a in layout.axes)
+
+
+def _block_task(block: Any) -> dict[str, Any]:
+    def pairs(slices: tuple[slice, ...]) -> list[tuple[int, int]]:
+        return [(s.start, s.stop) for s in slices]
+
+    return {"id": block.id, "core": pairs(block.core), "inner": pairs(block.inner)}
+
+
+def _stitch(
+    client: Any, plan: BlockPlan, records: Path, out: Any, base: dict[str, Any]
+) -> Generator[Progress, None, int]:
+    """Merge graph over the faces, then one relabelling pass over the blocks; returns the object count."""
+    from .stitch import check_fits, face_edges, merge
+    from .worker import relabel_block
+
+    yield Progress(0, 1, "stitch", "matching objects across block faces")
+    cache: dict[int, dict[str, np.ndarray]] = {}
+
+    def record(block_id: int) -> dict[str, np.ndarray]:
+        if block_id not in cache:
+            cache[block_id] = read_record(records, block_id)
+        return cache[block_id]
+
+    counts = np.array([int(record(b.id)["count"]) for b in plan.blocks()], np.int64)
+    edges = face_edges(plan, record)
+    bases, final, n = merge(counts, edges, plan.stride)
+    check_fits(n, out.dtype)
+    yield Progress(1, 1, "stitch", f"{int(counts.sum())} block objects, {len(edges)} face matches: {n} objects")
+    bases_f, final_f = client.scatter([bases, final], broadcast=True)
+    import distributed
+
+    futures = [
+        client.submit(relabel_block, {**base, **_block_task(b)}, bases_f, final_f, pure=False) for b in plan.blocks()
+    ]
+    for k, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
+        future.result()
+        yield Progress(k, len(futures), "relabel", f"block {k}/{len(futures)} relabelled")
+    return n
