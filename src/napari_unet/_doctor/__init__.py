@@ -42,7 +42,8 @@ def _versions() -> dict[str, str | None]:
 
 def run_doctor(*, gui: bool = True) -> Report:
     """Run every check (``gui=False`` skips napari, OpenGL and the manifest) and return the report."""
-    from . import cuda, devices, gui as gui_checks, package
+    from . import cuda, devices, package
+    from . import gui as gui_checks
 
     checks: list[Check] = [package.torch_check()]
     steps: list[tuple[str, Callable[[], Iterable[Check]]]] = []

@@ -116,7 +116,10 @@ def conv_check(device: torch.device) -> Check:
             return Check(name, "FAIL", message, _conv_fix(device, err, dtype), details)
     kinds = " and ".join(k.removesuffix("_ms") for k in details if k.endswith("_ms"))
     return Check(
-        name, "OK", f"{shown}: {kinds} convolutions match a float64 reference ({details['float32_ms']:.2f} ms)", details=details
+        name,
+        "OK",
+        f"{shown}: {kinds} convolutions match a float64 reference ({details['float32_ms']:.2f} ms)",
+        details=details,
     )
 
 
