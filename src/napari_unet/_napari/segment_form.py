@@ -105,7 +105,7 @@ class SegmentForm(Container):
             value="auto",
             tooltip="auto: CUDA GPU, else Apple MPS, else CPU.",
         )
-        self._device_info = Label(name="device_info", label="Runs on")  # filled by device_info.DeviceInfo
+        self._device_info = Label(name="runs_on", label="Runs on")  # filled by device_info.DeviceInfo
         self._min_size = SpinBox(name="min_size", label="Minimum object size (px)", min=0, max=10**9, value=0)
         self._object_size = FloatSpinBox(
             name="object_size",
