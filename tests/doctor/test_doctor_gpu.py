@@ -197,3 +197,37 @@ def test_threads_left_idle_warn(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch, "get_num_threads", lambda: 16)
     check = devices.cpu_check()
     assert check.status == "WARN" and check.fix.startswith("set OMP_NUM_THREADS=4")
+
+
+HEADER = """
++-----------------------------------------------------------------------------------------+
+| NVIDIA-SMI 550.54.15              Driver Version: 550.54.15      CUDA Version: 12.4     |
+|-----------------------------------------+------------------------+----------------------+
+"""
+LISTING = "GPU 0: NVIDIA H200 (UUID: GPU-1234)\nGPU 1: NVIDIA GeForce RTX 4090 (UUID: GPU-5678)\n"
+
+
+def test_nvidia_smi_output_is_parsed() -> None:
+    facts = cuda.parse_nvidia_smi(HEADER, LISTING)
+    assert facts == {"driver": "550.54.15", "cuda": "12.4", "gpus": ["NVIDIA H200", "NVIDIA GeForce RTX 4090"]}
+
+
+def test_nvidia_smi_absent_failing_and_working(monkeypatch: pytest.MonkeyPatch) -> None:
+    import subprocess
+
+    monkeypatch.setattr(cuda.shutil, "which", lambda name: None)
+    assert cuda.nvidia_smi() is None
+    monkeypatch.setattr(cuda.shutil, "which", lambda name: "/usr/bin/nvidia-smi")
+    failing = "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.\n"
+
+    def run(args: list[str], **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, 9, failing, "")
+
+    monkeypatch.setattr(cuda.subprocess, "run", run)
+    assert cuda.nvidia_smi() == {"error": failing.strip()}
+
+    def run_ok(args: list[str], **kw: Any) -> subprocess.CompletedProcess:
+        return subprocess.CompletedProcess(args, 0, LISTING if "-L" in args else HEADER, "")
+
+    monkeypatch.setattr(cuda.subprocess, "run", run_ok)
+    assert cuda.nvidia_smi()["cuda"] == "12.4"

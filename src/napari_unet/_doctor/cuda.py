@@ -29,14 +29,17 @@ def nvidia_smi() -> dict[str, Any] | None:
     except (OSError, subprocess.TimeoutExpired) as err:
         return {"error": f"{exe} did not answer: {err}"}
     if head.returncode != 0:
-        return {
-            "error": (head.stdout + head.stderr).strip().splitlines()[0]
-            if (head.stdout + head.stderr).strip()
-            else f"{exe} exited with status {head.returncode}"
-        }
-    driver = re.search(r"Driver Version:\s*([\d.]+)", head.stdout)
-    cuda = re.search(r"CUDA Version:\s*([\d.]+)", head.stdout)
-    gpus = re.findall(r"^GPU \d+: (.+?)(?: \(UUID.*)?$", listing.stdout, flags=re.MULTILINE)
+        said = (head.stdout + head.stderr).strip().splitlines()
+        return {"error": said[0] if said else f"{exe} exited with status {head.returncode}"}
+    return parse_nvidia_smi(head.stdout, listing.stdout)
+
+
+def parse_nvidia_smi(header: str, listing: str) -> dict[str, Any]:
+    """``{"driver", "cuda", "gpus"}`` from the output of ``nvidia-smi`` (its table's header line
+    ``Driver Version: 550.54.15  CUDA Version: 12.4``) and ``nvidia-smi -L`` (``GPU 0: NAME (UUID: ...)``)."""
+    driver = re.search(r"Driver Version:\s*([\d.]+)", header)
+    cuda = re.search(r"CUDA Version:\s*([\d.]+)", header)
+    gpus = re.findall(r"^GPU \d+: (.+?)(?: \(UUID.*)?$", listing, flags=re.MULTILINE)
     return {"driver": driver and driver.group(1), "cuda": cuda and cuda.group(1), "gpus": gpus}
 
 

@@ -7,6 +7,7 @@ The plan comes from the engine's own planning functions (:mod:`napari_unet.core.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import subprocess
@@ -65,7 +66,9 @@ def probe_convolution(device: torch.device, autocast: torch.dtype | None = None)
     xd, wd = x.to(device), w.to(device)
 
     def once() -> torch.Tensor:
-        with torch.autocast(device.type, dtype=autocast or torch.float32, enabled=autocast is not None):
+        # no autocast context at all for float32: older torch refuses torch.autocast("mps") even disabled
+        context = torch.autocast(device.type, dtype=autocast) if autocast is not None else contextlib.nullcontext()
+        with context:
             out = F.conv2d(xd, wd, padding=1)
         if device.type == "cuda":
             torch.cuda.synchronize(device)
