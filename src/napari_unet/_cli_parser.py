@@ -250,6 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="test-time augmentation: average over the 8 flips/quarter turns (about 8x slower)",
     )
+    # napari-unet doctor (napari_unet/_doctor)
+    from ._doctor.cli import add_doctor_parser
+
+    add_doctor_parser(sub)
     return parser
 
 

@@ -9,6 +9,7 @@
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
                       [--device] [--resume] [--from FILE] ...
     napari-unet evaluate --model FILE --images DIR --masks DIR [--tta]
+    napari-unet doctor [--json] [--no-gui]
 
 Errors print one line on stderr (``napari-unet: error: ...``) and exit with status 1
 (2 for bad command-line usage, 130 when interrupted with Ctrl+C); no partial output file is
@@ -381,6 +382,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from ._cli_blocks import cmd_segment_blocks as segment_blocks
 
             commands["segment"] = segment_blocks
+        if args.command == "doctor":  # napari_unet/_doctor: checks the installation
+            from ._doctor.cli import cmd_doctor
+
+            return cmd_doctor(args)
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)

@@ -105,6 +105,7 @@ class SegmentForm(Container):
             value="auto",
             tooltip="auto: CUDA GPU, else Apple MPS, else CPU.",
         )
+        self._device_info = Label(name="runs_on", label="Runs on")  # filled by device_info.DeviceInfo
         self._min_size = SpinBox(name="min_size", label="Minimum object size (px)", min=0, max=10**9, value=0)
         self._object_size = FloatSpinBox(
             name="object_size",
@@ -222,6 +223,7 @@ class SegmentForm(Container):
                 self._output,
                 self._tile_size,
                 self._device,
+                self._device_info,
                 self._min_size,
                 self._object_size,
                 self._show_advanced,
@@ -230,7 +232,7 @@ class SegmentForm(Container):
                 self._status,
             ]
         )
-        for label in (self._axes_info, self._model_info, self._status):
+        for label in (self._axes_info, self._model_info, self._device_info, self._status):
             # QLabel word wrap mis-sizes labels inside napari's dock scroll area; wrap_text() instead
             label.native.setAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
             label.native.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)

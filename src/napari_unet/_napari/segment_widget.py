@@ -33,6 +33,7 @@ from ..core.image.axes import parse_channels
 from ..core.model.file import describe_model, read_model_info, summarize_model
 from ..core.options import check_inference_options
 from . import settings
+from .device_info import DeviceInfo
 from .layer_inputs import ImageInput, combine_input, extra_channel_candidates, unwrap
 from .layer_watch import LayerListWatch, LayerWatch
 from .model_choice import ModelInfoCache, builtin_models, model_choices
@@ -111,6 +112,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self._axes.changed.connect(self._update_axes_info)
         self._channels.changed.connect(self._update_axes_info)
         self._model.changed.connect(self._on_model_changed)
+        self.device_info = DeviceInfo(self._device, self._device_info)  # "Runs on": device, and why not the GPU
         self._browse.changed.connect(self.browse)
         self._run_button.changed.connect(self.run)
         self._cancel_button.changed.connect(self.cancel)
@@ -375,6 +377,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             return
         if not self.running:  # a run prepares the model itself
             warm_up(path, device)
+        self.device_info.refresh()
 
     def _update_axes_info(self, *_: Any) -> None:
         """Show how the layer will be read: with a model, ``plan_layout(...).describe()``."""

@@ -67,6 +67,12 @@ def _free_memory(device: torch.device) -> int:
         return 4 << 30
 
 
+def free_memory(device: torch.device) -> int:
+    """Bytes the memory plan counts as free on ``device``: free GPU memory on CUDA, else available host
+    memory (4 GiB when the system does not say). ``napari-unet doctor`` shows it beside the plan."""
+    return _free_memory(device)
+
+
 #: ``compile="auto"`` compiles on CUDA for jobs of at least this many tile pixels: compiling takes
 #: tens of seconds and saves a few milliseconds per megapixel, so it pays for big batch jobs only
 #: (or when a compiled copy of the model is already cached from an earlier call).
