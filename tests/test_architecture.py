@@ -1,6 +1,6 @@
 """The layering of ``napari_unet.core`` (docs/architecture.md) and the size of source modules.
 
-Layers, lowest first: ``image`` ← ``model`` ← ``inference`` ← ``labels`` ← ``segment`` ← ``training``.
+Layers, lowest first: ``image`` ← ``model`` ← ``inference`` ← ``labels`` ← ``segment`` ← ``training`` ← ``export``.
 A module may import its own layer and the layers below it, never one above. ``options`` and
 ``progress`` (top of core) are shared by every layer and import only ``image`` and ``model``.
 Nothing in core imports napari, a Qt binding, magicgui, superqt or the rest of the package
@@ -21,7 +21,7 @@ CORE_DIR = PACKAGE_DIR / "core"
 CORE = "napari_unet.core"
 
 #: Rank of every part of core: a module may import parts of equal or lower rank.
-LAYERS = {"image": 0, "model": 1, "inference": 2, "labels": 3, "segment": 4, "training": 5}
+LAYERS = {"image": 0, "model": 1, "inference": 2, "labels": 3, "segment": 4, "training": 5, "export": 6}
 #: Top-of-core modules every layer may use; they import only these layers.
 SHARED = {"options": {"image", "model"}, "progress": set()}
 #: Modules outside core that core may import.
@@ -126,6 +126,8 @@ def test_core_layers_import_only_downwards() -> None:
         ("inference/run.py", "from ..progress import drain\nfrom ..options import check_bool", False),
         ("training/loop.py", "from ..segment import iter_segment\nfrom ... import __version__", False),
         ("segment.py", "from .labels.postprocess import MODES\nfrom .options import check_bool", False),
+        ("training/loop.py", "from ..export.run import export_model", True),
+        ("export/run.py", "from ..segment import iter_segment\nfrom ..model.file import load_model", False),
     ],
 )
 def test_layering_check_catches_upward_imports(

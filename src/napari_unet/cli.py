@@ -8,6 +8,7 @@
     napari-unet train --images DIR --masks DIR --output FILE [--epochs] [--patch-size] [--mode]
                       [--device] [--resume] [--from FILE] ...
     napari-unet evaluate --model FILE --images DIR --masks DIR [--tta]
+    napari-unet export MODEL --format bioimageio|torchscript|onnx --output FILE [--overwrite]
 
 Errors print one line on stderr (``napari-unet: error: ...``) and exit with status 1
 (2 for bad command-line usage, 130 when interrupted with Ctrl+C); no partial output file is
@@ -28,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._cli_errors import CLIError, report
+from ._cli_export import cmd_export
 from ._cli_parser import build_parser
 from ._cli_warnings import warnings_as_lines
 from ._cli_zarr import check_zarr_args, zarr_targets
@@ -375,6 +377,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train": cmd_train,
             "evaluate": cmd_evaluate,
             "demo": cmd_demo,
+            "export": cmd_export,
         }
         return commands[args.command](args)
     except KeyboardInterrupt:
