@@ -78,13 +78,19 @@ def write_package(
     authors: list[str] | None = None,
     license: str | None = None,
 ) -> pathlib.Path:
-    """Write ``model`` as a bioimage.io package at ``path`` (a .zip), atomically."""
+    """Write ``model`` as a bioimage.io package at ``path`` (a .zip), atomically.
+
+    The network outputs probabilities (softmax over the classes, sigmoid for each head, inside the weights):
+    bioimage.io's ``softmax`` / ``sigmoid`` postprocessing apply to a whole tensor, but ours mixes class
+    probabilities and a sigmoid distance channel, and not every consumer implements the newer ops.
+    """
     import torch
     from bioimageio.spec import save_bioimageio_package
     from bioimageio.spec.model import v0_5 as v
 
     descr_class = model_description_class()
     spec = model.spec
+    title = package_name(model, builtin, name)  # a bad name fails before any work
     net = exported_network(model)
     with tempfile.TemporaryDirectory(prefix="napari-unet-export-") as tmp_name:
         tmp = pathlib.Path(tmp_name)
@@ -101,7 +107,6 @@ def write_package(
         arch_file = tmp / "unet_arch.py"
         arch_file.write_text((pathlib.Path(__file__).parent / "unet_arch.py").read_text(encoding="utf-8"), "utf-8")
         formats = ["pytorch_state_dict", "torchscript", "onnx"]
-        title = package_name(model, builtin, name)
         (tmp / "README.md").write_text(pf.readme(model, name=title, builtin=builtin, formats=formats), "utf-8")
 
         spatial = list(spec.axes.lower())
