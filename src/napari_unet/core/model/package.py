@@ -34,10 +34,19 @@ SUPPORTED = (
 
 
 def is_package(path: str | os.PathLike) -> bool:
-    """Whether ``path`` is a zip file (a bioimage.io package or not), not a model file."""
+    """Whether ``path`` is read as a bioimage.io package: a zip file named ``.zip`` or holding an ``rdf.yaml``.
+
+    Other zips (a ``torch.save`` checkpoint is one) are left to the model file reader, which refuses them.
+    """
+    path = pathlib.Path(path)
     try:
-        return pathlib.Path(path).is_file() and zipfile.is_zipfile(path)
-    except OSError:
+        if not path.is_file() or not zipfile.is_zipfile(path):
+            return False
+        if path.suffix.lower() == ".zip":
+            return True
+        with zipfile.ZipFile(path) as archive:
+            return any(name in DESCRIPTION_FILES for name in archive.namelist())
+    except (OSError, zipfile.BadZipFile):
         return False
 
 
