@@ -1,7 +1,7 @@
 """The layering of ``napari_unet.core`` (docs/architecture.md) and the size of source modules.
 
 Layers, lowest first: ``image`` ← ``model`` ← ``inference`` ← ``labels`` ← ``segment`` ← ``training`` ←
-``blocks`` (block-wise runs on dask.distributed).
+``blocks`` (block-wise runs on dask.distributed) and ``export`` (bioimage.io / TorchScript / ONNX), side by side.
 A module may import its own layer and the layers below it, never one above. ``options`` and
 ``progress`` (top of core) are shared by every layer and import only ``image`` and ``model``.
 Nothing in core imports napari, a Qt binding, magicgui, superqt or the rest of the package
@@ -22,7 +22,7 @@ CORE_DIR = PACKAGE_DIR / "core"
 CORE = "napari_unet.core"
 
 #: Rank of every part of core: a module may import parts of equal or lower rank.
-LAYERS = {"image": 0, "model": 1, "inference": 2, "labels": 3, "segment": 4, "training": 5, "blocks": 6}
+LAYERS = {"image": 0, "model": 1, "inference": 2, "labels": 3, "segment": 4, "training": 5, "blocks": 6, "export": 6}
 #: Top-of-core modules every layer may use; they import only these layers.
 SHARED = {"options": {"image", "model"}, "progress": set()}
 #: Modules outside core that core may import.
@@ -130,6 +130,8 @@ def test_core_layers_import_only_downwards() -> None:
         ("segment.py", "def f():\n    from .blocks.run import segment_blocks", True),
         ("training/loop.py", "from ..blocks.stitch import merge", True),
         ("blocks/run.py", "from ..segment import iter_segment\nfrom ..labels.postprocess import MODES", False),
+        ("training/loop.py", "from ..export.run import export_model", True),
+        ("export/run.py", "from ..segment import iter_segment\nfrom ..model.file import load_model", False),
     ],
 )
 def test_layering_check_catches_upward_imports(

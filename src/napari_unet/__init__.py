@@ -2,7 +2,7 @@
 
 The public API is re-exported lazily: ``import napari_unet`` imports neither torch nor Qt.
 Heavy modules load on first use of ``segment``, ``predict``, ``train``, ``evaluate``,
-``load_model``, ``save_model``, ``read_image`` or ``UNet``.
+``load_model``, ``save_model``, ``export``, ``read_image`` or ``UNet``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ _LAZY = {
     "save_model": "napari_unet.api",
     "train": "napari_unet.api",
     "evaluate": "napari_unet.api",
+    "export": "napari_unet.api",
     "UNet": "napari_unet.core.model.unet",
     "read_image": "napari_unet.core.image.io",
     "track_labels": "napari_unet.core.labels.tracking",

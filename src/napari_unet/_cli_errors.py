@@ -22,7 +22,11 @@ _EXPECTED = (ValueError, TypeError, OSError, MemoryError)
 #: Import errors whose message is written for users: a missing extra, with its install command.
 _EXPECTED_IMPORTS = ("MissingExtraError",)
 # Core messages name Python keyword arguments; on the command line the options are meant.
-_CLI_WORDING = (("channels=[...]", "--channels"), ("pick one with channels=", "pick one with --channels"))
+_CLI_WORDING = (
+    ("channels=[...]", "--channels"),
+    ("pick one with channels=", "pick one with --channels"),
+    ("overwrite=True", "--overwrite"),
+)
 
 
 class CLIError(Exception):

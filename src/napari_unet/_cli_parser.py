@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ._cli_errors import DEBUG_ENV
+from ._cli_export import add_export_parser
 from ._version import __version__
 from .core.options import PRECISIONS, Z_MODES  # the checked choices (importing them does not import torch)
 
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     from ._doctor.cli import add_doctor_parser
 
     add_doctor_parser(sub)
+    add_export_parser(sub)  # napari-unet export (_cli_export.py)
     return parser
 
 

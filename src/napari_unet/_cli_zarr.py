@@ -131,3 +131,17 @@ def zarr_targets(args: argparse.Namespace) -> list[ZarrTarget] | None:
     if args.output.resolve() == path.resolve():
         raise CLIError(f"--output {args.output} is the input; use --into-input to add labels to it")
     return [ZarrTarget(path, args.output, args.labels_name or f"{zarr_stem(path)}_labels", True, args.overwrite)]
+
+
+def read_input(path: Path, args: argparse.Namespace) -> Any:
+    """``read_image`` of one input (a TIFF or a zarr store, ``--level``); with ``--axes`` given, the
+    guess for a plain zarr array is not worth a warning."""
+    import warnings
+
+    from .core.image.axes import AxesGuessWarning
+    from .core.image.io import read_image
+
+    with warnings.catch_warnings():
+        if args.axes:
+            warnings.simplefilter("ignore", AxesGuessWarning)
+        return read_image(path, level=args.level)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["estimate_object_size", "evaluate", "load_model", "predict", "save_model", "segment", "train"]
+__all__ = ["estimate_object_size", "evaluate", "export", "load_model", "predict", "save_model", "segment", "train"]
 
 
 def load_model(path: str | os.PathLike, *, device: str | int | None = None) -> UNet:
@@ -52,6 +52,36 @@ def save_model(model: UNet, path: str | os.PathLike, **spec_updates: Any) -> Any
     from .core.model.file import save_model as _save
 
     return _save(model, path, **spec_updates)
+
+
+def export(
+    model: Any = None,
+    *,
+    format: str,
+    output: str | os.PathLike,
+    overwrite: bool = False,
+    name: str | None = None,
+    authors: list[str] | None = None,
+    license: str | None = None,
+) -> Any:
+    """Write a model for other programs: ``format="bioimageio"`` (a .zip package for deepImageJ, ilastik,
+    QuPath and the BioImage Model Zoo), ``"torchscript"`` (.pt) or ``"onnx"`` (.onnx); see docs/export.md.
+
+    ``model`` is a UNet, a model file or a built-in name (None: ``"nuclei"``). The exported networks
+    output probabilities. Returns the path written (atomically; an existing file only with ``overwrite``).
+    ``name``, ``authors`` and ``license`` (an SPDX id) describe a bioimage.io package.
+    """
+    from .core.export.run import export_model
+
+    return export_model(
+        "nuclei" if model is None else model,
+        format=format,
+        output=output,
+        overwrite=overwrite,
+        name=name,
+        authors=authors,
+        license=license,
+    )
 
 
 def _run(gen: Any, progress: Callable[[Progress], Any] | bool | None) -> Any:

@@ -10,6 +10,7 @@
                       [--device] [--resume] [--from FILE] ...
     napari-unet evaluate --model FILE --images DIR --masks DIR [--tta]
     napari-unet doctor [--json] [--no-gui]
+    napari-unet export MODEL --format bioimageio|torchscript|onnx --output FILE [--overwrite]
 
 Errors print one line on stderr (``napari-unet: error: ...``) and exit with status 1
 (2 for bad command-line usage, 130 when interrupted with Ctrl+C); no partial output file is
@@ -30,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from ._cli_errors import CLIError, report
+from ._cli_export import cmd_export
 from ._cli_parser import build_parser
 from ._cli_warnings import warnings_as_lines
-from ._cli_zarr import check_zarr_args, zarr_targets
+from ._cli_zarr import check_zarr_args, read_input, zarr_targets
 from .core.image.axes import parse_channels
 from .core.image.files import file_stem as output_stem
 from .core.image.provenance import build_provenance
@@ -251,7 +253,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         try:
             if targets:
                 targets[i].check()  # an existing output or labels name fails before segmenting
-            img = _read_input(path, args)
+            img = read_input(path, args)
             axes = args.axes.upper() if args.axes else img.axes
             anisotropy = args.anisotropy
             if anisotropy is None and len(axes) == len(img.scale):
@@ -348,20 +350,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _read_input(path: Path, args: argparse.Namespace) -> Any:
-    """``read_image`` of one input (a TIFF or a zarr store, ``--level``); with ``--axes`` given, the
-    guess for a plain zarr array is not worth a warning."""
-    import warnings
-
-    from .core.image.axes import AxesGuessWarning
-    from .core.image.io import read_image
-
-    with warnings.catch_warnings():
-        if args.axes:
-            warnings.simplefilter("ignore", AxesGuessWarning)
-        return read_image(path, level=args.level)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -377,6 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "train": cmd_train,
             "evaluate": cmd_evaluate,
             "demo": cmd_demo,
+            "export": cmd_export,
         }
         if args.command == "segment" and args.scheduler is not None:  # block-wise on dask.distributed
             from ._cli_blocks import cmd_segment_blocks as segment_blocks

@@ -84,8 +84,9 @@ class SegmentForm(Container):
             name="browse",
             label="Browse…",
             mode="r",
-            filter="*.safetensors",
-            tooltip="Add a napari-unet model file (.safetensors).",
+            filter="*.safetensors *.zip",
+            tooltip="Add a napari-unet model file (.safetensors), or a bioimage.io package (.zip) "
+            "exported by napari-unet.",
         )
         self._model_info = Label(name="model_info", label="About model")
         # -- options

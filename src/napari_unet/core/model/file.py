@@ -43,6 +43,7 @@ from .header import (
     parse_config,
     read_header,
 )
+from .package import describe_package, is_package, load_package, read_package_info
 from .spec import ModelSpec
 
 if TYPE_CHECKING:
@@ -75,6 +76,8 @@ def read_model_info(path: str | os.PathLike) -> dict[str, Any]:
         architecture is absurd (:func:`~napari_unet.core.model.check.check_architecture`) or does
         not match the tensor shapes in its header. The tensor data is not read.
     """
+    if is_package(path):  # a bioimage.io package napari-unet exported (core/model/package.py)
+        return read_package_info(path)
     return parse_config(read_header(path))
 
 
@@ -126,6 +129,8 @@ def describe_model(path: str | os.PathLike) -> str:
         As :func:`read_model_info`; also when the weights hold NaN or infinite values (the
         tensor data is read for that, through a memory map).
     """
+    if is_package(path):
+        return describe_package(path)
     header = read_header(path)
     config = parse_config(header)
     _check_finite(header)
@@ -281,7 +286,9 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     """Build the U-Net described by a model file and load its weights.
 
     Never executes code from the file: the weights are raw tensors read by safetensors and
-    the config is JSON (no pickle, no ``torch.load``).
+    the config is JSON (no pickle, no ``torch.load``). A bioimage.io package (.zip) napari-unet exported
+    is read by :func:`~napari_unet.core.model.package.load_package` (its weights with PyTorch's restricted
+    ``weights_only`` loader); other packages are refused.
 
     Parameters
     ----------
@@ -307,6 +314,8 @@ def load_model(path: str | os.PathLike, *, device: str | None = None) -> UNet:
     ValueError
         If ``device`` is not a device name or index, or names a device that is not there.
     """
+    if is_package(path):  # a bioimage.io package napari-unet exported: config.napari_unet + its weights
+        return load_package(path, device=device)
     header = read_header(path)
     path = header.path
     config = parse_config(header)
