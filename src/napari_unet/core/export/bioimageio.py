@@ -54,10 +54,14 @@ def _axes(v: Any, model: UNet, *, output: bool) -> list[Any]:
     low, step = pf.size_rule(model)
     names = list(model.spec.class_names) + model.heads if output else list(model.spec.channel_names)
     axes: list[Any] = [v.BatchAxis(), v.ChannelAxis(channel_names=[_identifier(n, i) for i, n in enumerate(names)])]
+    halo = pf.halo_of(model)
     for axis in model.spec.axes.lower():
         if output:
             size = v.SizeReference(tensor_id="input", axis_id=axis)
-            axes.append(v.SpaceOutputAxisWithHalo(id=axis, size=size, halo=int(model.spec.halo or 0)))
+            if halo > 0:
+                axes.append(v.SpaceOutputAxisWithHalo(id=axis, size=size, halo=halo))
+            else:  # bioimage.io halos are >= 1
+                axes.append(v.SpaceOutputAxis(id=axis, size=size))
         else:
             axes.append(v.SpaceInputAxis(id=axis, size=v.ParameterizedSize(min=low, step=step)))
     return axes

@@ -33,10 +33,18 @@ CITE_DSB2018 = (
 )
 
 
+def halo_of(model: UNet) -> int:
+    """The halo napari-unet's tiler would use: the stored one, else the measured effective receptive radius
+    (:func:`~napari_unet.core.inference.halo.auto_halo`), never left out because a file carries none."""
+    from ..inference.halo import auto_halo
+
+    return int(auto_halo(model))
+
+
 def size_rule(model: UNet) -> tuple[int, int]:
     """``(min, step)`` of the spatial sizes: multiples of ``2**depth``, more than twice the halo."""
     step = model.size_multiple
-    halo = model.spec.halo or 0
+    halo = halo_of(model)
     return step * max(1, math.ceil((2 * halo + 1) / step)), step
 
 
@@ -132,7 +140,7 @@ def readme(model: UNet, *, name: str, builtin: str | None, formats: list[str]) -
         + (" (sigmoid for the single class)" if model.n_classes == 1 else "")
         + (f", then a sigmoid for {', '.join(model.heads)}" if model.heads else "")
         + ". The activations are inside the weights, so no postprocessing step is needed.",
-        f"- Halo: {spec.halo or 0} pixels per side — crop that much of each tile's border when tiling.",
+        f"- Halo: {halo_of(model)} pixels per side — crop that much of each tile's border when tiling.",
         "",
         "## Labels",
         "",
