@@ -2,7 +2,7 @@
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
                         [--device] [--tile-size] [--min-size] [--tta] [--no-track] [--z-mode]
-                        [--anisotropy] [--level] [--scheduler local|tcp://HOST:PORT] [--workers N]
+                        [--anisotropy] [--level] [--scheduler local|none|tcp://HOST:PORT] [--workers N]
                         [--resume] [--block PX] [--max-object PX]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
@@ -377,10 +377,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "evaluate": cmd_evaluate,
             "demo": cmd_demo,
         }
-        if args.command == "segment" and args.scheduler is not None:  # block-wise on dask.distributed
-            from ._cli_blocks import cmd_segment_blocks as segment_blocks
+        if args.command == "segment":  # block-wise on dask.distributed, or in memory (_cli_blocks.py)
+            from ._cli_blocks import cmd_segment_routed
 
-            commands["segment"] = segment_blocks
+            commands["segment"] = cmd_segment_routed
         return commands[args.command](args)
     except KeyboardInterrupt:
         print("napari-unet: interrupted", file=sys.stderr)
