@@ -13,7 +13,9 @@ a :class:`BlocksResult`; :func:`segment_blocks` runs it to the end. Steps:
    without a record run;
 4. one task per block (:func:`~.worker.segment_block`), the model sent once per worker
    (:class:`~.worker.ModelPlugin`);
-5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`).
+5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`);
+6. OME-Zarr labels (:mod:`.ome`): the workers wrote through the labels writer; the driver finishes
+   it once (pyramid, metadata, provenance with the run's statistics) and removes the records.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ class BlocksResult:
     Attributes
     ----------
     out : zarr.Array
-        The output (labels, or probabilities with the classes first).
+        The output (labels, or probabilities with the classes first); OME-Zarr labels: level 0,
+        opened read-only.
     n_objects : int or None
         Instances: objects after stitching.
     run, skipped : list of int
