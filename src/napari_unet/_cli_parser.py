@@ -114,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument(
         "--scheduler",
         default=None,
-        help="segment block by block on dask.distributed, writing <stem>_labels.zarr: 'local' (a LocalCluster; "
-        "the default for zarr inputs) or a scheduler address tcp://host:8786",
+        help="block by block on dask.distributed: 'local' (a LocalCluster; the default for zarr inputs written "
+        "as OME-Zarr labels, --into-input or --output OUT.zarr), a scheduler address tcp://host:8786, or 'none' "
+        "(in memory); with a folder --output, block-wise runs write <stem>_labels.zarr",
     )
     seg.add_argument(
         "--workers",
@@ -123,9 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="worker processes of --scheduler local (default: one per GPU, else one)",
     )
-    seg.add_argument(
-        "--resume", action="store_true", help="continue an interrupted block-wise run (its completion records)"
-    )
+    seg.add_argument("--resume", action="store_true", help="continue a killed block-wise run (its completion records)")
     seg.add_argument(
         "--block", type=_int_at_least(1), default=None, help="block edge in pixels, whole output chunks (default 1024)"
     )

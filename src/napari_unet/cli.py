@@ -2,7 +2,7 @@
 
     napari-unet segment INPUT... --model FILE --output DIR [--axes] [--channels] [--mode]
                         [--device] [--tile-size] [--min-size] [--tta] [--no-track] [--z-mode]
-                        [--anisotropy] [--level] [--scheduler local|tcp://HOST:PORT] [--workers N]
+                        [--anisotropy] [--level] [--scheduler local|none|tcp://HOST:PORT] [--workers N]
                         [--resume] [--block PX] [--max-object PX]
     napari-unet info MODEL_FILE
     napari-unet demo [--output DIR]
@@ -367,10 +367,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             "demo": cmd_demo,
             "export": cmd_export,
         }
-        if args.command == "segment" and args.scheduler is not None:  # block-wise on dask.distributed
-            from ._cli_blocks import cmd_segment_blocks as segment_blocks
+        if args.command == "segment":  # block-wise on dask.distributed, or in memory (_cli_blocks.py)
+            from ._cli_blocks import cmd_segment_routed
 
-            commands["segment"] = segment_blocks
+            commands["segment"] = cmd_segment_routed
         if args.command == "doctor":  # napari_unet/_doctor: checks the installation
             from ._doctor.cli import cmd_doctor
 

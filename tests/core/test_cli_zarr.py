@@ -57,7 +57,8 @@ def tif(tmp_path: Path) -> Path:
 
 
 def run(capsys: pytest.CaptureFixture, *argv: object) -> tuple[int, list[str], list[str]]:
-    status = main(["segment", *(str(a) for a in argv), "--no-progress"])
+    """``segment`` in memory (zarr inputs written as OME-Zarr run block-wise by default: test_blocks_ome.py)."""
+    status = main(["segment", *(str(a) for a in argv), "--no-progress", "--scheduler", "none"])
     captured = capsys.readouterr()
     return status, captured.out.splitlines(), captured.err.splitlines()
 

@@ -13,7 +13,9 @@ a :class:`BlocksResult`; :func:`segment_blocks` runs it to the end. Steps:
    without a record run;
 4. one task per block (:func:`~.worker.segment_block`), the model sent once per worker
    (:class:`~.worker.ModelPlugin`);
-5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`).
+5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`);
+6. OME-Zarr labels (:mod:`.ome`): the workers wrote through the labels writer; the driver finishes
+   it once (pyramid, metadata, provenance with the run's statistics) and removes the records.
 """
 
 from __future__ import annotations
@@ -35,8 +37,11 @@ from ..model.unet import UNet
 from ..options import check_inference_options
 from ..progress import Progress, drain
 from .arrays import DEFAULT_CHUNK, as_dask, close, connect, open_output, target_of
+from .ome import abandon_if_empty, finish_labels, is_labels_output, open_labels_output, run_record
 from .plan import BlockPlan, choose_block, model_checksum, read_halo, require, run_signature
-from .resume import default_records, read_record, start_records
+from .resume import default_records, start_records
+from .steps import block_task, model_bytes, network_halo, object_margin, scratch_array, stitch, torch_float64
+from .steps import percentiles as global_percentiles
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +56,16 @@ class BlocksResult:
     Attributes
     ----------
     out : zarr.Array
-        The output (labels, or probabilities with the classes first).
+        The output (labels, or probabilities with the classes first); OME-Zarr labels: level 0,
+        opened read-only.
     n_objects : int or None
         Instances: objects after stitching.
     run, skipped : list of int
         Ids of the blocks segmented now, and of those already done (resume).
     devices : dict
         Worker name → device it ran on.
+    path : Path or None
+        OME-Zarr outputs: the labels group written (``out`` is its level 0, opened read-only).
     """
 
     out: Any
@@ -72,6 +80,7 @@ class BlocksResult:
     records: Path
     dashboard: str | None = None
     devices: dict[str, str] = field(default_factory=dict)
+    path: Path | None = None
 
 
 def iter_segment_blocks(
@@ -106,10 +115,14 @@ def iter_segment_blocks(
         A 2D image (with channels) for a 2D model, or a volume for a 3D model; axes ``axes``.
     model : UNet
         The network (sent to each worker once, as its model file).
-    out : zarr.Array or path
+    out : zarr.Array, path, OmeLabels or LabelsWriter
         Labels (``image``'s shape without channels) or, for ``mode="probabilities"``,
         ``(n_classes, *spatial)``; created (uint32 / uint8 / float32, chunks of 1024) when the
-        path does not exist. Its chunks are the blocks.
+        path does not exist. Its chunks are the blocks. OME-Zarr labels (:class:`.ome.OmeLabels`,
+        or a :class:`~napari_unet.core.image.zarr_write.LabelsWriter` of the result's shape and
+        spatial axes): the workers write through the writer and the run finishes it (pyramid,
+        metadata, provenance with the run's statistics); the records are kept beside the
+        unfinished labels, and a run that finished no block leaves nothing.
     mode : {"instances", "semantic", "probabilities"}
     block : int or sequence of int, optional
         Block edges, whole output chunks; default the output's chunks.
@@ -158,30 +171,31 @@ def iter_segment_blocks(
     default_chunks = (model.n_classes,) * lead + tuple(
         min(int(b) if isinstance(b, (int, np.integer)) and b > 0 else DEFAULT_CHUNK, s) for b, s in zip(wanted, spatial)
     )
-    out = open_output(out, out_shape, dtype, default_chunks)
-    edges = choose_block(spatial, out.chunks[lead:], block)
+    out, writer, ome, resume, records, edges = _open_out(
+        out, out_shape, dtype, default_chunks, layout.spatial_axes, lead, block, resume, mode, records
+    )
     out_target = target_of(out)
     records = Path(records) if records is not None else default_records(*out_target)
-
+    given = client
     client, owned = connect(scheduler, client, workers)
     futures: list[Any] = []
     try:
         # -- global statistics, once, with the in-memory functions
         yield Progress(0, 1, "normalise", "computing per-channel percentiles over the whole image")
         low, high = percentiles if percentiles is not None else model.spec.percentiles
-        lo, hi = _percentiles(client, darr, layout, low, high)
+        lo, hi = global_percentiles(client, darr, layout, low, high)
         if object_size is None and estimate_size and can_estimate_size(model):
             size = yield from iter_object_size(darr, model, layout, percentiles=percentiles)
             object_size = auto_zoom_size(size, model)
         factor = zoom_factor(model.spec.object_size, object_size)
         zoomed = abs(factor - 1.0) > 0.02
-        net_halo = int(halo) if halo is not None else _network_halo(darr, layout, model, lo, hi)
-        margin = _object_margin(mode, min_size, max_object, object_size, model)
+        net_halo = int(halo) if halo is not None else network_halo(darr, layout, model, lo, hi)
+        margin = object_margin(mode, min_size, max_object, object_size, model)
         context = read_halo(math.ceil(net_halo / factor) if zoomed else net_halo, margin, model.size_multiple)
         if mode == "instances":
             context = max(context, model.size_multiple)  # faces need one layer of the neighbour
         plan = BlockPlan(tuple(spatial), edges, (context,) * len(spatial), 1 if zoomed else model.size_multiple)
-        model_bytes = _model_bytes(model)
+        data = model_bytes(model)
         double = next(model.parameters()).dtype == torch_float64()
         checksum = model_checksum(model)
         options = {
@@ -204,12 +218,12 @@ def iter_segment_blocks(
             options=options,
         )
         done = start_records(records, signature, resume=bool(resume))
-        scratch = _scratch(records, plan) if mode == "instances" else None
+        scratch = scratch_array(records, plan) if mode == "instances" else None
 
         # -- the blocks
         from .worker import ModelPlugin, segment_block
 
-        client.register_plugin(ModelPlugin(model_bytes, checksum, device, double))
+        client.register_plugin(ModelPlugin(data, checksum, device, double))
         base = {
             "checksum": checksum,
             "axes": layout.axes,
@@ -223,6 +237,7 @@ def iter_segment_blocks(
             "object_size": object_size,
             "predict": checked,
             "out": out_target,
+            "writer": None if writer is None else str(writer.path),
             "scratch": scratch,
             "records": str(records),
             "stride": plan.stride,
@@ -243,7 +258,7 @@ def iter_segment_blocks(
         import dask
 
         run_block = dask.delayed(segment_block, pure=False)
-        tasks = [run_block(darr[_ext_index(layout, b.ext)], {**base, **_block_task(b)}) for b in todo]
+        tasks = [run_block(darr[_ext_index(layout, b.ext)], {**base, **block_task(b)}) for b in todo]
         futures = client.compute(tasks)
         for n, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
             info = future.result()
@@ -257,9 +272,17 @@ def iter_segment_blocks(
             )
         futures = []
         if mode == "instances":
-            result.n_objects = yield from _stitch(client, plan, records, out, base)
-        yield Progress(1, 1, "done", f"{plan.n_blocks} blocks written to {out_target[0]}")
+            result.n_objects = yield from stitch(client, plan, records, out, base)
+        if writer is not None:
+            info = {"percentiles": [low, high], "network_halo": net_halo, "resumed_blocks": len(done)}
+            scheduler_name = "client" if given is not None else (scheduler or "local")
+            run = run_record(result, client, edges, scheduler_name, **info)
+            result.out, result.path = finish_labels(writer, ome, records, run)
+        yield Progress(1, 1, "done", f"{plan.n_blocks} blocks written to {result.path or out_target[0]}")
         return result
+    except BaseException:
+        abandon_if_empty(ome, writer, records)  # nothing finished: nothing to resume, nothing left
+        raise
     finally:
         if futures:
             client.cancel(futures)
@@ -274,99 +297,35 @@ def segment_blocks(
     return drain(iter_segment_blocks(image, model, **options), progress)
 
 
-def _percentiles(client: Any, darr: Any, layout: Any, low: float, high: float) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`~napari_unet.core.image.normalize.compute_percentiles` with the strided sample read on the cluster."""
-    import dask
-
-    from ..image.normalize import compute_percentiles
-
-    with dask.config.set(scheduler=client.get):
-        return compute_percentiles(layout.arrange(darr), layout, low, high)
-
-
-def _network_halo(darr: Any, layout: Any, model: UNet, lo: np.ndarray, hi: np.ndarray) -> int:
-    from ..inference.halo import auto_halo
-    from ..inference.runner import probe
-
-    return int(auto_halo(model, probe(layout.arrange(darr), layout, lo, hi), device=next(model.parameters()).device))
-
-
-def _object_margin(mode: str, min_size: int, max_object: int | None, object_size: Any, model: UNet) -> int:
-    """Context for whole objects: ``max_object``, default twice the object size (none for probabilities,
-    nor for semantic labels without ``min_size``)."""
-    if mode == "probabilities" or (mode == "semantic" and min_size == 0):
-        return 0
-    if max_object is not None:
-        return int(max_object)
-    size = object_size or model.spec.object_size or 32
-    return int(math.ceil(2 * float(size)))
-
-
-def torch_float64() -> Any:
-    import torch
-
-    return torch.float64
-
-
-def _model_bytes(model: UNet) -> bytes:
-    import tempfile
-
-    from ..model.file import save_model
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = save_model(model, Path(tmp) / "model.safetensors")
-        return Path(path).read_bytes()
-
-
-def _scratch(records: Path, plan: BlockPlan) -> tuple[str, str]:
-    """The scratch array of temporary ids (kept when resuming)."""
-    zarr = require("zarr")
-    path = records / "scratch.zarr"
-    if not path.exists():
-        dtype = np.uint32 if plan.n_blocks * plan.stride < 2**32 else np.uint64
-        zarr.create_array(str(path), shape=plan.shape, chunks=plan.block, dtype=dtype, fill_value=0)
-    return str(path), ""
-
-
 def _ext_index(layout: Any, ext: tuple[slice, ...]) -> tuple[slice, ...]:
     """Index of the input (its own axes) reading the extended region ``ext`` (spatial axes)."""
     return tuple(ext[layout.spatial_axes.index(a)] if a in layout.spatial_axes else slice(None) for a in layout.axes)
 
 
-def _block_task(block: Any) -> dict[str, Any]:
-    def pairs(slices: tuple[slice, ...]) -> list[tuple[int, int]]:
-        return [(s.start, s.stop) for s in slices]
-
-    return {"id": block.id, "core": pairs(block.core), "inner": pairs(block.inner)}
-
-
-def _stitch(
-    client: Any, plan: BlockPlan, records: Path, out: Any, base: dict[str, Any]
-) -> Generator[Progress, None, int]:
-    """Merge graph over the faces, then one relabelling pass over the blocks; returns the object count."""
-    from .stitch import check_fits, face_edges, merge
-    from .worker import relabel_block
-
-    yield Progress(0, 1, "stitch", "matching objects across block faces")
-    cache: dict[int, dict[str, np.ndarray]] = {}
-
-    def record(block_id: int) -> dict[str, np.ndarray]:
-        if block_id not in cache:
-            cache[block_id] = read_record(records, block_id)
-        return cache[block_id]
-
-    counts = np.array([int(record(b.id)["count"]) for b in plan.blocks()], np.int64)
-    edges = face_edges(plan, record)
-    bases, final, n = merge(counts, edges, plan.stride)
-    check_fits(n, out.dtype)
-    yield Progress(1, 1, "stitch", f"{int(counts.sum())} block objects, {len(edges)} face matches: {n} objects")
-    bases_f, final_f = client.scatter([bases, final], broadcast=True)
-    import distributed
-
-    futures = [
-        client.submit(relabel_block, {**base, **_block_task(b)}, bases_f, final_f, pure=False) for b in plan.blocks()
-    ]
-    for k, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
-        future.result()
-        yield Progress(k, len(futures), "relabel", f"block {k}/{len(futures)} relabelled")
-    return n
+def _open_out(
+    out: Any,
+    shape: tuple[int, ...],
+    dtype: Any,
+    chunks: tuple[int, ...],
+    axes: str,
+    lead: int,
+    block: Any,
+    resume: bool,
+    mode: str,
+    records: Any,
+) -> tuple[Any, Any, Any, bool, Any, tuple[int, ...]]:
+    """``(output array, writer, OmeLabels, resume, records, block edges)``; OME-Zarr labels are
+    opened through their writer (a new one removed again when the blocks do not fit)."""
+    writer = ome = None
+    if is_labels_output(out):  # written through the LabelsWriter, finished at the end
+        writer, ome, resume, own = open_labels_output(
+            out, shape=shape, axes=axes, dtype=dtype, chunks=chunks, resume=resume, mode=mode
+        )
+        out, records = writer.array, records or own
+    try:
+        out = open_output(out, shape, dtype, chunks)
+        return out, writer, ome, resume, records, choose_block(shape[lead:], out.chunks[lead:], block)
+    except BaseException:
+        if ome is not None and not ome.reopened:
+            ome.abandon(writer)
+        raise

@@ -113,6 +113,18 @@ def _open(target: tuple[str, str]) -> Any:
     return zarr.open_array(root, path=path or None, mode="r+")
 
 
+def write_out(task: dict[str, Any], region: tuple[slice, ...], block: np.ndarray) -> None:
+    """Write ``block`` into ``region`` of the output: through the OME-Zarr labels writer (chunk-aligned
+    regions) when the run writes OME-Zarr labels, else into the zarr array."""
+    if task.get("writer"):
+        from ..image.zarr_write import LabelsWriter
+
+        LabelsWriter.open(task["writer"]).write(region, block)
+    else:
+        out = _open(task["out"])
+        out[region] = block.astype(out.dtype, copy=False)
+
+
 def _current_worker_name() -> Any:
     try:
         from distributed import get_worker
@@ -150,7 +162,7 @@ def segment_block(data: np.ndarray, task: dict[str, Any]) -> dict[str, Any]:
     if task["mode"] == "probabilities":
         _open(task["out"])[(slice(None), *core)] = result[(slice(None), *inner)]
     elif task["mode"] == "semantic":
-        _open(task["out"])[core] = result[inner]
+        write_out(task, core, result[inner])
     else:
         record = _instances(result, inner, task)
     write_record(Path(task["records"]), task["id"], **record)
@@ -199,6 +211,5 @@ def relabel_block(task: dict[str, Any], bases: np.ndarray, final: np.ndarray) ->
 
     core = tuple(slice(*s) for s in task["core"])
     temp = np.asarray(_open(task["scratch"])[core])
-    out = _open(task["out"])
-    out[core] = final_ids(temp, task["stride"], bases, final).astype(out.dtype, copy=False)
+    write_out(task, core, final_ids(temp, task["stride"], bases, final))
     return task["id"]

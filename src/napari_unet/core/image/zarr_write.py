@@ -293,6 +293,11 @@ class LabelsWriter:
             block = block.astype(self.dtype)
         self.array[region] = block
 
+    def update_provenance(self, fields: Mapping[str, Any]) -> None:
+        """Add ``fields`` to the provenance :meth:`finish` writes (e.g. a block-wise run's statistics)."""
+        self._info["provenance"] = {**self._info["provenance"], **_jsonable(dict(fields))}
+        open_ome_group(self.path, mode="r+").attrs["napari_unet"] = {"pending": self._info}
+
     def finish(self, levels: int | None = None, threads: int | None = None) -> pathlib.Path:
         """Build the pyramid, write the metadata and move the labels into place.
 
