@@ -3,9 +3,9 @@
 - ``--scheduler local|tcp://HOST:PORT``: every input block-wise.
 - no ``--scheduler``: **zarr / OME-Zarr inputs written as OME-Zarr labels** (``--into-input``,
   ``--output OUT.zarr``) run block-wise on a ``LocalCluster`` (``--workers``); TIFF inputs and
-  folder outputs (``<stem>_labels.tif``) in memory. Inputs the block engine does not take (loop
-  axes: T, or Z with a 2D model; time-lapse tracking and z-linking need the whole stack) fall back
-  to the in-memory path with a one-line note.
+  folder outputs (``<stem>_labels.tif``) in memory. Loop axes (T, or Z with a 2D model) run
+  block-wise too, plane by plane, then tracked (``--track``) or linked along Z (``--z-mode
+  stitch``; ``3d`` and ``3d-ortho`` become ``stitch`` with a note) streaming over the output.
 - ``--scheduler none``: every input in memory (:func:`napari_unet.cli.cmd_segment`).
 
 Block-wise OME-Zarr outputs go through :class:`~napari_unet.core.blocks.ome.OmeLabels` (the
@@ -82,7 +82,7 @@ def _provenance(args: argparse.Namespace, path: Path, axes: str, model: Any, mod
 
 
 def segment_one(args: argparse.Namespace, path: Path, model: Any, model_name: str, channels: Any, target: Any) -> int:
-    """Segment one input block-wise (or in memory: a TIFF without --scheduler, or loop axes); 0 if done."""
+    """Segment one input block-wise (or in memory: a TIFF without --scheduler); 0 if done."""
     import warnings
 
     from .core.blocks.resume import default_records, done_blocks
@@ -90,7 +90,6 @@ def segment_one(args: argparse.Namespace, path: Path, model: Any, model_name: st
     from .core.image.axes import AxesGuessWarning
     from .core.image.io import read_image
     from .core.image.zarr_read import is_zarr_path
-    from .core.inference.planning import plan_for
     from .core.progress import TextProgress, drain
 
     explicit = bool(args.scheduler)
@@ -103,16 +102,6 @@ def segment_one(args: argparse.Namespace, path: Path, model: Any, model_name: st
         warnings.simplefilter("ignore", AxesGuessWarning)  # a plain zarr array: --axes or the guess
         img = read_image(path, level=args.level)
     axes = args.axes.upper() if args.axes else img.axes
-    layout = plan_for(
-        img.data, model, axes=axes, channels=channels, channel_names=img.channel_names, image_name=str(path)
-    )
-    if layout.loop_axes and not explicit:
-        print(
-            f"napari-unet: note: {path} has {layout.loop_axes} axes to loop over ({layout.axes}): block-wise runs "
-            f"take one {'volume' if model.ndim == 3 else 'plane'}, so it is segmented in memory",
-            file=sys.stderr,
-        )
-        return _in_memory(args, path)
     if target is not None:
         out = _labels_target(target, img, axes, _provenance(args, path, axes, model, model_name), args.overwrite)
         records = out.records()
@@ -133,10 +122,17 @@ def segment_one(args: argparse.Namespace, path: Path, model: Any, model_name: st
         min_size=args.min_size, block=args.block, max_object=args.max_object, scheduler=args.scheduler or "local",
         workers=args.workers, resume=args.resume, object_size=args.object_size, halo=args.halo,
         tile_size=args.tile_size, batch_size=args.batch_size, device=args.device, precision=args.precision,
-        tta=args.tta, image_name=str(path),
+        tta=args.tta, image_name=str(path), track=args.track, z_mode=args.z_mode,
     )  # fmt: skip
     try:
-        result = drain(gen, show)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            result = drain(gen, show)
+        for note in caught:  # --z-mode 3d: the planes are linked instead (one note line); others as they were
+            if "block-wise runs link the planes" in str(note.message):
+                print(f"napari-unet: note: {path}: {note.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(note.message, note.category, note.filename, note.lineno)
     except KeyboardInterrupt:
         done = len(done_blocks(records))
         if done:
@@ -145,13 +141,30 @@ def segment_one(args: argparse.Namespace, path: Path, model: Any, model_name: st
                 file=sys.stderr,
             )
         raise
+    tracks = _write_tracks(args, path, axes, result, target)
     objects = f", {result.n_objects} objects" if result.n_objects is not None else ""
     devices = ", ".join(f"{w} {d}" for w, d in sorted(result.devices.items()))
     print(
         f"{path} -> {result.path or out} ({result.n_blocks} blocks, {len(result.run)} run, {len(result.skipped)} "
-        f"resumed{objects}, workers: {devices or 'none needed'}, {time.perf_counter() - start:.1f} s)"
+        f"resumed{objects}, workers: {devices or 'none needed'}{tracks}, {time.perf_counter() - start:.1f} s)"
     )
     return 0
+
+
+def _write_tracks(args: argparse.Namespace, path: Path, axes: str, result: Any, target: Any) -> str:
+    """A tracked time-lapse: ``<stem>_tracks.csv`` beside the output, as in memory, read frame by frame."""
+    from .core.image.files import file_stem
+    from .core.labels.tracking import tracking_applies, tracks_from_frames, write_tracks_csv
+
+    out_axes = "".join(a for a in axes if a not in "CS")
+    if not tracking_applies(args.track, args.mode, out_axes) or len(out_axes) != result.out.ndim:
+        return ""
+    beside = target.container if target is not None else args.output / zarr_stem(path)
+    csv = beside.with_name(f"{file_stem(path)}_tracks.csv")
+    t = out_axes.index("T")
+    frame = lambda i: result.out[tuple(i if a == t else slice(None) for a in range(result.out.ndim))]  # noqa: E731
+    write_tracks_csv(csv, tracks_from_frames(frame, result.out.shape[t], result.out.ndim - 1), out_axes)
+    return f", tracks {csv}"
 
 
 def cmd_segment_blocks(args: argparse.Namespace, explicit: bool = True) -> int:

@@ -1,6 +1,6 @@
 """Block-wise runs writing OME-Zarr labels: ``napari-unet segment IN.zarr --into-input`` (block-wise
-on a LocalCluster by default), ``--output OUT.zarr``, a killed run and ``--resume``, the in-memory
-fallback for loop axes, ``--scheduler none``, and ``napari_unet.segment_blocks(into=/out=)``.
+on a LocalCluster by default), ``--output OUT.zarr``, a killed run and ``--resume``, a time-lapse
+(block-wise, tracked), ``--scheduler none``, and ``napari_unet.segment_blocks(into=/out=)``.
 
 The model is the threshold network of ``known_nets`` (every pixel depends on itself only), so the
 block-wise labels equal the in-memory ones up to relabelling, on a real DSB2018 image."""
@@ -136,17 +136,30 @@ def test_output_zarr_block_wise_holds_the_image_and_labels(real, model: Path, ca
     assert status == 1 and f"{out} exists; use --overwrite to replace it" in err
 
 
-def test_loop_axes_fall_back_to_in_memory_with_a_note(tmp_path: Path, model: Path, capsys) -> None:
-    frames = np.full((2, 40, 48), 10, np.uint16)
-    frames[:, 5:15, 6:16] = 1000
+def test_a_time_lapse_into_input_runs_block_wise_and_is_tracked(tmp_path: Path, model: Path, capsys, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([SRC, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    frames = np.full((3, 40, 48), 10, np.uint16)
+    for t in range(3):
+        frames[t, 5 + t : 15 + t, 26 + 2 * t : 36 + 2 * t] = 1000  # crosses the block border at x = 32
+    frames[2, 28:34, 4:10] = 1000  # appears in the last frame
     path = write_image(tmp_path / "movie.zarr", frames, axes="TYX")
-    status, out, err = segment(capsys, path, "-m", model, "--into-input")
+    status, out, err = segment(
+        capsys, path, "-m", model, "--into-input", "--workers", "1", "--block", "32", "--halo", "0"
+    )
     assert status == 0, err
-    assert f"napari-unet: note: {path} has T axes to loop over (TYX): block-wise runs take one plane" in err
-    assert "segmented in memory" in err
-    assert f"-> {path / 'labels' / 'movie_labels'}: 1 tracks, shape (2, 40, 48) (TYX)" in out
+    assert "note" not in err and "in memory" not in err
+    assert "12 blocks of [1, 32, 32] px" in out and f"-> {path / 'labels' / 'movie_labels'} (12 blocks, 12 run" in out
+    assert ", 2 objects, " in out  # two tracks
     labels = zarr.open_array(str(path / "labels" / "movie_labels" / "0"))[:]
-    assert labels.shape == (2, 40, 48) and (labels[:, 5:15, 6:16] == 1).all() and labels.sum() == 200
+    assert labels.shape == (3, 40, 48) and (labels[0, 5:15, 26:36] == labels[2, 7:17, 30:40]).all()
+    assert same_up_to_relabelling(labels, drain(iter_segment(frames, threshold_net(), axes="TYX", device="cpu")))
+    run = read_zarr_provenance(path / "labels" / "movie_labels")["blocks"]
+    assert run["track"] is True and run["z_mode"] is None and run["block"] == [1, 32, 32]
+    csv = tmp_path / "movie_tracks.csv"  # beside the container, as in memory
+    assert f", tracks {csv}, " in out
+    rows = csv.read_text().splitlines()
+    assert rows[0] == "track_id,t,y,x" and len(rows) == 1 + 4
+    assert rows[1:3] == [f"{labels[0, 5, 26]},0,9.500,30.500", f"{labels[0, 5, 26]},1,10.500,32.500"]
 
 
 def test_scheduler_none_segments_a_zarr_input_in_memory(real, model: Path, capsys) -> None:

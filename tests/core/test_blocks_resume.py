@@ -153,7 +153,7 @@ def test_outputs_and_inputs_that_do_not_fit_are_refused(tmp_path: Path) -> None:
     memory = zarr.create_array(zarr.storage.MemoryStore(), shape=(64, 64), chunks=(32, 32), dtype="uint32")
     with pytest.raises(ValueError, match="out must be a zarr array stored in a folder"):
         segment_blocks(np.zeros((64, 64), np.uint16), net, axes="YX", out=memory)
-    with pytest.raises(ValueError, match=r"segment each entry of T separately"):
-        segment_blocks(np.zeros((2, 64, 64), np.uint16), net, axes="TYX", out=tmp_path / "t.zarr")
+    with pytest.raises(ValueError, match=r"z_mode.*'volume'"):
+        segment_blocks(np.zeros((2, 64, 64), np.uint16), net, axes="ZYX", out=tmp_path / "t.zarr", z_mode="volume")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         segment_blocks(str(tmp_path / "missing.zarr"), net, axes="YX", out=tmp_path / "m.zarr")

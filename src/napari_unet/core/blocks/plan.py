@@ -65,12 +65,19 @@ class BlockPlan:
         ``multiple``).
     multiple : int
         The network's size multiple (``2 ** depth``).
+    loop : tuple of bool
+        Per axis: a loop axis (T, or Z with a 2D model) — blocks of 1, no halo, no faces to
+        stitch; empty: none.
     """
 
     shape: tuple[int, ...]
     block: tuple[int, ...]
     halo: tuple[int, ...]
     multiple: int = 1
+    loop: tuple[bool, ...] = ()
+
+    def is_loop(self, axis: int) -> bool:
+        return bool(self.loop) and self.loop[axis]
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -88,9 +95,12 @@ class BlockPlan:
     def block_at(self, index: Sequence[int]) -> Block:
         index = tuple(int(i) for i in index)
         core, ext = [], []
-        for i, n, b, h in zip(index, self.shape, self.block, self.halo):
+        for axis, (i, n, b, h) in enumerate(zip(index, self.shape, self.block, self.halo)):
             start, stop = i * b, min(n, (i + 1) * b)
             core.append(slice(start, stop))
+            if self.is_loop(axis):
+                ext.append(slice(start, stop))
+                continue
             lo = max(0, start - h)
             lo -= lo % self.multiple
             ext.append(slice(lo, min(n, stop + h)))

@@ -13,7 +13,9 @@ a :class:`BlocksResult`; :func:`segment_blocks` runs it to the end. Steps:
    without a record run;
 4. one task per block (:func:`~.worker.segment_block`), the model sent once per worker
    (:class:`~.worker.ModelPlugin`);
-5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`);
+5. instances: merge graph over the block faces and one relabelling pass (:mod:`.stitch`); with loop
+   axes (T, or Z with a 2D model; blocks of one plane), the driver's pass over the planes instead:
+   final ids, z-linking, tracking (:mod:`.loops`);
 6. OME-Zarr labels (:mod:`.ome`): the workers wrote through the labels writer; the driver finishes
    it once (pyramid, metadata, provenance with the run's statistics) and removes the records.
 """
@@ -33,14 +35,26 @@ from ..image.rescale import zoom_factor
 from ..inference.planning import plan_for
 from ..inference.sizing import auto_zoom_size, can_estimate_size, iter_object_size
 from ..labels.postprocess import MODES
+from ..labels.zlink import DEFAULT_LINK_IOU
+from ..labels.zstack import DEFAULT_Z_MODE
 from ..model.unet import UNet
 from ..options import check_inference_options
 from ..progress import Progress, drain
 from .arrays import DEFAULT_CHUNK, as_dask, close, connect, open_output, target_of
+from .loops import default_out_chunks, input_index, loop_settings
 from .ome import abandon_if_empty, finish_labels, is_labels_output, open_labels_output, run_record
 from .plan import BlockPlan, choose_block, model_checksum, read_halo, require, run_signature
 from .resume import default_records, start_records
-from .steps import block_task, model_bytes, network_halo, object_margin, scratch_array, stitch, torch_float64
+from .steps import (
+    block_task,
+    merge_faces,
+    model_bytes,
+    network_halo,
+    object_margin,
+    scratch_array,
+    stitch,
+    torch_float64,
+)
 from .steps import percentiles as global_percentiles
 
 log = logging.getLogger(__name__)
@@ -105,6 +119,9 @@ def iter_segment_blocks(
     percentiles: tuple[float, float] | None = None,
     halo: int | None = None,
     image_name: str = "image",
+    track: bool = True,
+    z_mode: str = DEFAULT_Z_MODE,
+    link_iou: float = DEFAULT_LINK_IOU,
     **predict_options: Any,
 ) -> Generator[Progress, None, BlocksResult]:
     """Segment ``image`` block by block on a dask.distributed cluster into the zarr array ``out``.
@@ -113,6 +130,9 @@ def iter_segment_blocks(
     ----------
     image : numpy, dask or zarr array, or the path of a zarr array
         A 2D image (with channels) for a 2D model, or a volume for a 3D model; axes ``axes``.
+        Loop axes (T, or Z with a 2D model) are segmented plane by plane (frame by frame): blocks
+        never span them (the output's chunks along them must be 1), then the driver streams over
+        the output once (:mod:`.loops`).
     model : UNet
         The network (sent to each worker once, as its model file).
     out : zarr.Array, path, OmeLabels or LabelsWriter
@@ -135,6 +155,13 @@ def iter_segment_blocks(
     resume : bool
         Continue the run recorded in ``records`` (default ``<out store>.blocks/``): only blocks
         without a completion record run; the run signature must match (ValueError).
+    track : bool
+        Instances of a time-lapse (T): the same object keeps its id in every frame, as in memory.
+    z_mode : {"3d", "stitch", "planes", "3d-ortho"}
+        Instances of a z-stack with a 2D model: ``"stitch"`` links the planes' objects by IoU
+        (``link_iou``), ``"planes"`` keeps them apart; ``"3d"`` and ``"3d-ortho"`` need the whole
+        stack's features, so block-wise runs link the planes (``"stitch"``) instead, with a
+        UserWarning. The result's provenance records the mode used.
     object_size, estimate_size, percentiles, halo, axes, channels, channel_names, **predict_options
         As for :func:`~napari_unet.core.segment.iter_segment` (``tile_size``, ``batch_size``,
         ``device``, ``precision``, ``compile``, ``tta``).
@@ -153,26 +180,19 @@ def iter_segment_blocks(
     device = "auto" if device is None else str(device)
     darr, source = as_dask(image)
     layout = plan_for(darr, model, axes=axes, channels=channels, channel_names=channel_names, image_name=image_name)
-    if layout.loop_axes:
-        raise ValueError(
-            f"block-wise segmentation takes one {'volume' if model.ndim == 3 else 'plane'} "
-            f"(spatial axes {layout.spatial_axes}); {image_name} also has {layout.loop_axes} "
-            f"(axes {layout.axes}): segment each entry of {layout.loop_axes} separately"
-        )
-    if layout.out_axes != layout.spatial_axes:
-        raise ValueError(f"block-wise output axes must be {layout.spatial_axes}, got {layout.out_axes}")
-    spatial = layout.spatial_shape
+    loops = loop_settings(layout, model, mode, track, z_mode, link_iou, image_name)
+    out_axes = layout.out_axes
+    if "".join(a for a in out_axes if a not in layout.loop_axes) != layout.spatial_axes:
+        raise ValueError(f"block-wise output axes must be {layout.spatial_axes} (after loop axes), got {out_axes}")
+    loop = tuple(a in layout.loop_axes for a in out_axes)
     if mode == "probabilities":
-        out_shape, dtype = (model.n_classes, *spatial), np.float32
+        out_shape, dtype = (model.n_classes, *layout.out_shape), np.float32
     else:
-        out_shape, dtype = spatial, (np.uint32 if mode == "instances" else np.uint8)
+        out_shape, dtype = layout.out_shape, (np.uint32 if mode == "instances" else np.uint8)
     lead = 1 if mode == "probabilities" else 0
-    wanted = (block,) * len(spatial) if block is None or isinstance(block, (int, np.integer)) else tuple(block)
-    default_chunks = (model.n_classes,) * lead + tuple(
-        min(int(b) if isinstance(b, (int, np.integer)) and b > 0 else DEFAULT_CHUNK, s) for b, s in zip(wanted, spatial)
-    )
+    default_chunks = (model.n_classes,) * lead + default_out_chunks(block, loop, layout.out_shape, DEFAULT_CHUNK)
     out, writer, ome, resume, records, edges = _open_out(
-        out, out_shape, dtype, default_chunks, layout.spatial_axes, lead, block, resume, mode, records
+        out, out_shape, dtype, default_chunks, out_axes, lead, block, resume, mode, records, loop
     )
     out_target = target_of(out)
     records = Path(records) if records is not None else default_records(*out_target)
@@ -194,7 +214,10 @@ def iter_segment_blocks(
         context = read_halo(math.ceil(net_halo / factor) if zoomed else net_halo, margin, model.size_multiple)
         if mode == "instances":
             context = max(context, model.size_multiple)  # faces need one layer of the neighbour
-        plan = BlockPlan(tuple(spatial), edges, (context,) * len(spatial), 1 if zoomed else model.size_multiple)
+        halos = tuple(0 if is_loop else context for is_loop in loop)
+        plan = BlockPlan(
+            layout.out_shape, edges, halos, 1 if zoomed else model.size_multiple, loop if any(loop) else ()
+        )
         data = model_bytes(model)
         double = next(model.parameters()).dtype == torch_float64()
         checksum = model_checksum(model)
@@ -205,6 +228,7 @@ def iter_segment_blocks(
             "channels": list(layout.channels),
             "to_gray": layout.to_gray,
             "max_object": margin,
+            **loops["options"],
             **{k: repr(v) for k, v in checked.items()},
         }
         signature = run_signature(
@@ -226,7 +250,8 @@ def iter_segment_blocks(
         client.register_plugin(ModelPlugin(data, checksum, device, double))
         base = {
             "checksum": checksum,
-            "axes": layout.axes,
+            "axes": "".join(a for a in layout.axes if a not in layout.loop_axes),
+            "loop_at": [i for i, is_loop in enumerate(loop) if is_loop],
             "channels": channels,
             "channel_names": channel_names,
             "mode": mode,
@@ -258,7 +283,7 @@ def iter_segment_blocks(
         import dask
 
         run_block = dask.delayed(segment_block, pure=False)
-        tasks = [run_block(darr[_ext_index(layout, b.ext)], {**base, **block_task(b)}) for b in todo]
+        tasks = [run_block(darr[input_index(layout, b.ext)], {**base, **block_task(b)}) for b in todo]
         futures = client.compute(tasks)
         for n, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
             info = future.result()
@@ -271,10 +296,17 @@ def iter_segment_blocks(
                 f"block {info['id']} on worker {info['worker']} ({info['device']}), {info['seconds']:.1f} s",
             )
         futures = []
-        if mode == "instances":
+        if mode == "instances" and not any(loop):
             result.n_objects = yield from stitch(client, plan, records, out, base)
+        elif mode == "instances":
+            from .loops import iter_loop_pass
+            from .worker import _open
+
+            merged = yield from merge_faces(plan, records, out)
+            result.n_objects = yield from iter_loop_pass(out, writer, _open(scratch), plan, merged, **loops["pass"])
         if writer is not None:
             info = {"percentiles": [low, high], "network_halo": net_halo, "resumed_blocks": len(done)}
+            info.update(loops["options"])
             scheduler_name = "client" if given is not None else (scheduler or "local")
             run = run_record(result, client, edges, scheduler_name, **info)
             result.out, result.path = finish_labels(writer, ome, records, run)
@@ -297,11 +329,6 @@ def segment_blocks(
     return drain(iter_segment_blocks(image, model, **options), progress)
 
 
-def _ext_index(layout: Any, ext: tuple[slice, ...]) -> tuple[slice, ...]:
-    """Index of the input (its own axes) reading the extended region ``ext`` (spatial axes)."""
-    return tuple(ext[layout.spatial_axes.index(a)] if a in layout.spatial_axes else slice(None) for a in layout.axes)
-
-
 def _open_out(
     out: Any,
     shape: tuple[int, ...],
@@ -313,6 +340,7 @@ def _open_out(
     resume: bool,
     mode: str,
     records: Any,
+    loop: tuple[bool, ...],
 ) -> tuple[Any, Any, Any, bool, Any, tuple[int, ...]]:
     """``(output array, writer, OmeLabels, resume, records, block edges)``; OME-Zarr labels are
     opened through their writer (a new one removed again when the blocks do not fit)."""
@@ -324,7 +352,15 @@ def _open_out(
         out, records = writer.array, records or own
     try:
         out = open_output(out, shape, dtype, chunks)
-        return out, writer, ome, resume, records, choose_block(shape[lead:], out.chunks[lead:], block)
+        chunks = tuple(out.chunks[lead:])
+        if any(c != 1 for c, is_loop in zip(chunks, loop) if is_loop):
+            raise ValueError(
+                f"out has chunks {chunks} ({axes}): block-wise runs need chunks of 1 along the loop axes "
+                f"{''.join(a for a, is_loop in zip(axes, loop) if is_loop)} (one plane or frame per block)"
+            )
+        spatial = [i for i, is_loop in enumerate(loop) if not is_loop]
+        edges = iter(choose_block([shape[lead + i] for i in spatial], [chunks[i] for i in spatial], block))
+        return out, writer, ome, resume, records, tuple(1 if is_loop else next(edges) for is_loop in loop)
     except BaseException:
         if ome is not None and not ome.reopened:
             ome.abandon(writer)

@@ -74,8 +74,26 @@ def stitch(
     client: Any, plan: BlockPlan, records: Path, out: Any, base: dict[str, Any]
 ) -> Generator[Progress, None, int]:
     """Merge graph over the faces, then one relabelling pass over the blocks; returns the object count."""
-    from .stitch import check_fits, face_edges, merge
     from .worker import relabel_block
+
+    bases, final, n = yield from merge_faces(plan, records, out)
+    bases_f, final_f = client.scatter([bases, final], broadcast=True)
+    import distributed
+
+    futures = [
+        client.submit(relabel_block, {**base, **block_task(b)}, bases_f, final_f, pure=False) for b in plan.blocks()
+    ]
+    for k, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
+        future.result()
+        yield Progress(k, len(futures), "relabel", f"block {k}/{len(futures)} relabelled")
+    return n
+
+
+def merge_faces(
+    plan: BlockPlan, records: Path, out: Any
+) -> Generator[Progress, None, tuple[np.ndarray, np.ndarray, int]]:
+    """The merge graph over the faces (:func:`.stitch.merge`): ``(bases, final ids, object count)``."""
+    from .stitch import check_fits, face_edges, merge
 
     yield Progress(0, 1, "stitch", "matching objects across block faces")
     cache: dict[int, dict[str, np.ndarray]] = {}
@@ -90,16 +108,7 @@ def stitch(
     bases, final, n = merge(counts, edges, plan.stride)
     check_fits(n, out.dtype)
     yield Progress(1, 1, "stitch", f"{int(counts.sum())} block objects, {len(edges)} face matches: {n} objects")
-    bases_f, final_f = client.scatter([bases, final], broadcast=True)
-    import distributed
-
-    futures = [
-        client.submit(relabel_block, {**base, **block_task(b)}, bases_f, final_f, pure=False) for b in plan.blocks()
-    ]
-    for k, future in enumerate(distributed.as_completed(futures, loop=client.loop), 1):
-        future.result()
-        yield Progress(k, len(futures), "relabel", f"block {k}/{len(futures)} relabelled")
-    return n
+    return bases, final, n
 
 
 def block_task(block: Any) -> dict[str, Any]:

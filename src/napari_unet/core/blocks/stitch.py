@@ -51,7 +51,7 @@ def face_edges(plan: BlockPlan, record: Callable[[int], dict[str, np.ndarray]]) 
     for block in plan.blocks():
         mine = record(block.id)
         for axis in range(len(plan.shape)):
-            other = plan.neighbour(block, axis)
+            other = None if plan.is_loop(axis) else plan.neighbour(block, axis)
             if other is None:
                 continue
             theirs = record(other.id)

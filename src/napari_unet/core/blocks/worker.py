@@ -158,6 +158,9 @@ def segment_block(data: np.ndarray, task: dict[str, Any]) -> dict[str, Any]:
         else:
             result = drain(iter_segment(block, model, mode=task["mode"], min_size=task["min_size"], **options))
     del block
+    if task.get("loop_at"):  # a plane / frame of a stack: its loop axes back, of size 1
+        lead = 1 if task["mode"] == "probabilities" else 0
+        result = np.expand_dims(result, tuple(lead + a for a in task["loop_at"]))
     record: dict[str, np.ndarray] = {"count": np.asarray(0)}
     if task["mode"] == "probabilities":
         _open(task["out"])[(slice(None), *core)] = result[(slice(None), *inner)]
@@ -190,6 +193,8 @@ def _instances(labels: np.ndarray, inner: tuple[slice, ...], task: dict[str, Any
     for axis, (first, last, shape) in enumerate(zip(inner, inner, task["shape"])):
         cross = list(inner)
         core_start, core_stop = task["core"][axis]
+        if axis in task.get("loop_at", ()):  # no faces across planes / frames
+            continue
         if core_stop < shape:  # the face with the next block: own last layer, and its first layer as seen here
             record[f"own_next_{axis}"] = lut[labels[_layer(cross, axis, last.stop - 1)]]
             record[f"seen_next_{axis}"] = lut[labels[_layer(cross, axis, last.stop)]]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -37,12 +37,14 @@ from ..progress import Progress, drain
 __all__ = [
     "DEFAULT_MAX_GAP",
     "DEFAULT_MIN_IOU",
+    "iter_track_frames",
     "iter_track_labels",
     "time_axis",
     "track_labels",
     "tracking_applies",
     "tracking_settings",
     "tracks_columns",
+    "tracks_from_frames",
     "tracks_from_labels",
     "write_tracks_csv",
 ]
@@ -169,14 +171,39 @@ def iter_track_labels(
     max_gap, min_iou = opts["max_gap"], opts["min_iou"]
     axis = time_axis(labels.ndim, axis=axis)
     frames = np.moveaxis(labels, axis, 0)  # a view: writing a frame writes ``labels``
-    n_frames = frames.shape[0]
     if labels.size and np.iinfo(labels.dtype).min < 0 and labels.min() < 0:
         raise ValueError(f"labels must be >= 0 (0 = background), got a minimum of {labels.min()}")
+
+    def write(t: int, frame: np.ndarray) -> None:
+        frames[t] = frame
+
+    yield from iter_track_frames(
+        lambda t: np.asarray(frames[t]), write, frames.shape[0], labels.dtype, max_gap=max_gap, min_iou=min_iou
+    )
+    return labels
+
+
+def iter_track_frames(
+    read: Callable[[int], np.ndarray],
+    write: Callable[[int, np.ndarray], None],
+    n_frames: int,
+    dtype: Any,
+    *,
+    max_gap: int = DEFAULT_MAX_GAP,
+    min_iou: float = DEFAULT_MIN_IOU,
+) -> Generator[Progress, None, int]:
+    """The matching of :func:`iter_track_labels`, streaming: ``read(t)`` gives frame ``t`` (raw
+    ids before it is written, track ids after), ``write(t, frame)`` stores its track ids (``dtype``:
+    the labels' integer type). Frames are read and written in order, a few at a time (e.g. from
+    and to a zarr array); returns the number of tracks."""
+    opts = check_inference_options(max_gap=max_gap, min_iou=min_iou)
+    max_gap, min_iou = opts["max_gap"], opts["min_iou"]
+    dtype = np.dtype(dtype)
     last_seen = np.zeros(1, np.int64)  # per track id: the frame it was last seen in (index 0 unused)
     n_tracks = 0
     yield Progress(0, n_frames, "track", "matching labels across frames")
     for t in range(n_frames):
-        current = np.asarray(frames[t])
+        current = np.asarray(read(t))
         fg = current > 0
         cur_ids, inverse, cur_area = np.unique(current[fg], return_inverse=True, return_counts=True)
         new_ids = np.zeros(len(cur_ids), np.int64)
@@ -189,7 +216,7 @@ def iter_track_labels(
                 seen_then[0] = False
                 if not seen_then.any():
                     continue
-                earlier = np.asarray(frames[t - back])
+                earlier = np.asarray(read(t - back))
                 keep = None if back == 1 else seen_then
                 parts.append(_edges(current, cur_ids, cur_area, earlier, keep))
             ci, tid, iou = (np.concatenate(p) for p in zip(*parts)) if parts else (np.empty(0, np.int64),) * 3
@@ -202,17 +229,17 @@ def iter_track_labels(
         if n_tracks >= len(last_seen):
             last_seen = np.concatenate([last_seen, np.full(max(n_tracks + 1 - len(last_seen), 1024), -1, np.int64)])
         last_seen[new_ids] = t
-        if new_ids.size and new_ids.max() > np.iinfo(labels.dtype).max:  # per-frame ids in a narrow type
+        if new_ids.size and new_ids.max() > np.iinfo(dtype).max:  # per-frame ids in a narrow type
             raise ValueError(
-                f"{n_tracks} tracks do not fit in labels of {labels.dtype} (frame {t}; frames before it are "
+                f"{n_tracks} tracks do not fit in labels of {dtype} (frame {t}; frames before it are "
                 f"relabelled already): give labels of a wider type, e.g. labels.astype(np.uint32)"
             )
         out = np.zeros_like(current)
         out[fg] = new_ids[inverse]
-        frames[t] = out
+        write(t, out)
         yield Progress(t + 1, n_frames, "track", f"frame {t + 1}/{n_frames}: {n_tracks} tracks")
     log.info("tracking: %d frames, %d tracks (max_gap=%d, min_iou=%g)", n_frames, n_tracks, max_gap, min_iou)
-    return labels
+    return n_tracks
 
 
 def track_labels(
@@ -280,9 +307,15 @@ def tracks_from_labels(labels: np.ndarray, axis: int | None = None, *, axes: str
     labels = _check_labels(np.asarray(labels))
     index = time_axis(labels.ndim, axis=axis, axes=axes)
     frames = np.moveaxis(labels, index, 0)
+    return tracks_from_frames(lambda t: frames[t], frames.shape[0], labels.ndim - 1)
+
+
+def tracks_from_frames(read: Callable[[int], Any], n_frames: int, frame_ndim: int) -> np.ndarray:
+    """:func:`tracks_from_labels` reading one frame at a time: ``read(t)`` gives frame ``t``
+    (``frame_ndim`` axes, e.g. from a zarr array)."""
     rows = []
-    for t in range(frames.shape[0]):
-        frame = np.asarray(frames[t])
+    for t in range(n_frames):
+        frame = np.asarray(read(t))
         coords = np.nonzero(frame)
         if not coords[0].size:
             continue
@@ -290,7 +323,7 @@ def tracks_from_labels(labels: np.ndarray, axis: int | None = None, *, axes: str
         centroids = [np.bincount(inverse, weights=c, minlength=len(ids)) / counts for c in coords]
         rows.append(np.column_stack([ids.astype(np.float64), np.full(len(ids), float(t)), *centroids]))
     if not rows:
-        return np.empty((0, labels.ndim + 1), np.float64)
+        return np.empty((0, frame_ndim + 2), np.float64)
     data = np.concatenate(rows)
     return data[np.lexsort((data[:, 1], data[:, 0]))]
 

@@ -96,6 +96,29 @@ def match_planes(previous: np.ndarray, current: np.ndarray, threshold: float) ->
     return p_ids[np.concatenate(out_p)].astype(np.int64), c_ids[np.concatenate(out_c)].astype(np.int64)
 
 
+def link_plane(
+    previous: np.ndarray | None, plane: np.ndarray, total: int, threshold: float = DEFAULT_LINK_IOU
+) -> tuple[np.ndarray, int]:
+    """One step of :func:`link_planes`, for streaming over a stack plane by plane.
+
+    ``previous``: the plane before, already linked (None for a stack's first plane); ``plane``:
+    this plane's 2D objects; ``total``: ids used so far. Returns the plane's linked ids (int64:
+    an object continuing one of ``previous`` takes its id, the others ``total + 1, ...`` in order
+    of their ids) and the new total.
+    """
+    ids = np.unique(plane)
+    ids = ids[ids != 0]
+    new = np.zeros(ids.size, np.int64)
+    if previous is not None and ids.size:
+        p_match, c_match = match_planes(previous, plane, threshold)
+        new[np.searchsorted(ids, c_match)] = p_match
+    fresh = new == 0
+    new[fresh] = np.arange(total + 1, total + 1 + int(fresh.sum()))
+    total += int(fresh.sum())
+    values = np.r_[0, new]
+    return values[np.searchsorted(np.r_[0, ids], plane)], total
+
+
 def link_planes(labels: np.ndarray, *, threshold: float = DEFAULT_LINK_IOU) -> np.ndarray:
     """Link the 2D objects of a ``(..., Z, Y, X)`` label stack into 3D objects.
 
@@ -127,21 +150,11 @@ def link_planes(labels: np.ndarray, *, threshold: float = DEFAULT_LINK_IOU) -> n
         previous: np.ndarray | None = None
         for z in range(stack.shape[0]):
             plane = stack[z]
-            ids = np.unique(plane)
-            ids = ids[ids != 0]
-            new = np.zeros(ids.size, np.int64)
-            if previous is not None and ids.size:
-                p_match, c_match = match_planes(previous, plane, threshold)
-                new[np.searchsorted(ids, c_match)] = p_match
-            fresh = new == 0
-            new[fresh] = np.arange(total + 1, total + 1 + int(fresh.sum()))
-            total += int(fresh.sum())
+            linked, total = link_plane(previous, plane, total, threshold)
             if total > np.iinfo(labels.dtype).max:
                 labels = labels.astype(smallest_label_dtype(total))
                 stack, plane = labels[index], labels[index][z]
-            lut_keys = np.r_[0, ids]
-            values = np.r_[0, new]
-            plane[...] = values[np.searchsorted(lut_keys, plane)]
+            plane[...] = linked
             previous = plane
     out_dtype = smallest_label_dtype(total)
     logger.info("z-linking: %d 3D object(s), IoU >= %.2f", total, threshold)
