@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ..labels.matching import overlap_iou
 from .plan import BlockPlan
 
 #: Two ids facing each other across a face are one object when their pixels in the strip overlap this much.
@@ -31,17 +32,9 @@ MATCH_IOU = 0.5
 
 def strip_pairs(own: np.ndarray, seen: np.ndarray) -> np.ndarray:
     """Matched ``(own id, seen id)`` pairs (E, 2) of two views of the same strip of pixels."""
-    own, seen = own.ravel().astype(np.uint64), seen.ravel().astype(np.uint64)
-    both = (own > 0) & (seen > 0)
-    if not both.any():
-        return np.zeros((0, 2), np.uint64)
-    pairs, overlap = np.unique(np.stack([own[both], seen[both]], 1), axis=0, return_counts=True)
-    own_ids, own_n = np.unique(own[own > 0], return_counts=True)
-    seen_ids, seen_n = np.unique(seen[seen > 0], return_counts=True)
-    n_own = own_n[np.searchsorted(own_ids, pairs[:, 0])]
-    n_seen = seen_n[np.searchsorted(seen_ids, pairs[:, 1])]
-    iou = overlap / (n_own + n_seen - overlap)
-    return pairs[iou >= MATCH_IOU]
+    own_ids, seen_ids, iou = overlap_iou(own.astype(np.uint64), seen.astype(np.uint64))
+    keep = iou >= MATCH_IOU
+    return np.stack([own_ids[keep], seen_ids[keep]], 1)
 
 
 def face_edges(plan: BlockPlan, record: Callable[[int], dict[str, np.ndarray]]) -> np.ndarray:

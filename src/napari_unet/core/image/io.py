@@ -28,7 +28,7 @@ import tifffile
 
 from .calibration import imagej_calibration, imagej_channel_names, norm_unit, ome_calibration, positive
 from .files import atomic_write
-from .provenance import normalize_provenance
+from .provenance import jsonable, normalize_provenance
 from .tiffcheck import magic_problem, series_problem
 
 __all__ = ["ImageFile", "ImageReadError", "check_image_file", "read_image", "read_provenance", "write_labels"]
@@ -224,13 +224,6 @@ def _imagej_compatible(labels: np.ndarray, axes: str) -> bool:
     return "S" not in axes or (labels.dtype == np.uint8 and labels.shape[-1] in (3, 4))
 
 
-def _jsonable(obj: Any) -> Any:
-    """JSON fallback for provenance values: numpy scalars/arrays become Python numbers/lists, the rest str."""
-    if isinstance(obj, (np.generic, np.ndarray)):
-        return obj.tolist()
-    return str(obj)
-
-
 def _ascii_unit(unit: str) -> str:
     """ImageJ's own escaping of non-ASCII characters in the description ("µm" -> "\\u00B5m")."""
     return "".join(c if ord(c) < 128 else f"\\u{ord(c):04X}" for c in unit)
@@ -289,7 +282,7 @@ def write_labels(
             raise ValueError(f"{name} {seq} has {len(seq)} entries, expected {labels.ndim} for axes '{axes}'")
     if not all(positive(s) for s in scale_list):
         raise ValueError(f"scale {scale_list} must be positive and finite for every axis of '{axes}'")
-    prov = json.loads(json.dumps(dict(provenance or {}), default=_jsonable))
+    prov = jsonable(dict(provenance or {}))
     path = pathlib.Path(path)
     with atomic_write(path) as tmp:
         if _imagej_compatible(labels, axes):

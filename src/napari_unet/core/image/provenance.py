@@ -26,6 +26,7 @@ applies it.
 from __future__ import annotations
 
 import datetime
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,12 @@ PROVENANCE_KEYS = (
 )
 #: Old key → its name in the schema (records written before it).
 OLD_KEYS = {"image": "input", "image_axes": "axes"}
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` in plain JSON types, as stored in a label file: numpy scalars and arrays (anything with
+    ``tolist``) become numbers and lists, anything else JSON cannot hold its ``str``."""
+    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 def build_provenance(

@@ -46,7 +46,6 @@ memory), until the largest of Y and X is at most 256 px unless ``levels`` is giv
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import pathlib
@@ -75,16 +74,13 @@ from .ngff import (
     require_zarr,
     set_ome_attrs,
 )
+from .provenance import jsonable
 
 __all__ = ["LabelsWriter", "create_labels", "labels_names", "open_ome_group", "read_zarr_provenance"]
 
 logger = logging.getLogger(__name__)
 
 _PARTIAL = ".partial"
-
-
-def _jsonable(value: Any) -> Any:
-    return json.loads(json.dumps(value, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
 
 
 def _locate(
@@ -205,7 +201,7 @@ def create_labels(
             "scale": scale,
             "units": units,
             "colors": color_list,
-            "provenance": _jsonable(dict(provenance or {})),
+            "provenance": jsonable(dict(provenance or {})),
             "overwrite": bool(overwrite),
             "made_labels_group": made_labels_group,
         }
@@ -295,7 +291,7 @@ class LabelsWriter:
 
     def update_provenance(self, fields: Mapping[str, Any]) -> None:
         """Add ``fields`` to the provenance :meth:`finish` writes (e.g. a block-wise run's statistics)."""
-        self._info["provenance"] = {**self._info["provenance"], **_jsonable(dict(fields))}
+        self._info["provenance"] = {**self._info["provenance"], **jsonable(dict(fields))}
         open_ome_group(self.path, mode="r+").attrs["napari_unet"] = {"pending": self._info}
 
     def finish(self, levels: int | None = None, threads: int | None = None) -> pathlib.Path:

@@ -33,6 +33,7 @@ import numpy as np
 from ..image.files import atomic_write
 from ..options import check_inference_options, check_int
 from ..progress import Progress, drain
+from .matching import one_to_one, overlap_iou
 
 __all__ = [
     "DEFAULT_MAX_GAP",
@@ -107,59 +108,12 @@ def _check_labels(labels: Any) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- matching
-def _edges(current: np.ndarray, cur_ids: np.ndarray, cur_area: np.ndarray, earlier: np.ndarray, keep: np.ndarray):
-    """IoU of the objects of ``current`` with those of ``earlier`` whose ids are in ``keep``.
-
-    ``current`` holds raw ids (sorted unique ``cur_ids`` with pixel counts ``cur_area``),
-    ``earlier`` track ids. Returns ``(index into cur_ids, track id, iou)`` for pairs that overlap.
-    """
-    mask = earlier > 0
+def _edges(current: np.ndarray, earlier: np.ndarray, keep: np.ndarray | None):
+    """``(object id in current, track id, IoU)`` of the objects of ``current`` (raw ids) overlapping
+    those of ``earlier`` (track ids) whose ids are in ``keep`` (all when None)."""
     if keep is not None:
-        mask &= keep[earlier]
-    track_vals = earlier[mask]
-    if not track_vals.size:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    tracks, t_area = np.unique(track_vals, return_counts=True)
-    both = mask & (current > 0)
-    ci = np.searchsorted(cur_ids, current[both])
-    ti = np.searchsorted(tracks, earlier[both])
-    pairs, inter = np.unique(ci.astype(np.int64) * len(tracks) + ti, return_counts=True)
-    ci, ti = np.divmod(pairs, len(tracks))
-    iou = inter / (cur_area[ci] + t_area[ti] - inter)
-    return ci, tracks[ti].astype(np.int64), iou
-
-
-def _assign(ci: np.ndarray, tid: np.ndarray, iou: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """One-to-one matches maximising the summed IoU, solved per group of overlapping objects."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    if not ci.size:
-        return ci, tid
-    cu, c_inv = np.unique(ci, return_inverse=True)
-    tu, t_inv = np.unique(tid, return_inverse=True)
-    n = len(cu) + len(tu)
-    graph = coo_matrix((np.ones(len(ci)), (c_inv, len(cu) + t_inv)), shape=(n, n))
-    _, group = connected_components(graph, directed=False)
-    edge_group = group[c_inv]
-    per_group = np.bincount(edge_group, minlength=group.max() + 1)
-    simple = per_group[edge_group] == 1  # one object overlapping one earlier object, and nothing else
-    out_c, out_t = [ci[simple]], [tid[simple]]
-    hard = np.flatnonzero(~simple)
-    if hard.size:
-        order = hard[np.argsort(edge_group[hard], kind="stable")]
-        bounds = np.flatnonzero(np.diff(edge_group[order])) + 1
-        for edges in np.split(order, bounds):
-            rows, r_inv = np.unique(ci[edges], return_inverse=True)
-            cols, c_inv2 = np.unique(tid[edges], return_inverse=True)
-            matrix = np.zeros((len(rows), len(cols)))
-            matrix[r_inv, c_inv2] = iou[edges]
-            r, c = linear_sum_assignment(matrix, maximize=True)
-            ok = matrix[r, c] > 0
-            out_c.append(rows[r[ok]])
-            out_t.append(cols[c[ok]])
-    return np.concatenate(out_c), np.concatenate(out_t)
+        earlier = np.where(keep[earlier], earlier, 0)
+    return overlap_iou(current, earlier)
 
 
 def iter_track_labels(
@@ -205,7 +159,7 @@ def iter_track_frames(
     for t in range(n_frames):
         current = np.asarray(read(t))
         fg = current > 0
-        cur_ids, inverse, cur_area = np.unique(current[fg], return_inverse=True, return_counts=True)
+        cur_ids, inverse = np.unique(current[fg], return_inverse=True)
         new_ids = np.zeros(len(cur_ids), np.int64)
         if cur_ids.size and n_tracks:
             parts = []
@@ -218,11 +172,11 @@ def iter_track_frames(
                     continue
                 earlier = np.asarray(read(t - back))
                 keep = None if back == 1 else seen_then
-                parts.append(_edges(current, cur_ids, cur_area, earlier, keep))
+                parts.append(_edges(current, earlier, keep))
             ci, tid, iou = (np.concatenate(p) for p in zip(*parts)) if parts else (np.empty(0, np.int64),) * 3
             good = iou >= min_iou
-            rows, tracks = _assign(ci[good], tid[good], iou[good])
-            new_ids[rows] = tracks
+            matched, tracks = one_to_one(ci[good], tid[good].astype(np.int64), iou[good])
+            new_ids[np.searchsorted(cur_ids, matched)] = tracks
         fresh = new_ids == 0
         new_ids[fresh] = np.arange(n_tracks + 1, n_tracks + 1 + int(fresh.sum()))
         n_tracks += int(fresh.sum())

@@ -22,6 +22,7 @@ from numbers import Real
 import numpy as np
 
 from .making import smallest_label_dtype
+from .matching import one_to_one, overlap_iou
 
 logger = logging.getLogger(__name__)
 
@@ -51,49 +52,10 @@ def match_planes(previous: np.ndarray, current: np.ndarray, threshold: float) ->
     prev_ids, cur_ids : numpy.ndarray
         ``int64`` label pairs: ``cur_ids[i]`` continues ``prev_ids[i]``.
     """
-    from scipy.optimize import linear_sum_assignment
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    empty = np.zeros(0, np.int64)
-    both = (previous != 0) & (current != 0)
-    if not both.any():
-        return empty, empty
-    p_ids, p_area = np.unique(previous[previous != 0], return_counts=True)
-    c_ids, c_area = np.unique(current[current != 0], return_counts=True)
-    pi = np.searchsorted(p_ids, previous[both])
-    ci = np.searchsorted(c_ids, current[both])
-    pairs, inter = np.unique(pi.astype(np.int64) * len(c_ids) + ci, return_counts=True)
-    pr, cr = np.divmod(pairs, len(c_ids))
-    iou = inter / (p_area[pr] + c_area[cr] - inter)
+    prev_ids, cur_ids, iou = overlap_iou(previous, current)
     keep = iou >= threshold
-    pr, cr, iou = pr[keep], cr[keep], iou[keep]
-    if pr.size == 0:
-        return empty, empty
-    # groups of objects joined by candidate pairs; most are a single pair (IoU > 0.5 is always unique)
-    n_p = len(p_ids)
-    graph = coo_matrix((np.ones(pr.size), (pr, n_p + cr)), shape=(n_p + len(c_ids),) * 2)
-    _, group = connected_components(graph, directed=False)
-    pair_group = group[pr]
-    order = np.argsort(pair_group, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(pair_group[order]) != 0])
-    out_p: list[np.ndarray] = []
-    out_c: list[np.ndarray] = []
-    for begin, end in zip(starts, np.r_[starts[1:], order.size]):
-        sel = order[begin:end]
-        if sel.size == 1:
-            out_p.append(pr[sel])
-            out_c.append(cr[sel])
-            continue
-        rows, row_of = np.unique(pr[sel], return_inverse=True)
-        cols, col_of = np.unique(cr[sel], return_inverse=True)
-        cost = np.zeros((rows.size, cols.size))
-        cost[row_of, col_of] = -iou[sel]
-        r, c = linear_sum_assignment(cost)
-        ok = cost[r, c] < 0  # a pair below the threshold is no pair
-        out_p.append(rows[r[ok]])
-        out_c.append(cols[c[ok]])
-    return p_ids[np.concatenate(out_p)].astype(np.int64), c_ids[np.concatenate(out_c)].astype(np.int64)
+    matched = one_to_one(prev_ids[keep].astype(np.int64), cur_ids[keep].astype(np.int64), iou[keep])
+    return matched[0].astype(np.int64), matched[1].astype(np.int64)
 
 
 def link_plane(
