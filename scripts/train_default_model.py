@@ -91,6 +91,9 @@ def main() -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--epochs", default="42")
     parser.add_argument("--steps-per-epoch", default="200")
+    parser.add_argument(
+        "--features", default=SETTINGS["--features"], help="base features (the shipped model's by default)"
+    )
     parser.add_argument("--resume", action="store_true", help="continue the run in --out")
     parser.add_argument(
         "--finalize-only", action="store_true", help="skip training: finalise and evaluate the model already in --out"
@@ -125,7 +128,7 @@ def main() -> int:
             DESCRIPTION,
             "--data-description",
             DATA,
-            *[x for kv in SETTINGS.items() for x in kv],
+            *[x for kv in {**SETTINGS, "--features": args.features}.items() for x in kv],
         ]
         + (["--resume"] if args.resume else [])
     )

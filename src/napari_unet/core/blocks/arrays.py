@@ -3,12 +3,15 @@
 The input becomes a dask array (a zarr array or its path is read chunk by chunk by the workers;
 numpy arrays travel inside the task graph, fine for tests and small images). The output is a
 zarr array stored in a folder (workers open it by path); a path that does not exist yet is
-created with the expected shape, chunks and dtype.
+created with the expected shape, chunks and dtype under a hidden ``.<name>.partial`` name beside
+it (:func:`staged_output`) and moved into place when the run is complete (:func:`publish`), so a
+killed run never leaves an array that looks finished.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +82,43 @@ def open_output(out: Any, shape: tuple[int, ...], dtype: Any, chunks: tuple[int,
         raise ValueError(f"out has dtype {out.dtype}, but the result is {np.dtype(dtype)}")
     target_of(out)
     return out
+
+
+def partial_path(final: str | os.PathLike) -> Path:
+    """Where a new output array is written until its run is complete."""
+    final = Path(final)
+    return final.with_name(f".{final.name}.partial")
+
+
+def staged_output(out: Any, resume: bool) -> tuple[Any, Path | None]:
+    """``(what to open, final path)``: a path that does not exist yet is written at its
+    :func:`partial_path` (kept by ``resume``, started afresh otherwise); anything else is used as
+    it is (final path None)."""
+    if not isinstance(out, (str, os.PathLike)) or Path(out).exists():
+        return out, None
+    partial = partial_path(out)
+    if partial.exists() and not resume:
+        shutil.rmtree(partial)
+    return partial, Path(out)
+
+
+def publish(out: Any, final: Path | None) -> Any:
+    """Move a complete output from its partial name to ``final``; the array opened there (``out``
+    itself when there is no final path)."""
+    if final is None:
+        return out
+    zarr = require("zarr")
+    os.replace(target_of(out)[0], final)
+    return zarr.open_array(str(final), mode="r+")
+
+
+def discard_partial(final: Path | None, records: Path) -> None:
+    """After a failure: a new output with no finished block (nothing to resume) is removed, with its records."""
+    from .resume import done_blocks
+
+    if final is not None and not (records.exists() and done_blocks(records)):
+        shutil.rmtree(partial_path(final), ignore_errors=True)
+        shutil.rmtree(records, ignore_errors=True)
 
 
 def connect(scheduler: Any, client: Any, workers: int | None) -> tuple[Any, bool]:

@@ -40,7 +40,17 @@ from ..labels.zstack import DEFAULT_Z_MODE
 from ..model.unet import UNet
 from ..options import check_inference_options
 from ..progress import Progress, drain
-from .arrays import DEFAULT_CHUNK, as_dask, close, connect, open_output, target_of
+from .arrays import (
+    DEFAULT_CHUNK,
+    as_dask,
+    close,
+    connect,
+    discard_partial,
+    open_output,
+    publish,
+    staged_output,
+    target_of,
+)
 from .loops import default_out_chunks, input_index, loop_settings
 from .ome import abandon_if_empty, finish_labels, is_labels_output, open_labels_output, run_record
 from .plan import BlockPlan, choose_block, model_checksum, read_halo, require, run_signature
@@ -191,11 +201,10 @@ def iter_segment_blocks(
         out_shape, dtype = layout.out_shape, (np.uint32 if mode == "instances" else np.uint8)
     lead = 1 if mode == "probabilities" else 0
     default_chunks = (model.n_classes,) * lead + default_out_chunks(block, loop, layout.out_shape, DEFAULT_CHUNK)
-    out, writer, ome, resume, records, edges = _open_out(
+    out, writer, ome, resume, records, edges, final = _open_out(
         out, out_shape, dtype, default_chunks, out_axes, lead, block, resume, mode, records, loop
     )
     out_target = target_of(out)
-    records = Path(records) if records is not None else default_records(*out_target)
     given = client
     client, owned = connect(scheduler, client, workers)
     futures: list[Any] = []
@@ -310,10 +319,12 @@ def iter_segment_blocks(
             scheduler_name = "client" if given is not None else (scheduler or "local")
             run = run_record(result, client, edges, scheduler_name, **info)
             result.out, result.path = finish_labels(writer, ome, records, run)
-        yield Progress(1, 1, "done", f"{plan.n_blocks} blocks written to {result.path or out_target[0]}")
+        result.out = publish(result.out, final)
+        yield Progress(1, 1, "done", f"{plan.n_blocks} blocks written to {result.path or final or out_target[0]}")
         return result
     except BaseException:
         abandon_if_empty(ome, writer, records)  # nothing finished: nothing to resume, nothing left
+        discard_partial(final, records)
         raise
     finally:
         if futures:
@@ -341,10 +352,15 @@ def _open_out(
     mode: str,
     records: Any,
     loop: tuple[bool, ...],
-) -> tuple[Any, Any, Any, bool, Any, tuple[int, ...]]:
-    """``(output array, writer, OmeLabels, resume, records, block edges)``; OME-Zarr labels are
-    opened through their writer (a new one removed again when the blocks do not fit)."""
+) -> tuple[Any, Any, Any, bool, Path, tuple[int, ...], Path | None]:
+    """``(output array, writer, OmeLabels, resume, records, block edges, final path)``; OME-Zarr
+    labels are opened through their writer (a new one removed again when the blocks do not fit); a
+    new array path is written under its partial name (:func:`.arrays.staged_output`) until
+    :func:`.arrays.publish` moves it to the final path."""
     writer = ome = None
+    out, final = staged_output(out, resume)
+    if final is not None:
+        records = records or default_records(final)
     if is_labels_output(out):  # written through the LabelsWriter, finished at the end
         writer, ome, resume, own = open_labels_output(
             out, shape=shape, axes=axes, dtype=dtype, chunks=chunks, resume=resume, mode=mode
@@ -360,8 +376,11 @@ def _open_out(
             )
         spatial = [i for i, is_loop in enumerate(loop) if not is_loop]
         edges = iter(choose_block([shape[lead + i] for i in spatial], [chunks[i] for i in spatial], block))
-        return out, writer, ome, resume, records, tuple(1 if is_loop else next(edges) for is_loop in loop)
+        records = Path(records or default_records(*target_of(out)))
+        return out, writer, ome, resume, records, tuple(1 if is_loop else next(edges) for is_loop in loop), final
     except BaseException:
         if ome is not None and not ome.reopened:
             ome.abandon(writer)
+        if final is not None and not resume:
+            discard_partial(final, Path(records))
         raise
