@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["OmeLabels", "labels_stem"]
+__all__ = ["OmeLabels", "labels_stem", "pyramid_levels"]
 
 
 def labels_stem(path: str | os.PathLike) -> str:
@@ -216,6 +216,20 @@ def finish_labels(writer: Any, ome: OmeLabels | None, records: Path, run: Mappin
         path = writer.finish()
         shutil.rmtree(records, ignore_errors=True)
     return require_zarr().open_array(str(path / "0"), mode="r"), path
+
+
+def pyramid_levels(path: str | os.PathLike) -> list[Any]:
+    """Every level of the OME-Zarr label image at ``path`` as a dask array, full resolution first
+    (napari's multiscale data: a viewer reads only the chunks it shows)."""
+    import dask.array as da
+
+    from ..image.ngff import ome_attrs, open_ome_group
+
+    group = open_ome_group(path)
+    multiscales = ome_attrs(group).get("multiscales") or []
+    if not multiscales:
+        raise ValueError(f"'{path}' holds no OME-Zarr multiscale image (no 'multiscales' metadata)")
+    return [da.from_zarr(group[str(d["path"])]) for d in multiscales[0]["datasets"]]
 
 
 def run_record(result: Any, client: Any, edges: Sequence[int], scheduler: str, **info: Any) -> dict[str, Any]:

@@ -106,6 +106,13 @@ class BlocksResult:
     devices: dict[str, str] = field(default_factory=dict)
     path: Path | None = None
 
+    def levels(self) -> list[Any]:
+        """OME-Zarr labels: every pyramid level as a dask array, full resolution first
+        (``viewer.add_labels(result.levels())``); other outputs: ``[out]`` as a dask array."""
+        from .ome import pyramid_levels
+
+        return pyramid_levels(self.path) if self.path is not None else [require("dask.array").from_zarr(self.out)]
+
 
 def iter_segment_blocks(
     image: Any,
