@@ -681,6 +681,10 @@ def test_options_and_configure_by_name(make_napari_viewer: Any, model_2d: str) -
         "tracks_layer": False,
         "z_mode": "3d",
         "anisotropy": None,
+        "block_wise": False,  # a numpy layer: in memory
+        "large_results_to": Path.home() / "napari-unet-results" / "cells_labels.zarr",
+        "resume": False,
+        "block_size": None,
     }
     widget.configure(
         model=model_2d,

@@ -110,9 +110,11 @@ def show_result(
     ----------
     viewer : napari.viewer.Viewer
         The viewer.
-    result : array-like
+    result : array-like or list of them
         Labels with axes ``out_axes``, or probabilities ``(n_classes, *out_axes)``: numpy, or a dask or
-        zarr array (results too large for memory), which the layer reads plane by plane, never whole.
+        zarr array (results too large for memory), which the layer reads plane by plane, never whole;
+        or a list of such arrays, full resolution first (a multiscale layer: a pyramid of labels,
+        of which napari reads only the chunks it shows).
     image : napari.layers.Layer
         The segmented layer: the result takes its calibration and name.
     image_axes : str
@@ -139,7 +141,10 @@ def show_result(
     if probabilities and class_names:
         metadata["channel_names"] = list(class_names)
     existing = _earlier_result(viewer, kind, name, image.name)
-    if existing is not None and existing.data.ndim == result.ndim:
+    multiscale = isinstance(result, (list, tuple))
+    if multiscale:
+        kwargs["multiscale"] = True
+    if existing is not None and not multiscale and not existing.multiscale and existing.data.ndim == result.ndim:
         existing.data = result
         for key, value in kwargs.items():
             setattr(existing, key, value)

@@ -27,6 +27,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QSizePolicy
 
 from ..core.image.axes import parse_channels
+from .block_controls import BlockControls
 from .segment_job import DEVICES, OUTPUTS, PRECISIONS, Z_MODES
 
 __all__ = ["SegmentForm", "wrap_text"]
@@ -41,7 +42,7 @@ def wrap_text(text: str, width: int = 48) -> str:
 
 
 #: Controls whose 0 means "choose automatically" (None in :meth:`SegmentForm.options`).
-_AUTO_ZERO = ("tile_size", "halo", "batch_size", "object_size", "anisotropy")
+_AUTO_ZERO = ("tile_size", "halo", "batch_size", "object_size", "anisotropy", "block_size")
 
 
 class SegmentForm(Container):
@@ -182,6 +183,8 @@ class SegmentForm(Container):
             tooltip="Z spacing / XY spacing of a z-stack. 0: from the layer's scale (napari-unet's "
             "reader sets it from the file's calibration). Used by 3d-ortho.",
         )
+        # large results: block-wise on dask into OME-Zarr labels (block_controls.py)
+        self._blocks = BlockControls(self._image)
         self._advanced = Container(
             name="advanced",
             label=" ",
@@ -194,6 +197,7 @@ class SegmentForm(Container):
                 self._tracks_layer,
                 self._z_mode,
                 self._anisotropy,
+                *self._blocks.widgets,
             ],
             labels=True,
         )
@@ -240,6 +244,11 @@ class SegmentForm(Container):
         self._advanced.visible = False
         self._show_advanced.changed.connect(self.show_advanced)
 
+    @property
+    def blocks(self) -> BlockControls:
+        """The block-wise controls; ``blocks.workers`` and ``blocks.client`` choose the dask cluster."""
+        return self._blocks
+
     def show_advanced(self, show: bool = True) -> None:
         """Show (or hide) the Advanced options, as ticking the "Advanced options" box does."""
         self._show_advanced.value = bool(show)
@@ -264,6 +273,7 @@ class SegmentForm(Container):
             "tracks_layer": self._tracks_layer,
             "z_mode": self._z_mode,
             "anisotropy": self._anisotropy,
+            **self._blocks.controls(),
         }
 
     def options(self) -> dict[str, Any]:
@@ -272,7 +282,8 @@ class SegmentForm(Container):
         ``axes`` and ``channels`` (None when blank), ``output``, ``min_size``, ``object_size``,
         ``tile_size``, ``halo``, ``batch_size`` (None for 0 = auto), ``device``, ``precision``, ``tta``,
         ``track`` (time-lapses: labels matched across frames), ``tracks_layer`` (also add a
-        Tracks layer), ``z_mode``, ``anisotropy`` (None for 0 = from the layer's scale)."""
+        Tracks layer), ``z_mode``, ``anisotropy`` (None for 0 = from the layer's scale), and for large
+        results ``block_wise``, ``large_results_to`` (a path), ``resume``, ``block_size`` (None for 0 = 1024)."""
         values = {name: widget.value for name, widget in self._option_controls().items()}
         for name in _AUTO_ZERO:
             values[name] = values[name] or None
@@ -284,7 +295,7 @@ class SegmentForm(Container):
         """Set controls by name, e.g. ``configure(device="cpu", tile_size=256, tta=True)``.
 
         Names are those of :meth:`options`; None sets ``axes``, ``channels`` to blank and
-        ``tile_size``, ``halo``, ``batch_size``, ``object_size`` to 0 (auto). ``channels`` may
+        ``tile_size``, ``halo``, ``batch_size``, ``object_size``, ``block_size`` to 0 (auto). ``channels`` may
         be a list (``[0, 1]``, ``["DNA", "membrane"]``) or a string (``"0,1"``); None sets ``anisotropy``
         to 0 (from the layer's scale). ``model``
         takes a model file (see ``set_model``).

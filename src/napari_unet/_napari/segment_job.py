@@ -4,7 +4,8 @@ A :class:`SegmentJob` is built in the main thread from the panel's options and c
 (:func:`plan_job` runs :func:`~napari_unet.core.image.layout.plan_layout` against the model file's header,
 without torch). :func:`run_segment_job` is the generator the worker runs: it loads the model and
 delegates to :func:`~napari_unet.core.segment.iter_segment` or
-:func:`~napari_unet.core.inference.run.iter_predict`. :func:`console_call` writes the
+:func:`~napari_unet.core.inference.run.iter_predict`, or for a block-wise job (``job.blocks``) to
+:func:`~napari_unet._napari.block_job.run_block_job`. :func:`console_call` writes the
 :mod:`napari_unet` API line that gives the same result.
 """
 
@@ -22,6 +23,7 @@ from ..core.image.provenance import build_provenance
 from ..core.labels.tracking import tracking_applies, tracking_settings
 from ..core.model.bundled import DEFAULT_MODEL_NAME, builtin_name, model_label
 from ..core.options import PRECISIONS, Z_MODES  # the checked option values; importing them does not import torch
+from .block_job import BlockSettings, PyramidLabels
 from .layer_inputs import ImageInput
 
 if TYPE_CHECKING:
@@ -96,6 +98,8 @@ class SegmentJob:
         How a z-stack's planes become labels with a 2D model (:data:`~napari_unet.core.options.Z_MODES`).
     anisotropy : float or None
         Z spacing / XY spacing as given; None: from the layer's scale (:attr:`used_anisotropy`).
+    blocks : BlockSettings or None
+        Block-wise on dask into OME-Zarr labels on disk (:mod:`~napari_unet._napari.block_job`); None: in memory.
     """
 
     source: ImageInput
@@ -117,6 +121,7 @@ class SegmentJob:
     model_description: str | None = None
     z_mode: str = Z_MODES[0]
     anisotropy: float | None = None
+    blocks: BlockSettings | None = None
 
     def __post_init__(self) -> None:
         from ..core.options import check_inference_options
@@ -167,15 +172,20 @@ class SegmentJob:
             "extra_channel_layers": [e.name for e in self.source.extra_layers],
             "z_mode": self.z_mode,
             "anisotropy": self.used_anisotropy,
+            **({} if self.blocks is None else {"block_wise": self.blocks.record()}),
         }
 
     @property
     def makes_tracks(self) -> bool:
         """Whether the worker returns napari Tracks data beside the labels."""
+        if self.blocks is not None:  # block-wise labels are too large to make tracks of in memory
+            return False
         return self.tracks_layer and tracking_applies(self.track, self.output, self.layout.out_axes)
 
     def summary(self, result: Any) -> str:
         """What the status line and the notification say of ``result`` (labels or probabilities)."""
+        if isinstance(result, PyramidLabels):
+            return result.summary()
         if self.output != "instances":
             return f"shape {tuple(result.shape)}"
         if not isinstance(result, np.ndarray):  # dask- or zarr-backed (too large for memory): not read here
@@ -218,6 +228,10 @@ def run_segment_job(job: SegmentJob) -> Generator[Progress, None, np.ndarray]:
     from ..core.model.cache import cached_model
     from ..core.progress import Progress
 
+    if job.blocks is not None:
+        from .block_job import run_block_job
+
+        return (yield from run_block_job(job))
     name = pathlib.Path(job.model_path).name
     yield Progress(0, 1, "load", f"loading model {name}")
     model = cached_model(job.model_path)
@@ -244,7 +258,10 @@ def console_call(job: SegmentJob) -> str:
     Only options that differ from the API's defaults are written: the default built-in model is
     left out, another built-in model is given by name, a model file by its path. For combined channel
     layers the stack is written out with ``np.stack`` and channels given by name are turned
-    into indices (an array carries no channel names).
+    into indices (an array carries no channel names). A block-wise job (``job.blocks``) is a
+    ``napari_unet.segment_blocks`` call on the layer's (level 0) dask array, stacked with
+    ``da.stack``, then ``viewer.add_labels(result.levels(), ...)``
+    (:func:`~napari_unet._napari.block_job.block_console_call`).
 
     Returns
     -------
@@ -253,20 +270,9 @@ def console_call(job: SegmentJob) -> str:
         model='/m.safetensors', min_size=10))``.
     """
     src = job.source
-    imports = []
-    channels = job.channels
-    if src.extra_layers:
-        imports.append("import numpy as np")
-        parts = ", ".join(f"viewer.layers[{layer.name!r}].data" for layer in (src.layer, *src.extra_layers))
-        image = f"np.stack([{parts}])"
-        if channels is not None and src.channel_names:
-            channels = [
-                src.channel_names.index(c) if isinstance(c, str) and c in src.channel_names else c for c in channels
-            ]
-        explicit_axes = True
-    else:
-        image = f"viewer.layers[{src.layer.name!r}]"
-        explicit_axes = src.origin in ("given", "guessed")
+    lazy = job.blocks is not None
+    imports, image, channels = _console_image(job)
+    explicit_axes = bool(src.extra_layers) or lazy or src.origin in ("given", "guessed")
     args = [image]
     builtin = builtin_name(job.model_path)  # built-in models by name: their path is this installation's only
     if builtin is None:
@@ -294,16 +300,43 @@ def console_call(job: SegmentJob) -> str:
     if not job.track and tracking_applies(True, job.output, job.layout.out_axes):
         args.append("track=False")
     args += _zstack_args(job)
+    if lazy:
+        from .block_job import block_console_call
+
+        return block_console_call(job, imports, args)
     func, add = ("predict", "add_image") if job.output == "probabilities" else ("segment", "add_labels")
     imports.append(f"from napari_unet import {func}")
     return f"{'; '.join(imports)}; viewer.{add}({func}({', '.join(args)}))"
 
 
+def _console_image(job: SegmentJob) -> tuple[list[str], str, list[int | str] | None]:
+    """The imports, the image and the channels of :func:`console_call`: the layer, or an array (the
+    stacked layers, or any block-wise input) with channels by index (an array carries no names)."""
+    src, lazy, channels = job.source, job.blocks is not None, job.channels
+    imports = []
+    if src.extra_layers:
+        imports.append("import dask.array as da" if lazy else "import numpy as np")
+        parts = ", ".join(_layer_array(layer, lazy) for layer in (src.layer, *src.extra_layers))
+        image = f"{'da' if lazy else 'np'}.stack([{parts}])"
+    else:
+        image = _layer_array(src.layer, lazy) if lazy else f"viewer.layers[{src.layer.name!r}]"
+    if (src.extra_layers or lazy) and channels is not None and src.channel_names:
+        names = src.channel_names
+        channels = [names.index(c) if isinstance(c, str) and c in names else c for c in channels]
+    return imports, image, channels
+
+
+def _layer_array(layer: Any, lazy: bool) -> str:
+    """``viewer.layers['x'].data``, its level 0 (``.data[0]``) for a multiscale layer in a block-wise call."""
+    return f"viewer.layers[{layer.name!r}].data{'[0]' if lazy and getattr(layer, 'multiscale', False) else ''}"
+
+
 def _zstack_args(job: SegmentJob) -> list[str]:
-    """The z-stack options of :func:`console_call` that differ from the API's defaults."""
+    """The z-stack options of :func:`console_call` that differ from the API's defaults (block-wise
+    runs take no anisotropy: they link the planes)."""
     args = []
     if job.output == "instances" and job.z_mode != Z_MODES[0]:
         args.append(f"z_mode={job.z_mode!r}")
-    if job.anisotropy is not None:
+    if job.anisotropy is not None and job.blocks is None:
         args.append(f"anisotropy={job.anisotropy!r}")
     return args

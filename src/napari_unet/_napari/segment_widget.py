@@ -9,6 +9,7 @@ callbacks; the pieces live beside it:
 * :mod:`~napari_unet._napari.layer_inputs`: Image layer(s) → array, axes, channel names;
 * :mod:`~napari_unet._napari.model_choice`: the Model box's entries and model descriptions;
 * :mod:`~napari_unet._napari.segment_job`: one run's options, generator and console equivalent;
+  large lazy images block-wise: :mod:`~napari_unet._napari.block_controls` / ``block_job``;
 * :mod:`~napari_unet._napari.result_layers`: the calibrated result (and tracks) layer, replaced on re-runs;
 * :mod:`~napari_unet._napari.worker_panel` and :mod:`~napari_unet._napari.layer_watch`: what it shares
   with the Train panel (start, refuse, tidy up a worker; hear layer changes).
@@ -285,6 +286,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
             **self._stack_options(),
             class_names=list(info["spec"].get("class_names") or []),
             model_description=info["spec"].get("description") or None,
+            blocks=self._blocks.settings(self._output.value),  # None: in memory (block_controls.py)
         )
         check_inference_options(**job.core_options())  # the API's checks, before the worker starts
         return job
@@ -302,7 +304,7 @@ class SegmentWidget(WorkerPanel, SegmentForm):
         self._status.value = wrap_text(str(message))
 
     def _on_aborted(self) -> None:
-        self._status.value = "cancelled"
+        self._status.value = wrap_text(self._blocks.cancelled_text())
 
     def _on_result(self, job: SegmentJob, result: Any) -> None:
         probabilities = job.output == "probabilities"
